@@ -1,0 +1,30 @@
+import { defineConfig } from 'vitest/config';
+
+// Two projects: `unit` needs no root and no kernel; `lab` runs against real
+// etcd, the real kernel and network namespaces, so it needs root.
+export default defineConfig({
+  test: {
+    projects: [
+      {
+        test: {
+          name: 'unit',
+          include: ['test/unit/**/*.test.ts'],
+          environment: 'node',
+        },
+      },
+      {
+        test: {
+          name: 'lab',
+          include: ['test/lab/**/*.test.ts'],
+          environment: 'node',
+          testTimeout: 180_000,
+          hookTimeout: 180_000,
+          // Lab suites each build their own namespaces with a unique lab id,
+          // so files run in parallel; tests inside a file run in order.
+          fileParallelism: true,
+          maxWorkers: 3,
+        },
+      },
+    ],
+  },
+});
