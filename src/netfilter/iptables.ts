@@ -1,0 +1,58 @@
+import { run } from '../exec/run.js';
+
+export type IptablesBackend = 'legacy' | 'nft';
+
+/** Applies and reads iptables rules; the real one shells out, fakes keep state. */
+export interface IptablesClient {
+  readonly backend: IptablesBackend;
+  /** `iptables-restore --noflush -w` of a full restore text (tables with COMMIT). */
+  restore(text: string): Promise<void>;
+  /** `iptables-save -t <table>` text. */
+  save(table: string): Promise<string>;
+}
+
+export interface IptablesOptions {
+  /** Run inside this netns (tests). */
+  netns?: string;
+  /** Force a backend instead of detecting. */
+  backend?: IptablesBackend;
+}
+
+function bin(backend: IptablesBackend, tool: 'iptables' | 'iptables-restore' | 'iptables-save'): string {
+  return `${tool.replace('iptables', `iptables-${backend}`)}`;
+}
+
+/**
+ * Chooses legacy or nft the way kube-proxy does: whichever already holds more
+ * rules wins (so weft joins the backend the host's other tools use); nft when
+ * both are empty.
+ */
+export async function detectIptablesBackend(netns?: string): Promise<IptablesBackend> {
+  const count = async (b: IptablesBackend) => {
+    const r = await run(bin(b, 'iptables-save'), [], { netns, allowFail: true });
+    if (r.code !== 0) return -1;
+    return r.stdout.split('\n').filter((l) => l.startsWith('-A ')).length;
+  };
+  const [legacy, nft] = await Promise.all([count('legacy'), count('nft')]);
+  if (legacy < 0 && nft < 0) return 'nft';
+  return legacy > nft ? 'legacy' : 'nft';
+}
+
+export class ExecIptables implements IptablesClient {
+  constructor(
+    readonly backend: IptablesBackend,
+    private readonly netns?: string,
+  ) {}
+
+  static async create(opts: IptablesOptions = {}): Promise<ExecIptables> {
+    return new ExecIptables(opts.backend ?? (await detectIptablesBackend(opts.netns)), opts.netns);
+  }
+
+  async restore(text: string): Promise<void> {
+    await run(bin(this.backend, 'iptables-restore'), ['--noflush', '-w', '5'], { input: text, netns: this.netns });
+  }
+
+  async save(table: string): Promise<string> {
+    return (await run(bin(this.backend, 'iptables-save'), ['-t', table], { netns: this.netns })).stdout;
+  }
+}
