@@ -4,3 +4,4 @@ export * from './log.js';
 export * from './undo.js';
 export * from './clock.js';
 export * from './async.js';
+export * from './runner.js';

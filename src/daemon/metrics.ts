@@ -1,0 +1,55 @@
+import { Counter, Gauge, Registry } from 'prom-client';
+
+/** weftd's Prometheus metrics; one instance per daemon (tests run several). */
+export class WeftdMetrics {
+  readonly registry = new Registry();
+  readonly leaseExpiry = new Gauge({
+    name: 'weftd_lease_expiration_timestamp_seconds',
+    help: 'Unix time when our subnet lease expires (0 for a reservation without TTL)',
+    registers: [this.registry],
+  });
+  readonly leaseInfo = new Gauge({
+    name: 'weftd_lease_info',
+    help: 'The subnet this host holds (value 1)',
+    labelNames: ['subnet', 'public_ip', 'backend'],
+    registers: [this.registry],
+  });
+  readonly peers = new Gauge({
+    name: 'weftd_peers',
+    help: 'Remote leases currently programmed into the data path',
+    registers: [this.registry],
+  });
+  readonly reconcileRuns = new Counter({
+    name: 'weftd_reconcile_runs_total',
+    help: 'Data path reconcile passes, by result',
+    labelNames: ['result'],
+    registers: [this.registry],
+  });
+  readonly reconcileFixes = new Counter({
+    name: 'weftd_reconcile_fixes_total',
+    help: 'Kernel objects added, changed or removed by reconcile passes',
+    registers: [this.registry],
+  });
+  readonly reconcileDuration = new Gauge({
+    name: 'weftd_reconcile_last_duration_seconds',
+    help: 'Duration of the last reconcile pass',
+    registers: [this.registry],
+  });
+  readonly etcdErrors = new Counter({
+    name: 'weftd_etcd_errors_total',
+    help: 'Errors talking to etcd',
+    labelNames: ['op'],
+    registers: [this.registry],
+  });
+  readonly leaseRenewals = new Counter({
+    name: 'weftd_lease_renewals_total',
+    help: 'Lease renewals and re-acquisitions',
+    labelNames: ['kind'],
+    registers: [this.registry],
+  });
+  readonly masqFixes = new Counter({
+    name: 'weftd_masq_rule_fixes_total',
+    help: 'Times the masquerade/forward jump rules had to be recreated',
+    registers: [this.registry],
+  });
+}
