@@ -3,11 +3,21 @@
     {
       "target_name": "weft_native",
       "sources": [
-        "src/addon.c"
+        "src/addon.c",
+        "src/datapath.c",
+        "src/packet.c",
+        "src/peers.c"
       ],
       "cflags": [
         "-O2",
-        "-Wall"
+        "-Wall",
+        "-Wextra",
+        "-Wno-unused-parameter",
+        "-std=gnu11",
+        "-pthread"
+      ],
+      "ldflags": [
+        "-pthread"
       ]
     },
     {

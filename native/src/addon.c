@@ -1,10 +1,427 @@
+/*
+ * N-API surface of weft_native:
+ *   open(opts) -> handle, setPeers(handle, peers, ownNet, ownPrefixLen),
+ *   stats(handle) -> {counters, rxDrops, txDrops}, info(handle), close(handle)
+ * and pure test entry points over packet.c / peers.c:
+ *   checkIpv4(buf), classify(peers, ownNet, ownPlen, srcIp, buf), route(peers, dst),
+ *   ttlDecrement(buf), icmpNetUnreachable(buf, src), finishCsum(buf, start, off),
+ *   tsoSegment(buf, gsoSize), verdicts, counterNames.
+ * Addresses cross the boundary as unsigned 32-bit numbers in host order
+ * (the same representation as src/core/ip.ts).
+ */
 #include <node_api.h>
+#include <stdlib.h>
+#include <string.h>
 
-/* Placeholder: the udp data path fills this addon in. */
-static napi_value Init(napi_env env, napi_value exports) {
+#include "datapath.h"
+#include "packet.h"
+#include "peers.h"
+
+#define CHECK(call)                                  \
+  do {                                               \
+    if ((call) != napi_ok) {                         \
+      napi_throw_error(env, NULL, "napi: " #call);   \
+      return NULL;                                   \
+    }                                                \
+  } while (0)
+
+#define THROW(code, msg)                     \
+  do {                                       \
+    napi_throw_error(env, code, msg);        \
+    return NULL;                             \
+  } while (0)
+
+struct handle {
+  struct weft_dp *dp;
+};
+
+static napi_value undef(napi_env env) {
   napi_value v;
-  napi_create_string_utf8(env, "0", NAPI_AUTO_LENGTH, &v);
-  napi_set_named_property(env, exports, "version", v);
+  napi_get_undefined(env, &v);
+  return v;
+}
+
+static int get_prop(napi_env env, napi_value obj, const char *name, napi_value *out) {
+  bool has = false;
+  if (napi_has_named_property(env, obj, name, &has) != napi_ok || !has) return 0;
+  if (napi_get_named_property(env, obj, name, out) != napi_ok) return 0;
+  napi_valuetype t;
+  napi_typeof(env, *out, &t);
+  return t != napi_undefined && t != napi_null;
+}
+
+static int get_u32(napi_env env, napi_value obj, const char *name, uint32_t *out) {
+  napi_value v;
+  if (!get_prop(env, obj, name, &v)) return 0;
+  double d;
+  if (napi_get_value_double(env, v, &d) != napi_ok || d < 0 || d > 4294967295.0) return -1;
+  *out = (uint32_t)d;
+  return 1;
+}
+
+static int get_str(napi_env env, napi_value obj, const char *name, char *buf, size_t len) {
+  napi_value v;
+  if (!get_prop(env, obj, name, &v)) return 0;
+  size_t n;
+  if (napi_get_value_string_utf8(env, v, buf, len, &n) != napi_ok) return -1;
+  return n < len - 1 ? 1 : -1;
+}
+
+static napi_value num(napi_env env, double d) {
+  napi_value v;
+  napi_create_double(env, d, &v);
+  return v;
+}
+
+static napi_value str(napi_env env, const char *s) {
+  napi_value v;
+  napi_create_string_utf8(env, s, NAPI_AUTO_LENGTH, &v);
+  return v;
+}
+
+static struct handle *get_handle(napi_env env, napi_value v) {
+  void *p = NULL;
+  if (napi_get_value_external(env, v, &p) != napi_ok) return NULL;
+  return p;
+}
+
+static void finalize(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)hint;
+  struct handle *h = data;
+  if (h->dp) weft_dp_close(h->dp);
+  free(h);
+}
+
+/* Reads [{net, prefixLen, ip, port}] into a malloc'd array; -1 on bad input. */
+static int read_peers(napi_env env, napi_value arr, struct weft_peer **out, size_t *n_out) {
+  bool is_arr = false;
+  napi_is_array(env, arr, &is_arr);
+  if (!is_arr) return -1;
+  uint32_t n = 0;
+  napi_get_array_length(env, arr, &n);
+  struct weft_peer *peers = calloc(n ? n : 1, sizeof(*peers));
+  if (!peers) return -1;
+  for (uint32_t i = 0; i < n; i++) {
+    napi_value e;
+    napi_get_element(env, arr, i, &e);
+    uint32_t net = 0, plen = 0, ip = 0, port = 0;
+    if (get_u32(env, e, "net", &net) != 1 || get_u32(env, e, "prefixLen", &plen) != 1 ||
+        get_u32(env, e, "ip", &ip) != 1 || get_u32(env, e, "port", &port) != 1 || plen > 32 || port > 65535) {
+      free(peers);
+      return -1;
+    }
+    peers[i].net = net;
+    peers[i].plen = (uint8_t)plen;
+    peers[i].ip = ip;
+    peers[i].port = (uint16_t)port;
+  }
+  *out = peers;
+  *n_out = n;
+  return 0;
+}
+
+static struct weft_table *table_from_js(napi_env env, napi_value arr, napi_value own_net, napi_value own_plen) {
+  struct weft_peer *peers;
+  size_t n;
+  if (read_peers(env, arr, &peers, &n) < 0) return NULL;
+  uint32_t net = 0, plen = 0;
+  napi_get_value_uint32(env, own_net, &net);
+  napi_get_value_uint32(env, own_plen, &plen);
+  if (plen > 32) plen = 32;
+  struct weft_table *t = weft_table_new(peers, n, net, (uint8_t)plen);
+  free(peers);
+  return t;
+}
+
+static int get_buffer(napi_env env, napi_value v, uint8_t **data, size_t *len) {
+  bool is = false;
+  napi_is_buffer(env, v, &is);
+  if (!is) return 0;
+  void *d;
+  if (napi_get_buffer_info(env, v, &d, len) != napi_ok) return 0;
+  *data = d;
+  return 1;
+}
+
+/* ------------------------------------------------------------ datapath */
+
+static napi_value js_open(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 1) THROW("ERR_INVALID_ARGUMENT", "open(opts) needs an options object");
+  struct weft_dp_opts o;
+  memset(&o, 0, sizeof(o));
+  o.batch = 64;
+  uint32_t u;
+  if (get_str(env, argv[0], "netns", o.netns, sizeof(o.netns)) < 0) THROW("ERR_INVALID_ARGUMENT", "netns");
+  if (strchr(o.netns, '/') || strcmp(o.netns, ".") == 0 || strcmp(o.netns, "..") == 0)
+    THROW("ERR_INVALID_ARGUMENT", "netns must be a plain name");
+  if (get_str(env, argv[0], "ifname", o.ifname, sizeof(o.ifname)) != 1) THROW("ERR_INVALID_ARGUMENT", "ifname");
+  if (get_u32(env, argv[0], "mtu", &u) != 1 || u < 68 || u > 65535) THROW("ERR_INVALID_ARGUMENT", "mtu");
+  o.mtu = (int)u;
+  if (get_u32(env, argv[0], "port", &u) != 1 || u > 65535) THROW("ERR_INVALID_ARGUMENT", "port");
+  o.port = (uint16_t)u;
+  if (get_u32(env, argv[0], "bindIp", &o.bind_ip) < 0) THROW("ERR_INVALID_ARGUMENT", "bindIp");
+  if (get_u32(env, argv[0], "tunAddr", &o.tun_addr) < 0) THROW("ERR_INVALID_ARGUMENT", "tunAddr");
+  if (get_u32(env, argv[0], "txqlen", &u) == 1) o.txqlen = (int)u;
+  if (get_u32(env, argv[0], "sockbuf", &u) == 1) o.sockbuf = (int)u;
+  if (get_u32(env, argv[0], "batch", &u) == 1) o.batch = (int)u;
+  if (get_u32(env, argv[0], "offload", &u) == 1) o.offload = u != 0;
+  if (get_u32(env, argv[0], "udpGso", &u) == 1) o.udp_gso = u != 0;
+  if (get_u32(env, argv[0], "gro", &u) == 1) o.gro = u != 0;
+
+  char err[300];
+  struct weft_dp *dp = weft_dp_open(&o, err, sizeof(err));
+  if (!dp) THROW("ERR_UDP_DATAPATH", err);
+  struct handle *h = calloc(1, sizeof(*h));
+  if (!h) {
+    weft_dp_close(dp);
+    THROW("ERR_UDP_DATAPATH", "out of memory");
+  }
+  h->dp = dp;
+  napi_value ext;
+  if (napi_create_external(env, h, finalize, NULL, &ext) != napi_ok) {
+    weft_dp_close(dp);
+    free(h);
+    THROW("ERR_UDP_DATAPATH", "napi_create_external");
+  }
+  return ext;
+}
+
+static napi_value js_set_peers(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 4) THROW("ERR_INVALID_ARGUMENT", "setPeers(handle, peers, ownNet, ownPrefixLen)");
+  struct handle *h = get_handle(env, argv[0]);
+  if (!h || !h->dp) THROW("ERR_UDP_DATAPATH", "data path is closed");
+  struct weft_table *t = table_from_js(env, argv[1], argv[2], argv[3]);
+  if (!t) THROW("ERR_INVALID_ARGUMENT", "peers: expected [{net, prefixLen, ip, port}]");
+  weft_dp_set_table(h->dp, t);
+  return undef(env);
+}
+
+static napi_value js_stats(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  struct handle *h = argc ? get_handle(env, argv[0]) : NULL;
+  if (!h || !h->dp) THROW("ERR_UDP_DATAPATH", "data path is closed");
+  napi_value out, counters, rx, tx;
+  napi_create_object(env, &out);
+  napi_create_object(env, &counters);
+  napi_create_object(env, &rx);
+  napi_create_object(env, &tx);
+  for (int i = 0; i < WC_COUNT; i++)
+    napi_set_named_property(env, counters, weft_counter_names[i],
+                            num(env, (double)__atomic_load_n(&h->dp->counters[i], __ATOMIC_RELAXED)));
+  for (int i = 1; i < WEFT_VERDICT_COUNT; i++) {
+    napi_set_named_property(env, rx, weft_verdict_name(i),
+                            num(env, (double)__atomic_load_n(&h->dp->rx_drops[i], __ATOMIC_RELAXED)));
+    napi_set_named_property(env, tx, weft_verdict_name(i),
+                            num(env, (double)__atomic_load_n(&h->dp->tx_drops[i], __ATOMIC_RELAXED)));
+  }
+  napi_set_named_property(env, out, "counters", counters);
+  napi_set_named_property(env, out, "rxDrops", rx);
+  napi_set_named_property(env, out, "txDrops", tx);
+  return out;
+}
+
+static napi_value js_info(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  struct handle *h = argc ? get_handle(env, argv[0]) : NULL;
+  if (!h || !h->dp) THROW("ERR_UDP_DATAPATH", "data path is closed");
+  napi_value out;
+  napi_create_object(env, &out);
+  napi_set_named_property(env, out, "ifname", str(env, h->dp->ifname));
+  napi_set_named_property(env, out, "offload", num(env, h->dp->o.offload));
+  napi_set_named_property(env, out, "batch", num(env, h->dp->o.batch));
+  return out;
+}
+
+static napi_value js_close(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  struct handle *h = argc ? get_handle(env, argv[0]) : NULL;
+  if (h && h->dp) {
+    weft_dp_close(h->dp);
+    h->dp = NULL;
+  }
+  return undef(env);
+}
+
+/* ------------------------------------------------------ test entries */
+
+static napi_value js_check_ipv4(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  uint8_t *d;
+  size_t len;
+  if (argc < 1 || !get_buffer(env, argv[0], &d, &len)) THROW("ERR_INVALID_ARGUMENT", "checkIpv4(buffer)");
+  return str(env, weft_verdict_name(weft_check_ipv4(d, len)));
+}
+
+static napi_value js_classify(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  uint8_t *d;
+  size_t len;
+  uint32_t src;
+  if (argc < 5 || !get_buffer(env, argv[4], &d, &len) || napi_get_value_uint32(env, argv[3], &src) != napi_ok)
+    THROW("ERR_INVALID_ARGUMENT", "classify(peers, ownNet, ownPrefixLen, srcIp, buffer)");
+  struct weft_table *t = table_from_js(env, argv[0], argv[1], argv[2]);
+  if (!t) THROW("ERR_INVALID_ARGUMENT", "peers");
+  int v = weft_classify_rx(t, src, d, len);
+  weft_table_free(t);
+  return str(env, weft_verdict_name(v));
+}
+
+static napi_value js_route(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  uint32_t dst;
+  if (argc < 2 || napi_get_value_uint32(env, argv[1], &dst) != napi_ok) THROW("ERR_INVALID_ARGUMENT", "route(peers, dst)");
+  napi_value zero;
+  napi_create_uint32(env, 0, &zero);
+  struct weft_table *t = table_from_js(env, argv[0], zero, zero);
+  if (!t) THROW("ERR_INVALID_ARGUMENT", "peers");
+  const struct weft_peer *p = weft_table_route(t, dst);
+  napi_value out;
+  if (p) {
+    napi_create_object(env, &out);
+    napi_set_named_property(env, out, "net", num(env, p->net));
+    napi_set_named_property(env, out, "prefixLen", num(env, p->plen));
+    napi_set_named_property(env, out, "ip", num(env, p->ip));
+    napi_set_named_property(env, out, "port", num(env, p->port));
+  } else {
+    napi_get_null(env, &out);
+  }
+  weft_table_free(t);
+  return out;
+}
+
+static napi_value js_ttl_decrement(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  uint8_t *d;
+  size_t len;
+  if (argc < 1 || !get_buffer(env, argv[0], &d, &len) || len < 20) THROW("ERR_INVALID_ARGUMENT", "ttlDecrement(buffer >= 20 bytes)");
+  napi_value out;
+  napi_get_boolean(env, weft_ttl_decrement(d) != 0, &out);
+  return out;
+}
+
+static napi_value copy_buffer(napi_env env, const uint8_t *d, size_t len) {
+  napi_value out;
+  void *dst;
+  if (napi_create_buffer_copy(env, len, d, &dst, &out) != napi_ok) return NULL;
+  return out;
+}
+
+static napi_value js_icmp(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  uint8_t *d;
+  size_t len;
+  uint32_t src;
+  if (argc < 2 || !get_buffer(env, argv[0], &d, &len) || napi_get_value_uint32(env, argv[1], &src) != napi_ok)
+    THROW("ERR_INVALID_ARGUMENT", "icmpNetUnreachable(buffer, srcIp)");
+  uint8_t out[128];
+  size_t n = weft_icmp_net_unreachable(d, len, src, out);
+  if (!n) {
+    napi_value v;
+    napi_get_null(env, &v);
+    return v;
+  }
+  return copy_buffer(env, out, n);
+}
+
+static napi_value js_finish_csum(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  uint8_t *d;
+  size_t len;
+  uint32_t start, off;
+  if (argc < 3 || !get_buffer(env, argv[0], &d, &len) || napi_get_value_uint32(env, argv[1], &start) != napi_ok ||
+      napi_get_value_uint32(env, argv[2], &off) != napi_ok || start > 65535 || off > 65535)
+    THROW("ERR_INVALID_ARGUMENT", "finishCsum(buffer, csumStart, csumOffset)");
+  napi_value out;
+  napi_get_boolean(env, weft_finish_csum(d, len, (uint16_t)start, (uint16_t)off) != 0, &out);
+  return out;
+}
+
+static napi_value js_tso_segment(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  uint8_t *d;
+  size_t len;
+  uint32_t gso;
+  if (argc < 2 || !get_buffer(env, argv[0], &d, &len) || napi_get_value_uint32(env, argv[1], &gso) != napi_ok ||
+      gso > 65535)
+    THROW("ERR_INVALID_ARGUMENT", "tsoSegment(buffer, gsoSize)");
+  struct weft_vnet_hdr h = {.flags = WEFT_VNET_F_NEEDS_CSUM, .gso_type = WEFT_VNET_GSO_TCPV4, .gso_size = (uint16_t)gso};
+  size_t cap = 2 * 65536 + 2 * len;
+  uint8_t *out = malloc(cap);
+  if (!out) THROW("ERR_UDP_DATAPATH", "out of memory");
+  size_t stride = 0, last = 0;
+  int n = weft_tso_segment(d, len, &h, out, cap, &stride, &last);
+  napi_value arr;
+  if (n < 0) {
+    free(out);
+    napi_get_null(env, &arr);
+    return arr;
+  }
+  napi_create_array_with_length(env, (size_t)n, &arr);
+  for (int i = 0; i < n; i++) {
+    napi_value b = copy_buffer(env, out + (size_t)i * stride, i + 1 == n ? last : stride);
+    if (!b) {
+      free(out);
+      THROW("ERR_UDP_DATAPATH", "buffer");
+    }
+    napi_set_element(env, arr, (uint32_t)i, b);
+  }
+  free(out);
+  return arr;
+}
+
+/* ------------------------------------------------------------ module */
+
+static napi_value Init(napi_env env, napi_value exports) {
+  napi_property_descriptor fns[] = {
+      {"open", NULL, js_open, NULL, NULL, NULL, (napi_property_attributes)(napi_writable | napi_enumerable | napi_configurable), NULL},
+      {"setPeers", NULL, js_set_peers, NULL, NULL, NULL, (napi_property_attributes)(napi_writable | napi_enumerable | napi_configurable), NULL},
+      {"stats", NULL, js_stats, NULL, NULL, NULL, (napi_property_attributes)(napi_writable | napi_enumerable | napi_configurable), NULL},
+      {"info", NULL, js_info, NULL, NULL, NULL, (napi_property_attributes)(napi_writable | napi_enumerable | napi_configurable), NULL},
+      {"close", NULL, js_close, NULL, NULL, NULL, (napi_property_attributes)(napi_writable | napi_enumerable | napi_configurable), NULL},
+      {"checkIpv4", NULL, js_check_ipv4, NULL, NULL, NULL, (napi_property_attributes)(napi_writable | napi_enumerable | napi_configurable), NULL},
+      {"classify", NULL, js_classify, NULL, NULL, NULL, (napi_property_attributes)(napi_writable | napi_enumerable | napi_configurable), NULL},
+      {"route", NULL, js_route, NULL, NULL, NULL, (napi_property_attributes)(napi_writable | napi_enumerable | napi_configurable), NULL},
+      {"ttlDecrement", NULL, js_ttl_decrement, NULL, NULL, NULL, (napi_property_attributes)(napi_writable | napi_enumerable | napi_configurable), NULL},
+      {"icmpNetUnreachable", NULL, js_icmp, NULL, NULL, NULL, (napi_property_attributes)(napi_writable | napi_enumerable | napi_configurable), NULL},
+      {"finishCsum", NULL, js_finish_csum, NULL, NULL, NULL, (napi_property_attributes)(napi_writable | napi_enumerable | napi_configurable), NULL},
+      {"tsoSegment", NULL, js_tso_segment, NULL, NULL, NULL, (napi_property_attributes)(napi_writable | napi_enumerable | napi_configurable), NULL},
+  };
+  napi_define_properties(env, exports, sizeof(fns) / sizeof(fns[0]), fns);
+  napi_value verdicts, counters;
+  napi_create_array(env, &verdicts);
+  for (int i = 1; i < WEFT_VERDICT_COUNT; i++) napi_set_element(env, verdicts, (uint32_t)(i - 1), str(env, weft_verdict_name(i)));
+  napi_create_array(env, &counters);
+  for (int i = 0; i < WC_COUNT; i++) napi_set_element(env, counters, (uint32_t)i, str(env, weft_counter_names[i]));
+  napi_set_named_property(env, exports, "verdicts", verdicts);
+  napi_set_named_property(env, exports, "counterNames", counters);
+  napi_set_named_property(env, exports, "version", str(env, "1"));
   return exports;
 }
 

@@ -3,11 +3,20 @@ import { Counter, Gauge, Registry } from 'prom-client';
 /** weftd's Prometheus metrics; one instance per daemon (tests run several). */
 export class WeftdMetrics {
   readonly registry = new Registry();
-  readonly leaseExpiry = new Gauge({
-    name: 'weftd_lease_expiration_timestamp_seconds',
-    help: 'Unix time when our subnet lease expires (0 for a reservation without TTL)',
-    registers: [this.registry],
-  });
+  /** Where the lease expiry is read from at scrape time (renewals do not announce themselves). */
+  leaseExpiration: () => Date | undefined = () => undefined;
+  readonly leaseExpiry: Gauge = (() => {
+    const self = this;
+    return new Gauge({
+      name: 'weftd_lease_expiration_timestamp_seconds',
+      help: 'Unix time when our subnet lease expires (0 for a reservation without TTL)',
+      registers: [this.registry],
+      collect() {
+        const exp = self.leaseExpiration();
+        this.set(exp ? exp.getTime() / 1000 : 0);
+      },
+    });
+  })();
   readonly leaseInfo = new Gauge({
     name: 'weftd_lease_info',
     help: 'The subnet this host holds (value 1)',
@@ -42,9 +51,8 @@ export class WeftdMetrics {
     registers: [this.registry],
   });
   readonly leaseRenewals = new Counter({
-    name: 'weftd_lease_renewals_total',
-    help: 'Lease renewals and re-acquisitions',
-    labelNames: ['kind'],
+    name: 'weftd_lease_writes_total',
+    help: 'Times our lease was written (acquire, renewal, re-acquisition)',
     registers: [this.registry],
   });
   readonly masqFixes = new Counter({

@@ -1,6 +1,143 @@
-import type { Command } from 'commander';
+import { spawn } from 'node:child_process';
+import { readdirSync } from 'node:fs';
+import { Command, InvalidArgumentError as CommanderArgError } from 'commander';
+import { createLogger } from '../core/log.js';
+import { CniAttacher } from './cni-attacher.js';
+import { formatStatus } from './format.js';
+import { labDown, labStatus, labTarget, labUp } from './lab.js';
+import { MAX_HOSTS, MAX_PODS_PER_HOST } from './names.js';
+import { labRunRoot, readState } from './state.js';
 
-/** Adds this area's weftctl subcommands. */
+function intOpt(min: number, max: number) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < min || n > max) throw new CommanderArgError(`must be an integer from ${min} to ${max}`);
+    return n;
+  };
+}
+
+const progress = (id: string) => (line: string): void => {
+  process.stderr.write(`[lab ${id}] ${line}\n`);
+};
+
+/** Runs argv inside a namespace with the terminal attached; resolves to its exit code. */
+function execInteractive(netns: string, argv: string[]): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('ip', ['netns', 'exec', netns, ...argv], { stdio: 'inherit' });
+    child.on('error', reject);
+    child.on('exit', (code, signal) => resolve(code ?? 128 + (signal === 'SIGKILL' ? 9 : 15)));
+  });
+}
+
+/** Adds `weftctl lab up|status|exec|down|list`. */
 export function registerLabCommands(program: Command): void {
-  void program;
+  const lab = program
+    .command('lab')
+    .description('a multi-host cluster of network namespaces on this machine (needs root)')
+    .enablePositionalOptions();
+
+  lab
+    .command('up')
+    .description('build a lab: switch + etcd, hosts running weftd, pods')
+    .option('--id <id>', 'lab id (letters and digits, at most 8)', 'weft')
+    .option('--hosts <n>', 'number of hosts', intOpt(1, MAX_HOSTS), 3)
+    .option('--pods-per-host <n>', 'pods on each host', intOpt(0, MAX_PODS_PER_HOST), 1)
+    .option('--backend <type>', 'host-gw, vxlan or udp', 'host-gw')
+    .option('--network <cidr>', 'pod network', '10.244.0.0/16')
+    .option('--subnet-lease-ttl <seconds>', 'weftd lease TTL (short values for tests)', intOpt(1, 86400 * 7))
+    .option('--weftd-arg <arg>', 'extra weftd argument (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .option('--cni-plugin <path>', 'attach pods by running this CNI plugin (default: plain ip commands)')
+    .option('--no-weftd', 'do not start weftd: the lab assigns subnets and static routes itself')
+    .option('--log-level <level>', 'debug, info, warn, error', 'warn')
+    .action(async (o) => {
+      const say = progress(o.id);
+      const ac = new AbortController();
+      // Ctrl-C during up: stop at the next step and remove what was made.
+      const onInt = () => {
+        say('interrupted: stopping and cleaning up');
+        ac.abort();
+      };
+      process.once('SIGINT', onInt);
+      try {
+        const st = await labUp({
+          id: o.id,
+          hosts: o.hosts,
+          podsPerHost: o.podsPerHost,
+          backend: o.backend,
+          network: o.network,
+          subnetLeaseTtl: o.subnetLeaseTtl,
+          weftdArgs: o.weftdArg,
+          startWeftd: o.weftd,
+          attacher: o.cniPlugin ? new CniAttacher({ plugin: o.cniPlugin }) : undefined,
+          log: createLogger({ level: o.logLevel }),
+          onStep: (s) => say(s),
+          signal: ac.signal,
+        });
+        process.stdout.write(formatStatus(st));
+        say(`ready. Look around: weftctl lab exec --id ${o.id} h1-p1 -- ping ${st.hosts.at(-1)?.pods[0]?.ip ?? '<ip>'}`);
+        say(`remove with: weftctl lab down --id ${o.id}`);
+      } finally {
+        process.removeListener('SIGINT', onInt);
+      }
+    });
+
+  lab
+    .command('status')
+    .description('show a lab: hosts, subnets, pods')
+    .option('--id <id>', 'lab id', 'weft')
+    .option('--json', 'machine-readable output')
+    .action((o) => {
+      const st = labStatus(o.id);
+      process.stdout.write(o.json ? JSON.stringify(st, null, 2) + '\n' : formatStatus(st));
+    });
+
+  lab
+    .command('exec')
+    .description('run a command in a lab namespace: h1, h1-p1, sw, or a full name (exit code passed through)')
+    .option('--id <id>', 'lab id', 'weft')
+    .argument('<target>', 'h<N>, h<N>-p<K>, sw, or a namespace name of the lab')
+    .argument('<cmd...>', 'command and arguments, after --')
+    .passThroughOptions()
+    .action(async (target: string, cmd: string[], o) => {
+      const netns = labTarget(o.id, target);
+      // passThroughOptions keeps the `--` separator among the operands.
+      const argv = cmd[0] === '--' ? cmd.slice(1) : cmd;
+      if (argv.length === 0) throw new CommanderArgError('no command given after --');
+      process.exitCode = await execInteractive(netns, argv);
+    });
+
+  lab
+    .command('down')
+    .description('remove everything the lab made (also after a crash); safe to repeat')
+    .option('--id <id>', 'lab id', 'weft')
+    .action(async (o) => {
+      const say = progress(o.id);
+      const r = await labDown(o.id, { log: createLogger({ level: 'warn' }) });
+      if (!r.existed) say('nothing to remove');
+      else {
+        say(`stopped ${r.stoppedPids.length} process(es)${r.strayPids.length ? `, killed ${r.strayPids.length} stray` : ''}`);
+        say(`removed ${r.removedNamespaces.length} namespace(s)`);
+      }
+    });
+
+  lab
+    .command('list')
+    .description('lab ids with state on this machine')
+    .action(() => {
+      let ids: string[] = [];
+      try {
+        ids = readdirSync(labRunRoot());
+      } catch {
+        /* no labs */
+      }
+      for (const id of ids) {
+        let phase = '?';
+        try {
+          phase = readState(id)?.phase ?? 'no state';
+        } catch (err) {
+          phase = `unreadable: ${(err as Error).message}`;
+        }
+        process.stdout.write(`${id}\t${phase}\n`);
+      }
+    });
 }

@@ -11,6 +11,11 @@ export interface IptablesClient {
   save(table: string): Promise<string>;
 }
 
+/** An IptablesClient that can also probe for a chain (weft-proxy's canary). */
+export interface IptablesChainClient extends IptablesClient {
+  chainExists(table: string, chain: string): Promise<boolean>;
+}
+
 export interface IptablesOptions {
   /** Run inside this netns (tests). */
   netns?: string;
@@ -38,7 +43,7 @@ export async function detectIptablesBackend(netns?: string): Promise<IptablesBac
   return legacy > nft ? 'legacy' : 'nft';
 }
 
-export class ExecIptables implements IptablesClient {
+export class ExecIptables implements IptablesChainClient {
   constructor(
     readonly backend: IptablesBackend,
     private readonly netns?: string,
@@ -54,5 +59,11 @@ export class ExecIptables implements IptablesClient {
 
   async save(table: string): Promise<string> {
     return (await run(bin(this.backend, 'iptables-save'), ['-t', table], { netns: this.netns })).stdout;
+  }
+
+  /** `iptables -t <table> -S <chain>` succeeds only when the chain exists. */
+  async chainExists(table: string, chain: string): Promise<boolean> {
+    const r = await run(bin(this.backend, 'iptables'), ['-w', '5', '-t', table, '-S', chain], { netns: this.netns, allowFail: true });
+    return r.code === 0;
   }
 }

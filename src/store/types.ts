@@ -13,6 +13,13 @@ export interface Lease {
   attrs: LeaseAttrs;
   /** When the etcd lease expires; undefined for a reservation (key without TTL). */
   expiration?: Date;
+  /**
+   * etcd lease id (decimal string) holding the key; undefined for a reservation.
+   * Set by registries; absent on leases built by hand.
+   */
+  leaseId?: string;
+  /** etcd mod_revision of the key when read or written (for compare-and-swap updates). */
+  revision?: number;
 }
 
 export type LeaseEvent = { type: 'added'; lease: Lease } | { type: 'removed'; lease: Lease };

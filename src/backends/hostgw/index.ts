@@ -1,0 +1,7 @@
+import { registerBackend } from '../backend.js';
+import { HostGwBackend } from './hostgw.js';
+
+export { HostGwBackend, hostGwRoute, type HostGwOptions } from './hostgw.js';
+export * from './plan.js';
+
+registerBackend('host-gw', (ctx) => new HostGwBackend(ctx));

@@ -1,0 +1,5 @@
+// Importing this module registers every built-in backend with the registry in
+// ./backend.ts (each backend's index registers itself).
+import './hostgw/index.js';
+import './vxlan/index.js';
+// udp: the udp helper adds `import './udp/index.js';` here.

@@ -1,0 +1,124 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { WeftError } from '../../core/errors.js';
+
+/** One row of the peer table as the addon takes it (addresses host-order u32). */
+export interface NativePeer {
+  net: number;
+  prefixLen: number;
+  ip: number;
+  port: number;
+}
+
+export interface NativeOpenOptions {
+  /** Named netns (under /var/run/netns) to create the TUN and socket in. */
+  netns?: string;
+  ifname: string;
+  mtu: number;
+  port: number;
+  bindIp?: number;
+  tunAddr?: number;
+  txqlen?: number;
+  sockbuf?: number;
+  batch?: number;
+  offload?: number;
+  udpGso?: number;
+}
+
+export interface NativeStats {
+  counters: Record<string, number>;
+  rxDrops: Record<string, number>;
+  txDrops: Record<string, number>;
+}
+
+/** Opaque handle to a running native data path. */
+export type NativeHandle = { readonly __weftUdpHandle: unique symbol };
+
+/** The addon's surface (native/src/addon.c). */
+export interface WeftNative {
+  open(opts: NativeOpenOptions): NativeHandle;
+  setPeers(h: NativeHandle, peers: NativePeer[], ownNet: number, ownPrefixLen: number): void;
+  stats(h: NativeHandle): NativeStats;
+  info(h: NativeHandle): { ifname: string; offload: number; batch: number };
+  close(h: NativeHandle): void;
+  checkIpv4(pkt: Buffer): string;
+  classify(peers: NativePeer[], ownNet: number, ownPrefixLen: number, srcIp: number, pkt: Buffer): string;
+  route(peers: NativePeer[], dst: number): NativePeer | null;
+  ttlDecrement(pkt: Buffer): boolean;
+  icmpNetUnreachable(pkt: Buffer, src: number): Buffer | null;
+  finishCsum(pkt: Buffer, csumStart: number, csumOffset: number): boolean;
+  tsoSegment(pkt: Buffer, gsoSize: number): Buffer[] | null;
+  /** Drop reasons, in check order (without "ok"). */
+  readonly verdicts: string[];
+  readonly counterNames: string[];
+  readonly version: string;
+}
+
+/** The native addon is not built (run `npm run build:native`). */
+export class NativeAddonMissingError extends WeftError {
+  override readonly code = 'ERR_NATIVE_ADDON_MISSING';
+}
+
+/** The native data path could not be opened (TUN, socket, netns). */
+export class UdpDatapathError extends WeftError {
+  override readonly code = 'ERR_UDP_DATAPATH';
+}
+
+/** Walks up from this module to the package root (works from src/ and dist/). */
+export function packageRoot(from: string = dirname(fileURLToPath(import.meta.url))): string {
+  let dir = from;
+  for (;;) {
+    const pkg = join(dir, 'package.json');
+    if (existsSync(pkg)) {
+      try {
+        if ((JSON.parse(readFileSync(pkg, 'utf8')) as { name?: string }).name === 'weft') return dir;
+      } catch {
+        /* not ours; keep walking */
+      }
+    }
+    const up = dirname(dir);
+    if (up === dir) throw new NativeAddonMissingError('package root (package.json of weft) not found', { from });
+    dir = up;
+  }
+}
+
+export const ADDON_RELATIVE_PATH = 'native/build/Release/weft_native.node';
+
+let cached: WeftNative | undefined;
+let cachedError: Error | undefined;
+
+/** Loads the addon once; throws NativeAddonMissingError with the reason when it cannot. */
+export function loadNative(): WeftNative {
+  if (cached) return cached;
+  if (cachedError) throw cachedError;
+  try {
+    const root = packageRoot();
+    const path = join(root, ADDON_RELATIVE_PATH);
+    if (!existsSync(path)) {
+      throw new NativeAddonMissingError(`native addon not built: ${path} missing (run npm run build:native)`, { path });
+    }
+    const mod = createRequire(join(root, 'package.json'))(path) as WeftNative;
+    if (typeof mod.open !== 'function') {
+      throw new NativeAddonMissingError(`native addon at ${path} has no udp data path (stale build?)`, { path });
+    }
+    cached = mod;
+    return mod;
+  } catch (err) {
+    cachedError =
+      err instanceof NativeAddonMissingError
+        ? err
+        : new NativeAddonMissingError(`native addon failed to load: ${(err as Error).message}`, {}, { cause: err });
+    throw cachedError;
+  }
+}
+
+/** The addon, or undefined with the reason (for tests that skip). */
+export function tryLoadNative(): { native?: WeftNative; reason?: string } {
+  try {
+    return { native: loadNative() };
+  } catch (err) {
+    return { reason: (err as Error).message };
+  }
+}

@@ -1,0 +1,10 @@
+import { registerBackend } from '../backend.js';
+import { VxlanBackend } from './vxlan.js';
+
+export { VxlanBackend, type VxlanBackendData, type VxlanOptions } from './vxlan.js';
+export * from './config.js';
+export * from './plan.js';
+export * from './device.js';
+export * from './state.js';
+
+registerBackend('vxlan', (ctx) => new VxlanBackend(ctx));

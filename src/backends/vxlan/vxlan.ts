@@ -1,0 +1,252 @@
+import { errorMessage } from '../../core/errors.js';
+import { containsNet, formatCidr, type IPv4Net } from '../../core/ip.js';
+import type { Logger } from '../../core/log.js';
+import { UndoStack } from '../../core/undo.js';
+import { createKernel, type Kernel } from '../../kernel/kernel.js';
+import { randomMac, type VxlanSpec } from '../../kernel/links.js';
+import { WEFT_ROUTE_PROTO, formatRoute } from '../../kernel/routes.js';
+import type { Lease } from '../../store/types.js';
+import type { Backend, BackendContext, PrepareResult, SyncStats } from '../backend.js';
+import { SkipLog, leaseFields, usableLeases } from '../hostgw/plan.js';
+import { VXLAN_OVERHEAD, deviceName, parseVxlanConfig, type VxlanConfig } from './config.js';
+import { ensureDevice, ensureDeviceAddress } from './device.js';
+import { planPeers, planSize, planVxlan, type PeerPlan, type VxlanPlan } from './plan.js';
+import { loadState, saveState } from './state.js';
+
+export interface VxlanOptions {
+  /** Kernel adapters. Default: the real ones in ctx.netns. */
+  kernel?: Kernel;
+  /** Device name prefix when the config has no `DevicePrefix`. Default "weft". */
+  devicePrefix?: string;
+}
+
+/** flannel's lease BackendData for vxlan, field order as flanneld writes it. */
+export interface VxlanBackendData {
+  VNI: number;
+  VtepMAC: string;
+}
+
+/**
+ * vxlan: the kernel encapsulates; weft programs, per remote lease, a
+ * permanent neighbour, an fdb entry and an onlink route on `weft.<VNI>`.
+ */
+export class VxlanBackend implements Backend {
+  readonly type = 'vxlan';
+  onNeedSync?: (reason: string) => void;
+  readonly cfg: VxlanConfig;
+  readonly dev: string;
+  private readonly kernel: Kernel;
+  private readonly log: Logger;
+  private spec?: VxlanSpec;
+  private own?: IPv4Net;
+  private sweep = true;
+  private watch?: AbortController;
+  private readonly skipLog = new SkipLog();
+  /** Serialises sync() calls (a link event and the periodic timer may overlap). */
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    private readonly ctx: BackendContext,
+    opts: VxlanOptions = {},
+  ) {
+    this.cfg = parseVxlanConfig(ctx.config.backend.raw, opts.devicePrefix ? { devicePrefix: opts.devicePrefix } : {});
+    this.dev = deviceName(this.cfg);
+    this.log = ctx.log.child({ backend: 'vxlan', dev: this.dev });
+    this.kernel = opts.kernel ?? createKernel({ ...(ctx.netns ? { netns: ctx.netns } : {}), log: this.log });
+  }
+
+  /** The device MTU: (Backend.MTU or the interface MTU) - 50. */
+  get mtu(): number {
+    return (this.cfg.mtu || this.ctx.iface.mtu) - VXLAN_OVERHEAD;
+  }
+
+  async prepare(): Promise<PrepareResult> {
+    const mac = await this.persistentMac();
+    this.spec = {
+      name: this.dev,
+      vni: this.cfg.vni,
+      port: this.cfg.port,
+      // The VTEP source must be an address on this host; --public-ip may be a NAT address.
+      local: this.ctx.iface.ifaceAddr,
+      dev: this.ctx.iface.name,
+      learning: this.cfg.learning,
+      gbp: this.cfg.gbp,
+      udpCsum: true,
+      mtu: this.mtu,
+      mac,
+    };
+    await ensureDevice(this.kernel, this.spec, this.log);
+    const backendData: VxlanBackendData = { VNI: this.cfg.vni, VtepMAC: mac };
+    return { backendData, mtu: this.mtu };
+  }
+
+  /** The MAC from the state file, else the existing device's, else a new one; saved either way. */
+  private async persistentMac(): Promise<string> {
+    const saved = await loadState(this.ctx.stateDir, this.cfg.vni);
+    const existing = saved ? undefined : await this.kernel.links.get(this.dev);
+    const mac = saved?.VtepMAC ?? (existing?.kind === 'vxlan' ? existing.mac : undefined) ?? randomMac();
+    await saveState(this.ctx.stateDir, { VNI: this.cfg.vni, VtepMAC: mac, Port: this.cfg.port, MTU: this.mtu });
+    return mac;
+  }
+
+  async start(own: Lease): Promise<void> {
+    if (!this.spec) throw new Error('vxlan: start() before prepare()');
+    this.own = own.subnet;
+    this.sweep = true;
+    await ensureDeviceAddress(this.kernel, this.dev, own.subnet, this.log);
+    this.watch?.abort();
+    this.watch = new AbortController();
+    this.kernel.linkWatcher.watch((ev) => {
+      if (ev.name !== this.dev) return;
+      if (ev.type === 'deleted') this.needSync('device deleted');
+      else if (!ev.up) this.needSync('device down');
+    }, this.watch.signal);
+    this.log.info({ subnet: formatCidr(own.subnet), mtu: this.mtu, mac: this.spec.mac }, 'vxlan started');
+  }
+
+  private needSync(reason: string): void {
+    this.log.warn({ reason }, 'vxlan device needs repair');
+    this.onNeedSync?.(reason);
+  }
+
+  sync(remotes: Lease[]): Promise<SyncStats> {
+    const run = this.queue.then(() => this.syncOnce(remotes));
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  private async syncOnce(remotes: Lease[]): Promise<SyncStats> {
+    const own = this.own;
+    const spec = this.spec;
+    if (!own || !spec) throw new Error('vxlan: sync() before start()');
+    let fixes = 0;
+    const dev = await ensureDevice(this.kernel, spec, this.log);
+    if (dev.changed) fixes++;
+    if (await ensureDeviceAddress(this.kernel, this.dev, own, this.log)) fixes++;
+
+    const { network } = this.ctx.config;
+    const [routes, neighs, fdb] = await Promise.all([
+      this.kernel.routes.list(),
+      this.kernel.neighs.list(this.dev),
+      this.kernel.fdb.list(this.dev),
+    ]);
+    const { usable, skipped } = usableLeases(remotes, { type: this.type, network, own, ownPublicIp: this.ctx.iface.publicIp });
+    const planned = planPeers(usable, { dev: this.dev, underlay: this.ctx.iface.name, directRouting: this.cfg.directRouting, routes });
+    for (const s of this.skipLog.fresh([...skipped, ...planned.skipped])) {
+      this.log.info({ ...leaseFields(s.lease), reason: s.reason }, 'ignoring lease');
+    }
+    const plan = planVxlan({
+      peers: planned.peers,
+      current: { routes, neighs, fdb },
+      network,
+      own,
+      dev: this.dev,
+      sweep: this.sweep,
+      learning: this.cfg.learning,
+    });
+    const started = Date.now();
+    const res = await this.apply(plan);
+    this.sweep = false;
+    if (planSize(plan) > 0) {
+      this.log.info(
+        { ops: planSize(plan), applied: res.applied, failedPeers: res.failed.size, peers: planned.peers.length, ms: Date.now() - started },
+        'vxlan entries programmed',
+      );
+    }
+    fixes += res.applied;
+    return { fixes, peers: planned.peers.length - res.failed.size };
+  }
+
+  /**
+   * Stale entries go first (route, fdb, neighbour), then each peer gets its
+   * neighbour, fdb entry and route in that order - one batch per step for all
+   * peers. A peer whose step fails has its earlier steps undone and is left
+   * for the next sync. Returns the failed peers' keys and how many ops stuck.
+   */
+  private async apply(plan: VxlanPlan): Promise<{ failed: Set<string>; applied: number }> {
+    const k = this.kernel;
+    let applied = plan.routeDeletes.length + plan.fdbDeletes.length + plan.neighDeletes.length;
+    const refused = [
+      ...(await k.routes.apply(plan.routeDeletes)).map((f) => ['route', formatRoute(f.op.route), f.message]),
+      ...(await k.fdb.apply(plan.fdbDeletes)).map((f) => ['fdb', f.op.entry.mac, f.message]),
+      ...(await k.neighs.apply(plan.neighDeletes)).map((f) => ['neighbour', f.op.neigh.ip, f.message]),
+    ];
+    for (const [step, what, error] of refused) this.log.warn({ step, what, error }, 'stale entry delete refused');
+    applied -= refused.length;
+
+    const failed = new Set<string>();
+    const undo = new Map<string, UndoStack>();
+    const undoOf = (p: PeerPlan) => undo.get(p.key) ?? undo.set(p.key, new UndoStack()).get(p.key)!;
+
+    const neighOps = plan.neighAdds.map((a) => ({ op: 'replace' as const, neigh: a.peer.neigh! }));
+    for (const f of await k.neighs.apply(neighOps)) {
+      failed.add(this.peerFailed(plan.neighAdds[neighOps.indexOf(f.op as (typeof neighOps)[number])], 'neighbour', f.message));
+    }
+    for (const a of plan.neighAdds) {
+      if (failed.has(a.peer.key)) continue;
+      const prev = a.previous;
+      undoOf(a.peer).push(`neighbour ${a.peer.neigh!.ip}`, async () => {
+        const op = prev?.mac
+          ? { op: 'replace' as const, neigh: { ...prev, mac: prev.mac } }
+          : { op: 'delete' as const, neigh: a.peer.neigh! };
+        const f = await k.neighs.apply([op]);
+        if (f.length) throw new Error(f[0]!.message);
+      });
+    }
+
+    const fdbAdds = plan.fdbAdds.filter((a) => !failed.has(a.peer.key));
+    const fdbOps = fdbAdds.map((a) => ({ op: 'replace' as const, entry: a.peer.fdb! }));
+    for (const f of await k.fdb.apply(fdbOps)) {
+      failed.add(this.peerFailed(fdbAdds[fdbOps.indexOf(f.op as (typeof fdbOps)[number])], 'fdb', f.message));
+    }
+    for (const a of fdbAdds) {
+      if (failed.has(a.peer.key)) continue;
+      const prev = a.previous;
+      undoOf(a.peer).push(`fdb ${a.peer.fdb!.mac}`, async () => {
+        const op = prev?.dst
+          ? { op: 'replace' as const, entry: { ...prev, dst: prev.dst } }
+          : { op: 'delete' as const, entry: a.peer.fdb! };
+        const f = await k.fdb.apply([op]);
+        if (f.length) throw new Error(f[0]!.message);
+      });
+    }
+
+    const routeAdds = plan.routeAdds.filter((a) => !failed.has(a.peer.key));
+    const routeOps = routeAdds.map((a) => ({ op: 'replace' as const, route: a.peer.route }));
+    for (const f of await k.routes.apply(routeOps)) {
+      failed.add(this.peerFailed(routeAdds[routeOps.indexOf(f.op as (typeof routeOps)[number])], 'route', f.message));
+    }
+
+    for (const key of failed) {
+      const stack = undo.get(key);
+      if (!stack) continue;
+      for (const u of await stack.rollback()) this.log.warn({ what: u.what, error: errorMessage(u.error) }, 'rollback step failed');
+    }
+    const ok = (a: { peer: PeerPlan }) => !failed.has(a.peer.key);
+    applied += plan.neighAdds.filter(ok).length + plan.fdbAdds.filter(ok).length + plan.routeAdds.filter(ok).length;
+    return { failed, applied };
+  }
+
+  /** Logs a refused per-peer step and returns the peer's key. */
+  private peerFailed(add: { peer: PeerPlan } | undefined, step: string, message: string): string {
+    this.log.warn({ ...(add ? leaseFields(add.peer.lease) : {}), step, error: message }, 'peer programming failed; rolling back');
+    return add?.peer.key ?? 'unknown';
+  }
+
+  async stop(): Promise<void> {
+    this.watch?.abort();
+    this.watch = undefined;
+  }
+
+  async cleanup(): Promise<void> {
+    await this.stop();
+    // Deleting the device takes its neighbours, fdb entries and onlink routes with it.
+    await this.kernel.links.delete(this.dev);
+    const { network } = this.ctx.config;
+    const direct = (await this.kernel.routes.list())
+      .filter((r) => r.proto === WEFT_ROUTE_PROTO && r.dev === this.ctx.iface.name && containsNet(network, r.dst))
+      .map((route) => ({ op: 'delete' as const, route }));
+    await this.kernel.routes.apply(direct);
+    this.log.info({ directRoutes: direct.length }, 'vxlan device and routes removed');
+  }
+}

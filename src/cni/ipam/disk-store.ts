@@ -1,0 +1,127 @@
+import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, readdirSync, unlinkSync, writeSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { formatIPv4, isIPv4, parseIPv4, type IPv4 } from '../../core/ip.js';
+import { acquireFileLock, KeyedMutex, type FileLockOptions } from './file-lock.js';
+import type { IpamStore, Reservation } from './store.js';
+
+/** host-local writes `<containerID>\r\n<ifname>`; older versions wrote the id alone. */
+const LINE_BREAK = '\r\n';
+
+const processMutex = new KeyedMutex();
+
+export interface DiskStoreOptions {
+  /** fsync each reservation and last_reserved_ip (a zero-byte file after power loss breaks DEL: flannel cni-plugin 43). Default true. */
+  fsync?: boolean;
+  lock?: FileLockOptions;
+}
+
+/**
+ * host-local's on-disk store, file for file: `<dir>/<ip>`,
+ * `<dir>/last_reserved_ip.<range>`, `<dir>/lock`. The mutual exclusion is
+ * `<dir>/lock.weft` (see file-lock.ts: Node cannot flock); the empty `lock`
+ * file is kept so the directory looks as host-local leaves it.
+ */
+export class DiskIpamStore implements IpamStore {
+  private readonly fsync: boolean;
+
+  constructor(
+    readonly dir: string,
+    private readonly opts: DiskStoreOptions = {},
+  ) {
+    this.fsync = opts.fsync ?? true;
+  }
+
+  async withLock<T>(fn: () => T): Promise<T> {
+    return processMutex.run(this.dir, async () => {
+      mkdirSync(this.dir, { recursive: true, mode: 0o755 });
+      const compat = join(this.dir, 'lock');
+      if (!existsSync(compat)) closeSync(openSync(compat, 'a', 0o600));
+      const release = await acquireFileLock(join(this.dir, 'lock.weft'), this.opts.lock);
+      try {
+        return fn();
+      } finally {
+        release();
+      }
+    });
+  }
+
+  private write(path: string, data: string, flags: string): void {
+    const fd = openSync(path, flags, 0o644);
+    try {
+      writeSync(fd, data);
+      if (this.fsync) fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  reserve(containerId: string, ifname: string, ip: IPv4, rangeId: string): boolean {
+    const path = join(this.dir, formatIPv4(ip));
+    try {
+      this.write(path, `${containerId.trim()}${LINE_BREAK}${ifname}`, 'wx');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
+      throw err;
+    }
+    try {
+      this.write(join(this.dir, `last_reserved_ip.${rangeId}`), formatIPv4(ip), 'w');
+    } catch (err) {
+      // Without the marker the reservation must not stand half-made.
+      unlinkSync(path);
+      throw err;
+    }
+    return true;
+  }
+
+  lastReservedIP(rangeId: string): IPv4 | undefined {
+    try {
+      const text = readFileSync(join(this.dir, `last_reserved_ip.${rangeId}`), 'utf8').trim();
+      return isIPv4(text) ? parseIPv4(text) : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  list(): Reservation[] {
+    let names: string[];
+    try {
+      names = readdirSync(this.dir);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw err;
+    }
+    const out: Reservation[] = [];
+    for (const name of names) {
+      if (!isIPv4(name)) continue;
+      let text: string;
+      try {
+        text = readFileSync(join(this.dir, name), 'utf8');
+      } catch {
+        continue; // released meanwhile
+      }
+      const [id = '', ifn = ''] = text.split(LINE_BREAK);
+      out.push({ ip: parseIPv4(name), containerId: id.trim(), ifname: ifn.trim() });
+    }
+    return out;
+  }
+
+  getByID(containerId: string, ifname: string): IPv4[] {
+    return this.list()
+      .filter((r) => r.containerId === containerId && r.ifname === ifname)
+      .map((r) => r.ip);
+  }
+
+  releaseByID(containerId: string, ifname: string): IPv4[] {
+    const ips = this.getByID(containerId, ifname);
+    for (const ip of ips) this.release(ip);
+    return ips;
+  }
+
+  release(ip: IPv4): void {
+    try {
+      unlinkSync(join(this.dir, formatIPv4(ip)));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+  }
+}

@@ -1,0 +1,29 @@
+import type { IPv4 } from '../../core/ip.js';
+
+/** One reservation as host-local keeps it: file `<ip>` holding `<containerID>\r\n<ifname>`. */
+export interface Reservation {
+  ip: IPv4;
+  containerId: string;
+  ifname: string;
+}
+
+/**
+ * host-local's Store, reduced to what weft's allocator needs. All calls but
+ * `withLock` are synchronous so a critical section runs without yielding.
+ */
+export interface IpamStore {
+  /** Runs `fn` holding the store's lock (other processes and other in-process callers wait). */
+  withLock<T>(fn: () => T): Promise<T>;
+  /** Claims `ip` for the attachment; false when it is already taken (exclusive create). */
+  reserve(containerId: string, ifname: string, ip: IPv4, rangeId: string): boolean;
+  /** `last_reserved_ip.<rangeId>`, when present and readable. */
+  lastReservedIP(rangeId: string): IPv4 | undefined;
+  /** Addresses held by this attachment. */
+  getByID(containerId: string, ifname: string): IPv4[];
+  /** Frees the attachment's addresses; returns them. */
+  releaseByID(containerId: string, ifname: string): IPv4[];
+  /** Frees one address. */
+  release(ip: IPv4): void;
+  /** Every reservation (GC). */
+  list(): Reservation[];
+}

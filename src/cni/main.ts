@@ -1,0 +1,56 @@
+/**
+ * The standalone plugin (bundled into dist/cni/weft-cni.cjs): env and stdin
+ * in, result on stdout, exit code out. The C shim execs this when no weft
+ * server socket answers. Also `serve --socket <path>` runs the server alone
+ * (benchmarks, hosts without weftd).
+ */
+import { writeFileSync } from 'node:fs';
+import { createLogger, type LogLevel } from '../core/log.js';
+import { createCniHandler } from './handler.js';
+import { startCniServer } from './server.js';
+
+function readStdin(): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    process.stdin.on('data', (c: Buffer) => chunks.push(c));
+    process.stdin.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    process.stdin.on('error', reject);
+  });
+}
+
+/** WEFT_CNI_TEST_HANG=<step>:<marker file>: at that ADD step write the marker and stop (SIGKILL tests). */
+function faultFromEnv(): ((step: string) => Promise<void>) | undefined {
+  const spec = process.env.WEFT_CNI_TEST_HANG;
+  if (!spec) return undefined;
+  const [step, marker] = spec.split(':');
+  return async (s: string) => {
+    if (s !== step) return;
+    if (marker) writeFileSync(marker, `${process.pid}\n`);
+    await new Promise(() => {});
+  };
+}
+
+async function main(): Promise<void> {
+  const level = (process.env.WEFT_CNI_LOG_LEVEL ?? 'warn') as LogLevel;
+  const log = createLogger({ level, base: { component: 'weft-cni' } });
+  const argv = process.argv.slice(2);
+  if (argv[0] === 'serve') {
+    const i = argv.indexOf('--socket');
+    const socketPath = i >= 0 ? argv[i + 1]! : '/run/weft/cni.sock';
+    const ac = new AbortController();
+    for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => ac.abort());
+    const server = await startCniServer({ socketPath, log: createLogger({ level: (process.env.WEFT_CNI_LOG_LEVEL ?? 'info') as LogLevel }), signal: ac.signal });
+    await server.closed;
+    return;
+  }
+  const handler = createCniHandler({ log, fault: faultFromEnv() });
+  const res = await handler({ env: process.env, stdin: await readStdin() });
+  if (res.stdout) process.stdout.write(res.stdout.endsWith('\n') ? res.stdout : res.stdout + '\n');
+  process.exitCode = res.exitCode;
+}
+
+main().catch((err) => {
+  process.stderr.write(`weft-cni: ${String(err)}\n`);
+  process.stdout.write(JSON.stringify({ cniVersion: '1.0.0', code: 199, msg: String(err) }) + '\n');
+  process.exitCode = 1;
+});

@@ -1,0 +1,227 @@
+import type { Server } from 'node:http';
+import { delay } from '../core/async.js';
+import { AbortedError, errorMessage } from '../core/errors.js';
+import { formatCidr, sameNet, subnetKey } from '../core/ip.js';
+import type { Logger } from '../core/log.js';
+import { BoundedFrequencyRunner } from '../core/runner.js';
+import { createBackend, type Backend } from '../backends/backend.js';
+import '../backends/index.js';
+import { createKernel } from '../kernel/kernel.js';
+import { selectInterface } from '../kernel/iface.js';
+import { ExecIptables } from '../netfilter/iptables.js';
+import { parseNetworkConfig } from '../store/netconfig.js';
+import type { Registry } from '../store/registry.js';
+import { EtcdRegistry } from '../store/etcd-registry.js';
+import { LeaseManager } from '../store/lease-manager.js';
+import { readPreviousSubnet, writeSubnetEnv } from '../store/subnet-env.js';
+import type { Lease, NetworkConfig } from '../store/types.js';
+import { startHealthServer } from './health.js';
+import { applyMasq, removeMasq } from './masq.js';
+import { WeftdMetrics } from './metrics.js';
+import type { WeftdOptions } from './options.js';
+
+export interface DaemonDeps {
+  log: Logger;
+  signal: AbortSignal;
+  /** Injected in tests; default: built from the options. */
+  registry?: Registry;
+}
+
+function registryOf(opts: WeftdOptions): Registry {
+  return new EtcdRegistry({
+    endpoints: opts.etcdEndpoints,
+    prefix: opts.etcdPrefix,
+    caFile: opts.etcdCafile,
+    certFile: opts.etcdCertfile,
+    keyFile: opts.etcdKeyfile,
+    username: opts.etcdUsername,
+    password: opts.etcdPassword,
+  });
+}
+
+/** Waits for `<prefix>/config` to exist and parse; logs once per distinct problem. */
+async function loadNetworkConfig(registry: Registry, opts: WeftdOptions, log: Logger, signal: AbortSignal, metrics: WeftdMetrics): Promise<NetworkConfig> {
+  let lastProblem = '';
+  for (;;) {
+    let problem: string;
+    try {
+      const raw = await registry.getConfig();
+      if (raw !== undefined) return parseNetworkConfig(raw);
+      problem = `no network config at ${opts.etcdPrefix}/config (set one with: weftctl config set --network 10.244.0.0/16 --backend vxlan)`;
+    } catch (err) {
+      if ((err as { code?: string }).code === 'ERR_CONFIG') throw err;
+      metrics.etcdErrors.inc({ op: 'get-config' });
+      problem = `cannot read network config: ${errorMessage(err)}`;
+    }
+    if (problem !== lastProblem) log.warn({}, `${problem}; retrying`);
+    lastProblem = problem;
+    await delay(1000, signal);
+  }
+}
+
+/**
+ * weftd: config -> interface -> backend.prepare -> lease -> subnet.env ->
+ * backend.start -> masq -> watch + reconcile. Resolves when `signal` aborts;
+ * the data path stays in place so pods keep talking across a restart.
+ */
+export async function runWeftd(opts: WeftdOptions, deps: DaemonDeps): Promise<void> {
+  const { log, signal } = deps;
+  const metrics = new WeftdMetrics();
+  const registry = deps.registry ?? registryOf(opts);
+  const kernel = createKernel({ log });
+  let server: Server | undefined;
+  let backend: Backend | undefined;
+  let runner: BoundedFrequencyRunner | undefined;
+  let ready = false;
+  let readyReason = 'starting';
+  let own: Lease | undefined;
+  let remote: Lease[] = [];
+
+  try {
+    if (opts.healthzPort > 0) {
+      server = await startHealthServer({
+        host: opts.healthzIp,
+        port: opts.healthzPort,
+        metrics: metrics.registry,
+        state: { live: () => true, ready: () => ({ ok: ready, reason: readyReason }) },
+        extraMetrics: () => backendMetricsText(backend),
+      });
+      log.info({ addr: `${opts.healthzIp}:${opts.healthzPort}` }, 'serving /healthz, /readyz and /metrics');
+    }
+
+    readyReason = 'waiting for network config';
+    const config = await loadNetworkConfig(registry, opts, log, signal, metrics);
+    log.info({ network: formatCidr(config.network), subnetLen: config.subnetLen, backend: config.backend.type }, 'network config loaded');
+
+    const iface = await selectInterface({ ifaces: opts.iface, ifaceRegex: opts.ifaceRegex, publicIp: opts.publicIp }, kernel);
+    log.info({ iface: iface.name, ifaceAddr: iface.ifaceAddr, publicIp: iface.publicIp, mtu: iface.mtu }, 'using interface');
+
+    backend = createBackend({ config, iface, log: log.child({ backend: config.backend.type }), stateDir: opts.stateDir });
+    const prepared = await backend.prepare();
+
+    readyReason = 'acquiring lease';
+    const manager = new LeaseManager({
+      registry,
+      config,
+      publicIp: iface.publicIp,
+      backendType: config.backend.type,
+      backendData: prepared.backendData,
+      ttlSeconds: opts.subnetLeaseTtl,
+      previousSubnet: readPreviousSubnet(opts.subnetFile),
+      log: log.child({ component: 'lease' }),
+      onLeaseChanged: (lease) => {
+        const moved = own !== undefined && !sameNet(lease.subnet, own.subnet);
+        own = lease;
+        recordLease(metrics, lease, config.backend.type);
+        if (moved) {
+          // Only when another host took our subnet: pods must be re-created.
+          log.error({ subnet: formatCidr(lease.subnet) }, 'our subnet was taken by another host; moved to a new subnet');
+          writeEnv(lease);
+          runner?.request('own lease moved');
+        }
+      },
+      onError: () => metrics.etcdErrors.inc({ op: 'lease' }),
+    });
+    const writeEnv = (lease: Lease) => {
+      writeSubnetEnv(opts.subnetFile, { network: config.network, subnet: lease.subnet, mtu: prepared.mtu, ipMasq: opts.ipMasq });
+      log.info({ file: opts.subnetFile, subnet: formatCidr(lease.subnet), mtu: prepared.mtu }, 'wrote subnet file');
+    };
+    own = await manager.acquire(signal);
+    log.info({ subnet: formatCidr(own.subnet), publicIp: own.attrs.PublicIP, expires: own.expiration?.toISOString() ?? 'never' }, 'acquired lease');
+    writeEnv(own);
+    recordLease(metrics, own, config.backend.type);
+    // Renewals do not announce themselves; read the expiry when scraped.
+    metrics.leaseExpiration = () => manager.expiration;
+
+    await backend.start(own);
+    const ipt = opts.ipMasq ? await ExecIptables.create() : undefined;
+
+    runner = new BoundedFrequencyRunner(
+      { name: 'datapath', minIntervalMs: 50, maxIntervalMs: opts.reconcileIntervalMs, retryMs: 1000, log },
+      async (reasons) => {
+        const started = process.hrtime.bigint();
+        try {
+          const stats = await backend!.sync(remote);
+          if (ipt) {
+            const fixed = await applyMasq(ipt, { network: config.network, subnet: own!.subnet });
+            if (fixed > 0) metrics.masqFixes.inc(fixed);
+          }
+          metrics.reconcileRuns.inc({ result: 'ok' });
+          metrics.reconcileFixes.inc(stats.fixes);
+          metrics.peers.set(stats.peers);
+          if (stats.fixes > 0) log.info({ fixes: stats.fixes, peers: stats.peers, reasons: reasons.join(',') }, 'data path reconciled');
+          if (!ready) {
+            ready = true;
+            readyReason = 'ready';
+            log.info({ peers: stats.peers }, 'ready');
+          }
+        } catch (err) {
+          metrics.reconcileRuns.inc({ result: 'error' });
+          throw err;
+        } finally {
+          metrics.reconcileDuration.set(Number(process.hrtime.bigint() - started) / 1e9);
+        }
+      },
+    );
+    backend.onNeedSync = (reason) => runner!.request(reason);
+
+    // The first reconcile waits for the first lease snapshot: reconciling
+    // against an empty peer list would delete every route for a moment
+    // (a restarted weftd must not disturb traffic).
+    let started = false;
+    const watchDone = manager.watch((snapshot) => {
+      remote = [...snapshot.values()].filter((l) => !sameNet(l.subnet, own!.subnet));
+      if (!started) {
+        started = true;
+        runner!.start();
+      } else {
+        runner!.request('leases changed');
+      }
+    }, signal);
+    const keepDone = manager.run(signal);
+    await Promise.all([watchDone, keepDone]);
+  } catch (err) {
+    if (err instanceof AbortedError || signal.aborted) return;
+    throw err;
+  } finally {
+    runner?.stop();
+    await backend?.stop().catch((err) => log.warn({ err }, 'backend stop failed'));
+    await registry.close().catch(() => {});
+    if (server) await new Promise<void>((r) => server!.close(() => r()));
+    log.info({ subnet: own ? subnetKey(own.subnet) : undefined }, 'stopped');
+  }
+}
+
+function recordLease(metrics: WeftdMetrics, lease: Lease, backend: string): void {
+  metrics.leaseRenewals.inc();
+  metrics.leaseInfo.reset();
+  metrics.leaseInfo.set({ subnet: formatCidr(lease.subnet), public_ip: lease.attrs.PublicIP, backend }, 1);
+}
+
+function backendMetricsText(backend: Backend | undefined): string {
+  const b = backend as (Backend & { metricsText?: () => string }) | undefined;
+  return b?.metricsText?.() ?? '';
+}
+
+/** `weftd --cleanup`: removes masquerade rules and what the configured backend programmed. */
+export async function cleanupWeftd(opts: WeftdOptions, log: Logger): Promise<void> {
+  const ipt = await ExecIptables.create();
+  await removeMasq(ipt);
+  log.info({}, 'removed masquerade and forward rules');
+  const registry = registryOf(opts);
+  try {
+    const raw = await registry.getConfig();
+    if (raw === undefined) {
+      log.warn({}, 'no network config in etcd; only the rules were removed');
+      return;
+    }
+    const config = parseNetworkConfig(raw);
+    const kernel = createKernel({ log });
+    const iface = await selectInterface({ ifaces: opts.iface, ifaceRegex: opts.ifaceRegex, publicIp: opts.publicIp }, kernel);
+    const backend = createBackend({ config, iface, log, stateDir: opts.stateDir });
+    await backend.cleanup();
+    log.info({ backend: config.backend.type }, 'removed backend routes and devices');
+  } finally {
+    await registry.close();
+  }
+}

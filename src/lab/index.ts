@@ -1,0 +1,11 @@
+export * from './lab.js';
+export * from './names.js';
+export * from './plan.js';
+export * from './attacher.js';
+export * from './errors.js';
+export { labEtcdClient, type LabEtcd } from './etcd.js';
+export { labDir, labRunRoot, statePath, readState, type LabState } from './state.js';
+export { httpStatusInNetns, weftdScript } from './weftd.js';
+export { formatStatus, table } from './format.js';
+export * from './verify.js';
+export * from './cni-attacher.js';

@@ -1,0 +1,200 @@
+import { hostname } from 'node:os';
+import type { Server } from 'node:http';
+import { Etcd3 } from 'etcd3';
+import { InvalidArgumentError, errorMessage } from '../core/errors.js';
+import { parseCidr, parseIPv4, formatCidr } from '../core/ip.js';
+import type { Logger } from '../core/log.js';
+import { BoundedFrequencyRunner } from '../core/runner.js';
+import { ExecConntrack, type ConntrackClient } from '../netfilter/conntrack.js';
+import { ExecIptables, type IptablesBackend, type IptablesChainClient } from '../netfilter/iptables.js';
+import type { ProxyModeBackend } from './backend.js';
+import { close, healthzServer, listen, metricsServer, parseBindAddress, ServiceHealthServers } from './http.js';
+import { IptablesProxier } from './iptables/proxier.js';
+import type { IptablesProxyConfig } from './iptables/service-rules.js';
+import { ProxyMetrics } from './metrics.js';
+import { ProxyModel } from './model/model.js';
+import { EtcdSource } from './sources/etcd.js';
+import { FileSource } from './sources/files.js';
+import { SourceMux, type ProxySource } from './sources/source.js';
+import { ProxySyncer } from './syncer.js';
+
+export const PROXY_MODES = ['iptables', 'nftables', 'ipvs'] as const;
+export type ProxyMode = (typeof PROXY_MODES)[number];
+
+export interface ProxyOptions {
+  /** etcd endpoints; empty with no manifests dir is an error. */
+  etcdEndpoints?: string[];
+  /** Directory of Service/EndpointSlice manifests, watched. */
+  manifestsDir?: string;
+  /** Default 'iptables' (the only mode so far). */
+  mode?: ProxyMode;
+  /** This node's name (endpoints' nodeName). Default os.hostname(). */
+  nodeName?: string;
+  /** This node's primary IP; `--nodeport-addresses primary` means it. */
+  nodeIP?: string;
+  /** Pod network CIDR; off-cluster traffic to ClusterIPs is masqueraded. */
+  clusterCIDR?: string;
+  /** Masquerade every ClusterIP connection. Default false. */
+  masqueradeAll?: boolean;
+  /** Mark bit for masquerading. Default 13 (0x2000); kube-proxy's 14 would collide on a shared host. */
+  masqueradeBit?: number;
+  /** CIDRs (or "primary") whose local addresses answer node ports. Default: all local addresses. */
+  nodePortAddresses?: string[];
+  /** Default 1000 ms. */
+  minSyncPeriodMs?: number;
+  /** Full resync period. Default 30 000 ms. */
+  syncPeriodMs?: number;
+  /** How often the canary chains are checked. Default 10 000 ms. */
+  canaryIntervalMs?: number;
+  /** Default 127.0.0.1:10256; "" disables. */
+  healthzBindAddress?: string;
+  /** Default 127.0.0.1:10249; "" disables. */
+  metricsBindAddress?: string;
+  /** Host the health-check node ports listen on. Default 0.0.0.0. */
+  healthCheckBindHost?: string;
+  /** Force the iptables backend instead of detecting it. */
+  iptablesBackend?: IptablesBackend;
+  /** Injected kernel clients (tests); default: real commands. */
+  iptables?: IptablesChainClient;
+  conntrack?: ConntrackClient;
+  /** Run inside this netns (tests): iptables and conntrack commands only. */
+  netns?: string;
+  log: Logger;
+  /** Called once the HTTP servers listen (tests learn the ports). */
+  onListening?: (ports: { healthz?: number; metrics?: number }) => void;
+  /** Test hook: the running pieces. */
+  onStarted?: (parts: { model: ProxyModel; syncer: ProxySyncer; runner: BoundedFrequencyRunner; sources: ProxySource[] }) => void;
+}
+
+/** Node-level iptables settings from the options (validated). */
+export function iptablesConfig(o: ProxyOptions): IptablesProxyConfig {
+  const bit = o.masqueradeBit ?? 13;
+  if (!Number.isInteger(bit) || bit < 0 || bit > 31) throw new InvalidArgumentError('--masquerade-bit', 'must be 0..31');
+  if (o.clusterCIDR) parseCidr(o.clusterCIDR, '--cluster-cidr');
+  const nodePortAddresses = (o.nodePortAddresses ?? []).map((a) => {
+    if (a === 'primary') {
+      if (!o.nodeIP) throw new InvalidArgumentError('--nodeport-addresses', '"primary" needs --node-ip');
+      parseIPv4(o.nodeIP, '--node-ip');
+      return `${o.nodeIP}/32`;
+    }
+    return formatCidr(parseCidr(a, '--nodeport-addresses'));
+  });
+  return {
+    nodeName: o.nodeName ?? hostname(),
+    clusterCIDR: o.clusterCIDR ? formatCidr(parseCidr(o.clusterCIDR, '--cluster-cidr')) : undefined,
+    masqueradeAll: o.masqueradeAll ?? false,
+    masqueradeMark: `0x${(2 ** bit).toString(16)}`,
+    nodePortAddresses,
+  };
+}
+
+async function modeBackend(o: ProxyOptions, cfg: IptablesProxyConfig): Promise<{ backend: ProxyModeBackend; ipt: IptablesChainClient }> {
+  const mode = o.mode ?? 'iptables';
+  if (mode !== 'iptables') {
+    throw new InvalidArgumentError('--proxy-mode', `${mode} mode is not available yet (issue 7); use --proxy-mode iptables`);
+  }
+  const ipt = o.iptables ?? (await ExecIptables.create({ netns: o.netns, backend: o.iptablesBackend }));
+  return { backend: new IptablesProxier(ipt, cfg, o.log), ipt };
+}
+
+/** `weft-proxy --cleanup`: removes every rule weft-proxy wrote, in every backend that holds some. */
+export async function cleanupProxy(o: ProxyOptions): Promise<void> {
+  const cfg = iptablesConfig(o);
+  const backends: IptablesBackend[] = o.iptables ? [o.iptables.backend] : ['legacy', 'nft'];
+  for (const b of backends) {
+    const ipt = o.iptables ?? new ExecIptables(b, o.netns);
+    await new IptablesProxier(ipt, cfg, o.log).cleanup().catch((err) => o.log.warn({ backend: b, err: errorMessage(err) }, 'cleanup failed'));
+    o.log.info({ backend: b }, 'removed weft-proxy iptables rules');
+  }
+}
+
+/**
+ * weft-proxy: sources -> model -> one writer (bounded-frequency runner) ->
+ * mode backend. Resolves when the signal fires; rules are left in place so
+ * that a restart does not interrupt traffic.
+ */
+export async function runProxy(o: ProxyOptions, signal: AbortSignal): Promise<void> {
+  const log = o.log;
+  const cfg = iptablesConfig(o);
+  if (!o.etcdEndpoints?.length && !o.manifestsDir) throw new InvalidArgumentError('--etcd-endpoints', 'give etcd endpoints or --manifests DIR');
+  const { backend } = await modeBackend(o, cfg);
+  const metrics = new ProxyMetrics({ processMetrics: true });
+  const model = new ProxyModel();
+  const healthHost = o.healthCheckBindHost ?? '0.0.0.0';
+  const hcServers = new ServiceHealthServers(healthHost, log);
+  const syncer = new ProxySyncer({
+    model,
+    backend,
+    conntrack: o.conntrack ?? new ExecConntrack(o.netns),
+    log,
+    metrics,
+    onHealthChecks: (ports) => void hcServers.sync(ports),
+  });
+  const minSync = o.minSyncPeriodMs ?? 1000;
+  const syncPeriod = o.syncPeriodMs ?? 30_000;
+  const runner = new BoundedFrequencyRunner({ name: 'proxy-rules', minIntervalMs: minSync, maxIntervalMs: syncPeriod, retryMs: minSync, log }, (reasons) =>
+    syncer.sync(reasons),
+  );
+
+  const etcd = o.etcdEndpoints?.length ? new Etcd3({ hosts: o.etcdEndpoints, dialTimeout: 5000 }) : undefined;
+  const sources: ProxySource[] = [];
+  if (etcd) sources.push(new EtcdSource({ client: etcd, log }));
+  if (o.manifestsDir) sources.push(new FileSource({ dir: o.manifestsDir, log }));
+  const mux = new SourceMux(
+    model,
+    sources.map((s) => s.name),
+    {
+      onChange: () => {
+        syncer.noteQueued();
+        runner.request('change');
+      },
+      onReady: () => {
+        syncer.markReady();
+        log.info({ sources: sources.map((s) => s.name) }, 'all sources listed; writing rules');
+        runner.request('ready');
+      },
+      onRefused: (source) => metrics.invalidObjects.inc({ source }),
+    },
+  );
+
+  const servers: Server[] = [];
+  const ports: { healthz?: number; metrics?: number } = {};
+  try {
+    const hz = o.healthzBindAddress ?? '127.0.0.1:10256';
+    if (hz) {
+      const a = parseBindAddress(hz, '--healthz-bind-address');
+      const s = healthzServer(() => ({ lastSyncAt: syncer.lastSyncAt, lastQueuedAt: syncer.lastQueuedAt }), 2 * syncPeriod);
+      ports.healthz = await listen(s, a.host, a.port);
+      servers.push(s);
+    }
+    const mz = o.metricsBindAddress ?? '127.0.0.1:10249';
+    if (mz) {
+      const a = parseBindAddress(mz, '--metrics-bind-address');
+      const s = metricsServer(metrics);
+      ports.metrics = await listen(s, a.host, a.port);
+      servers.push(s);
+    }
+    o.onListening?.(ports);
+    log.info({ mode: backend.mode, node: cfg.nodeName, mark: cfg.masqueradeMark, ...ports }, 'weft-proxy started');
+
+    runner.start();
+    const canary = setInterval(() => {
+      void syncer.checkCanary().then((gone) => gone && runner.request('canary'));
+    }, o.canaryIntervalMs ?? 10_000);
+    canary.unref();
+    o.onStarted?.({ model, syncer, runner, sources });
+    const running = sources.map((s) =>
+      s.run(mux, signal).catch((err) => log.error({ source: s.name, err: errorMessage(err) }, 'source stopped')),
+    );
+    await new Promise<void>((r) => (signal.aborted ? r() : signal.addEventListener('abort', () => r(), { once: true })));
+    clearInterval(canary);
+    runner.stop();
+    await Promise.all(running);
+  } finally {
+    runner.stop();
+    await hcServers.closeAll();
+    await Promise.all(servers.map(close));
+    etcd?.close();
+    log.info({}, 'weft-proxy stopped; rules left in place');
+  }
+}

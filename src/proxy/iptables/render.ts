@@ -1,0 +1,230 @@
+import type { EndpointInfo } from '../model/endpoints.js';
+import type { ServicePortInfo } from '../model/service-port.js';
+import { CHAIN, OWNED_CHAIN_RE } from './names.js';
+import { TOP_CHAINS, nodePortJumps, renderServiceRules, staticChains, type IptablesProxyConfig, type ServiceRules, type TopChain } from './service-rules.js';
+
+/** What a sync needs from the model: ports grouped by Service, endpoints by port key. */
+export interface IptablesRenderModel {
+  /** Service "ns/name" -> its ports. */
+  services: ReadonlyMap<string, readonly ServicePortInfo[]>;
+  endpoints: ReadonlyMap<string, readonly EndpointInfo[]>;
+}
+
+/** Rules found on the host (from iptables-save), needed by a full sync. */
+export interface ExistingRules {
+  /** table -> chain names present. */
+  chains: ReadonlyMap<string, ReadonlySet<string>>;
+  /** "table/BUILTIN/TARGET" for each jump from a built-in chain to one of ours. */
+  jumps: ReadonlySet<string>;
+}
+
+/** What the previous successful sync wrote; owned by the proxier, opaque to others. */
+export interface IptablesRenderState {
+  services: Map<string, ServiceRules>;
+  /** Top-level chain -> its rules as last written (joined). */
+  top: Map<TopChain, string>;
+}
+
+export interface IptablesRenderInput {
+  model: IptablesRenderModel;
+  cfg: IptablesProxyConfig;
+  /** Services to re-render, or 'all' for a full sync. */
+  changed: ReadonlySet<string> | 'all';
+  /** Absent: a full sync is forced. */
+  previous?: IptablesRenderState;
+  /** Required for a full sync so stale chains are removed and missing jumps added. */
+  existing?: ExistingRules;
+}
+
+export interface IptablesRenderResult {
+  /** iptables-restore input; '' when nothing changed. */
+  text: string;
+  /** State to keep once `text` has been applied successfully. */
+  state: IptablesRenderState;
+  full: boolean;
+  /** Rule counts of the whole ruleset (not only what was written), per table. */
+  ruleCounts: { nat: number; filter: number };
+  /** Local endpoint counts behind ETP=Local health-check node ports. */
+  healthChecks: Array<{ service: string; port: number; localEndpoints: number }>;
+  noLocalEndpoints: number;
+}
+
+/** Jumps from built-in chains into ours (kube-proxy's set, with WEFT- chains). */
+export const JUMPS: ReadonlyArray<{ table: 'nat' | 'filter'; chain: string; target: string; extra: string; comment: string }> = [
+  { table: 'filter', chain: 'INPUT', target: CHAIN.EXTERNAL_SERVICES, extra: '-m conntrack --ctstate NEW', comment: 'weft externally-visible service portals' },
+  { table: 'filter', chain: 'FORWARD', target: CHAIN.EXTERNAL_SERVICES, extra: '-m conntrack --ctstate NEW', comment: 'weft externally-visible service portals' },
+  { table: 'filter', chain: 'INPUT', target: CHAIN.NODEPORTS, extra: '', comment: 'weft health check service ports' },
+  { table: 'filter', chain: 'FORWARD', target: CHAIN.SERVICES, extra: '-m conntrack --ctstate NEW', comment: 'weft service portals' },
+  { table: 'filter', chain: 'OUTPUT', target: CHAIN.SERVICES, extra: '-m conntrack --ctstate NEW', comment: 'weft service portals' },
+  { table: 'filter', chain: 'FORWARD', target: CHAIN.FORWARD, extra: '', comment: 'weft forwarding rules' },
+  { table: 'filter', chain: 'INPUT', target: CHAIN.FIREWALL, extra: '-m conntrack --ctstate NEW', comment: 'weft load balancer firewall' },
+  { table: 'filter', chain: 'FORWARD', target: CHAIN.FIREWALL, extra: '-m conntrack --ctstate NEW', comment: 'weft load balancer firewall' },
+  { table: 'filter', chain: 'OUTPUT', target: CHAIN.FIREWALL, extra: '-m conntrack --ctstate NEW', comment: 'weft load balancer firewall' },
+  { table: 'nat', chain: 'OUTPUT', target: CHAIN.SERVICES, extra: '', comment: 'weft service portals' },
+  { table: 'nat', chain: 'PREROUTING', target: CHAIN.SERVICES, extra: '', comment: 'weft service portals' },
+  { table: 'nat', chain: 'POSTROUTING', target: CHAIN.POSTROUTING, extra: '', comment: 'weft postrouting rules' },
+];
+
+/** Our fixed chains per table (besides the per-service ones). */
+export const FIXED_CHAINS = {
+  filter: [CHAIN.SERVICES, CHAIN.EXTERNAL_SERVICES, CHAIN.NODEPORTS, CHAIN.FORWARD, CHAIN.FIREWALL, CHAIN.CANARY],
+  nat: [CHAIN.SERVICES, CHAIN.NODEPORTS, CHAIN.POSTROUTING, CHAIN.MARK_MASQ, CHAIN.CANARY],
+  mangle: [CHAIN.CANARY],
+} as const;
+
+class TableWriter {
+  readonly decl: string[] = [];
+  readonly rules: string[] = [];
+  readonly tail: string[] = [];
+  chain(name: string, rules: readonly string[]): void {
+    this.decl.push(`:${name} - [0:0]`);
+    for (const r of rules) this.rules.push(r);
+  }
+  /** Flush-and-delete: declaring flushes it, -X removes it after the rules that referenced it are rewritten. */
+  remove(name: string): void {
+    this.decl.push(`:${name} - [0:0]`);
+    this.tail.push(`-X ${name}`);
+  }
+  get empty(): boolean {
+    return this.decl.length === 0 && this.rules.length === 0 && this.tail.length === 0;
+  }
+  emit(table: string, out: string[]): void {
+    if (this.empty) return;
+    out.push(`*${table}`, ...this.decl, ...this.rules, ...this.tail, 'COMMIT');
+  }
+}
+
+/**
+ * Renders the restore text for a sync. Full sync: every chain, stale chains
+ * removed, missing jumps inserted, canaries created. Partial sync: only the
+ * chains of changed Services, top-level chains whose content changed, and
+ * chains that disappeared - so an unchanged model renders ''. Pure.
+ */
+export function renderIptables(input: IptablesRenderInput): IptablesRenderResult {
+  const { model, cfg } = input;
+  const full = input.changed === 'all' || !input.previous;
+  const prev = full ? undefined : input.previous!;
+  const state: IptablesRenderState = { services: new Map(), top: new Map() };
+  const nat = new TableWriter();
+  const filter = new TableWriter();
+  const mangle = new TableWriter();
+  const changed = full ? undefined : new Set(input.changed as ReadonlySet<string>);
+  const epOf = (k: string) => model.endpoints.get(k);
+
+  // Per-service rules: reuse the cached render unless the Service changed.
+  const names = [...model.services.keys()].sort();
+  // A Service the previous sync never saw is a change whatever the caller says.
+  if (changed) for (const name of names) if (!prev!.services.has(name)) changed.add(name);
+  for (const name of names) {
+    const cached = prev?.services.get(name);
+    const rules = cached && !changed!.has(name) ? cached : renderServiceRules(model.services.get(name)!, epOf, cfg);
+    state.services.set(name, rules);
+  }
+
+  // Owned chains: write those of changed Services, remove those that disappeared.
+  if (full) {
+    const wanted = new Set<string>();
+    for (const r of state.services.values()) for (const [c, rules] of r.chains) (wanted.add(c), nat.chain(c, rules));
+    for (const c of input.existing?.chains.get('nat') ?? []) if (OWNED_CHAIN_RE.test(c) && !wanted.has(c)) nat.remove(c);
+  } else {
+    for (const name of changed!) {
+      const before = prev!.services.get(name)?.chains ?? new Map<string, string[]>();
+      const after = state.services.get(name)?.chains ?? new Map<string, string[]>();
+      for (const [c, rules] of after) if (!sameLines(before.get(c), rules)) nat.chain(c, rules);
+      for (const c of before.keys()) if (!after.has(c)) nat.remove(c);
+    }
+  }
+
+  // Top-level chains: concatenation of every Service's fragment, plus fixed tails.
+  let noLocal = 0;
+  const healthChecks: IptablesRenderResult['healthChecks'] = [];
+  const topRules = new Map<TopChain, string[]>(TOP_CHAINS.map((t) => [t, []]));
+  for (const name of names) {
+    const r = state.services.get(name)!;
+    for (const t of TOP_CHAINS) for (const line of r.top[t]) topRules.get(t)!.push(line);
+    noLocal += r.noLocalEndpoints;
+    healthChecks.push(...r.healthChecks);
+  }
+  topRules.get('nat/WEFT-SERVICES')!.push(...nodePortJumps(cfg));
+  for (const t of TOP_CHAINS) {
+    const rules = topRules.get(t)!;
+    const joined = rules.join('\n');
+    state.top.set(t, joined);
+    if (!full && prev!.top.get(t) === joined) continue;
+    const [table, chain] = t.split('/') as ['nat' | 'filter', string];
+    (table === 'nat' ? nat : filter).chain(chain, rules);
+  }
+
+  if (full) {
+    const fixed = staticChains(cfg);
+    for (const [c, rules] of fixed.nat) nat.chain(c, rules);
+    for (const [c, rules] of fixed.filter) filter.chain(c, rules);
+    nat.chain(CHAIN.CANARY, []);
+    filter.chain(CHAIN.CANARY, []);
+    mangle.chain(CHAIN.CANARY, []);
+    for (const j of JUMPS) {
+      if (input.existing?.jumps.has(`${j.table}/${j.chain}/${j.target}`)) continue;
+      const w = j.table === 'nat' ? nat : filter;
+      w.rules.push(`-I ${j.chain} ${j.extra ? j.extra + ' ' : ''}-m comment --comment "${j.comment}" -j ${j.target}`);
+    }
+  }
+
+  const out: string[] = [];
+  filter.emit('filter', out);
+  nat.emit('nat', out);
+  mangle.emit('mangle', out);
+
+  let natCount = 0;
+  let filterCount = 0;
+  for (const r of state.services.values()) for (const rules of r.chains.values()) natCount += rules.length;
+  for (const [t, rules] of topRules) {
+    if (t.startsWith('nat/')) natCount += rules.length;
+    else filterCount += rules.length;
+  }
+  return {
+    text: out.length ? out.join('\n') + '\n' : '',
+    state,
+    full,
+    ruleCounts: { nat: natCount, filter: filterCount },
+    healthChecks,
+    noLocalEndpoints: noLocal,
+  };
+}
+
+function sameLines(a: readonly string[] | undefined, b: readonly string[]): boolean {
+  if (!a || a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** Groups a model snapshot's ports by Service. */
+export function groupByService(ports: Iterable<ServicePortInfo>): Map<string, ServicePortInfo[]> {
+  const m = new Map<string, ServicePortInfo[]>();
+  for (const p of ports) {
+    const list = m.get(p.service);
+    if (list) list.push(p);
+    else m.set(p.service, [p]);
+  }
+  for (const list of m.values()) list.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  return m;
+}
+
+/** Parses `iptables-save` output into chain names and jumps from built-in chains to ours. */
+export function parseSave(text: string): ExistingRules {
+  const chains = new Map<string, Set<string>>();
+  const jumps = new Set<string>();
+  let table = '';
+  for (const line of text.split('\n')) {
+    if (line.startsWith('*')) {
+      table = line.slice(1).trim();
+      if (!chains.has(table)) chains.set(table, new Set());
+    } else if (line.startsWith(':')) {
+      chains.get(table)?.add(line.slice(1).split(' ')[0]!);
+    } else if (line.startsWith('-A ')) {
+      const chain = line.split(' ')[1]!;
+      const m = / -j (WEFT-[A-Z-]+)(\s|$)/.exec(line);
+      if (m && /^[A-Z]+$/.test(chain)) jumps.add(`${table}/${chain}/${m[1]}`);
+    }
+  }
+  return { chains, jumps };
+}

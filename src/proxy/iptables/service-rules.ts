@@ -1,0 +1,259 @@
+import { usableEndpoints, endpointString, type EndpointInfo } from '../model/endpoints.js';
+import type { ServicePortInfo } from '../model/service-port.js';
+import { CHAIN, extChain, fwChain, sepChain, svcChain, svlChain } from './names.js';
+
+/** Node-level settings the rules depend on. */
+export interface IptablesProxyConfig {
+  /** This node's name: endpoints with this nodeName are local. */
+  nodeName: string;
+  /** Pod network; traffic from outside it to a ClusterIP is masqueraded. Empty: no such rule. */
+  clusterCIDR?: string;
+  /** Masquerade all traffic to ClusterIPs. Default false. */
+  masqueradeAll?: boolean;
+  /** Masquerade mark bit as hex. Default 0x2000 (bit 13; kube-proxy uses 0x4000). */
+  masqueradeMark?: string;
+  /** CIDRs whose local addresses answer node ports. Empty: every local address. */
+  nodePortAddresses?: readonly string[];
+}
+
+export const DEFAULT_MASQ_MARK = '0x2000';
+
+/**
+ * The rules one Service contributes: lines for the shared top-level chains
+ * (in service order) and the chains it owns. Cached per Service between
+ * syncs so a partial sync re-renders only changed Services.
+ */
+export interface ServiceRules {
+  top: Record<TopChain, string[]>;
+  /** nat chains owned by this Service, in write order: name -> rules. */
+  chains: Map<string, string[]>;
+  /** Endpoints with no usable local endpoint for ETP Local (metrics). */
+  noLocalEndpoints: number;
+  /** Local endpoint count per health-check node port. */
+  healthChecks: Array<{ service: string; port: number; localEndpoints: number }>;
+}
+
+export type TopChain =
+  | 'nat/WEFT-SERVICES'
+  | 'nat/WEFT-NODEPORTS'
+  | 'filter/WEFT-SERVICES'
+  | 'filter/WEFT-EXTERNAL-SERVICES'
+  | 'filter/WEFT-NODEPORTS'
+  | 'filter/WEFT-PROXY-FIREWALL';
+
+export const TOP_CHAINS: TopChain[] = [
+  'filter/WEFT-SERVICES',
+  'filter/WEFT-EXTERNAL-SERVICES',
+  'filter/WEFT-NODEPORTS',
+  'filter/WEFT-PROXY-FIREWALL',
+  'nat/WEFT-SERVICES',
+  'nat/WEFT-NODEPORTS',
+];
+
+const q = (s: string) => `"${s}"`;
+
+function dest(p: ServicePortInfo, ip: string, port = p.port): string {
+  const proto = p.protocol.toLowerCase();
+  return `-d ${ip}/32 -p ${proto} -m ${proto} --dport ${port}`;
+}
+
+function dport(p: ServicePortInfo, port: number): string {
+  const proto = p.protocol.toLowerCase();
+  return `-p ${proto} -m ${proto} --dport ${port}`;
+}
+
+/**
+ * Renders one Service (all its ports) with kube-proxy's iptables semantics.
+ * Pure: same input, same lines.
+ */
+export function renderServiceRules(
+  ports: readonly ServicePortInfo[],
+  endpointsOf: (key: string) => readonly EndpointInfo[] | undefined,
+  cfg: IptablesProxyConfig,
+): ServiceRules {
+  const out: ServiceRules = {
+    top: {
+      'nat/WEFT-SERVICES': [],
+      'nat/WEFT-NODEPORTS': [],
+      'filter/WEFT-SERVICES': [],
+      'filter/WEFT-EXTERNAL-SERVICES': [],
+      'filter/WEFT-NODEPORTS': [],
+      'filter/WEFT-PROXY-FIREWALL': [],
+    },
+    chains: new Map(),
+    noLocalEndpoints: 0,
+    healthChecks: [],
+  };
+  for (const p of ports) renderPort(p, endpointsOf(p.key) ?? [], cfg, out);
+  return out;
+}
+
+function renderPort(p: ServicePortInfo, all: readonly EndpointInfo[], cfg: IptablesProxyConfig, out: ServiceRules): void {
+  const key = p.key;
+  const top = out.top;
+  const clusterEps = usableEndpoints(all);
+  const localEps = usableEndpoints(all.filter((e) => e.nodeName !== '' && e.nodeName === cfg.nodeName));
+  const external = p.nodePort > 0 || p.externalIPs.length > 0 || p.loadBalancerIPs.length > 0;
+  const svc = svcChain(key, p.protocol);
+  const svl = svlChain(key, p.protocol);
+  const ext = extChain(key, p.protocol);
+  const fw = fwChain(key, p.protocol);
+
+  const hasEndpoints = clusterEps.length > 0;
+  // kube: the cluster chain also serves the ETP=Local short-circuit for pod and host traffic.
+  const usesCluster = hasEndpoints && (!p.internalPolicyLocal || external);
+  const usesLocal = localEps.length > 0 && (p.internalPolicyLocal || p.externalPolicyLocal);
+  const internalChain = p.internalPolicyLocal ? svl : svc;
+  const externalPolicyChain = p.externalPolicyLocal ? svl : svc;
+  const hasInternalEndpoints = p.internalPolicyLocal ? localEps.length > 0 : hasEndpoints;
+  const hasExternalEndpoints = p.externalPolicyLocal ? localEps.length > 0 : hasEndpoints;
+  const usesExt = external && hasEndpoints;
+  const usesFw = usesExt && p.loadBalancerIPs.length > 0 && p.loadBalancerSourceRanges.length > 0;
+  const lbChain = usesFw ? fw : ext;
+
+  const noEpComment = q(`${key} has no endpoints`);
+  const noLocalComment = q(`${key} has no local endpoints`);
+  const [intTarget, intComment] = !hasEndpoints ? ['REJECT', noEpComment] : ['DROP', noLocalComment];
+  const [extTarget, extComment] = !hasEndpoints ? ['REJECT', noEpComment] : ['DROP', noLocalComment];
+  if (p.externalPolicyLocal && external && localEps.length === 0) out.noLocalEndpoints++;
+
+  // ClusterIP.
+  if (hasInternalEndpoints) {
+    top['nat/WEFT-SERVICES'].push(`-A WEFT-SERVICES ${dest(p, p.clusterIP)} -m comment --comment ${q(`${key} cluster IP`)} -j ${internalChain}`);
+  } else {
+    top['filter/WEFT-SERVICES'].push(`-A WEFT-SERVICES ${dest(p, p.clusterIP)} -m comment --comment ${intComment} -j ${intTarget}`);
+  }
+  // externalIPs.
+  for (const ip of p.externalIPs) {
+    if (hasEndpoints) top['nat/WEFT-SERVICES'].push(`-A WEFT-SERVICES ${dest(p, ip)} -m comment --comment ${q(`${key} external IP`)} -j ${ext}`);
+    if (!hasExternalEndpoints) {
+      top['filter/WEFT-EXTERNAL-SERVICES'].push(`-A WEFT-EXTERNAL-SERVICES ${dest(p, ip)} -m comment --comment ${extComment} -j ${extTarget}`);
+    }
+  }
+  // LoadBalancer ingress IPs.
+  for (const ip of p.loadBalancerIPs) {
+    if (hasEndpoints) top['nat/WEFT-SERVICES'].push(`-A WEFT-SERVICES ${dest(p, ip)} -m comment --comment ${q(`${key} loadbalancer IP`)} -j ${lbChain}`);
+    if (usesFw) {
+      // Sources the FW chain did not accept are not DNATed and land here.
+      top['filter/WEFT-PROXY-FIREWALL'].push(`-A WEFT-PROXY-FIREWALL ${dest(p, ip)} -m comment --comment ${q(`${key} traffic not accepted by ${fw}`)} -j DROP`);
+    }
+    if (!hasExternalEndpoints) {
+      top['filter/WEFT-EXTERNAL-SERVICES'].push(`-A WEFT-EXTERNAL-SERVICES ${dest(p, ip)} -m comment --comment ${extComment} -j ${extTarget}`);
+    }
+  }
+  // NodePort.
+  if (p.nodePort > 0) {
+    if (hasEndpoints) top['nat/WEFT-NODEPORTS'].push(`-A WEFT-NODEPORTS ${dport(p, p.nodePort)} -m comment --comment ${q(key)} -j ${ext}`);
+    if (!hasExternalEndpoints) {
+      top['filter/WEFT-EXTERNAL-SERVICES'].push(
+        `-A WEFT-EXTERNAL-SERVICES -m addrtype --dst-type LOCAL ${dport(p, p.nodePort)} -m comment --comment ${extComment} -j ${extTarget}`,
+      );
+    }
+  }
+  // Health-check node port (ETP Local): open it in filter for hosts whose INPUT policy drops.
+  if (p.healthCheckNodePort > 0) {
+    top['filter/WEFT-NODEPORTS'].push(
+      `-A WEFT-NODEPORTS -p tcp -m tcp --dport ${p.healthCheckNodePort} -m comment --comment ${q(`${key} health check node port`)} -j ACCEPT`,
+    );
+    out.healthChecks.push({ service: p.service, port: p.healthCheckNodePort, localEndpoints: localEps.length });
+  }
+
+  if (!hasEndpoints) return;
+  const chains = out.chains;
+  if (usesCluster) {
+    const rules: string[] = [];
+    const cip = dest(p, p.clusterIP);
+    if (cfg.masqueradeAll) rules.push(`-A ${svc} ${cip} -m comment --comment ${q(`${key} cluster IP`)} -j WEFT-MARK-MASQ`);
+    else if (cfg.clusterCIDR) rules.push(`-A ${svc} ${cip} ! -s ${cfg.clusterCIDR} -m comment --comment ${q(`${key} cluster IP`)} -j WEFT-MARK-MASQ`);
+    rules.push(...endpointJumps(svc, p, clusterEps));
+    chains.set(svc, rules);
+  }
+  if (usesLocal) chains.set(svl, endpointJumps(svl, p, localEps));
+  if (usesExt) {
+    const rules: string[] = [];
+    if (!p.externalPolicyLocal) {
+      rules.push(`-A ${ext} -m comment --comment ${q(`masquerade traffic for ${key} external destinations`)} -j WEFT-MARK-MASQ`);
+      rules.push(`-A ${ext} -j ${svc}`);
+    } else {
+      // Pods and the node itself reach ETP=Local services through all endpoints (kubernetes 75262).
+      if (cfg.clusterCIDR) rules.push(`-A ${ext} -s ${cfg.clusterCIDR} -m comment --comment ${q(`pod traffic for ${key} external destinations`)} -j ${svc}`);
+      rules.push(`-A ${ext} -m addrtype --src-type LOCAL -m comment --comment ${q(`masquerade LOCAL traffic for ${key} external destinations`)} -j WEFT-MARK-MASQ`);
+      rules.push(`-A ${ext} -m addrtype --src-type LOCAL -m comment --comment ${q(`route LOCAL traffic for ${key} external destinations`)} -j ${svc}`);
+      if (usesLocal) rules.push(`-A ${ext} -j ${externalPolicyChain}`);
+    }
+    chains.set(ext, rules);
+  }
+  if (usesFw) {
+    const rules: string[] = [];
+    for (const src of p.loadBalancerSourceRanges) rules.push(`-A ${fw} -s ${src} -m comment --comment ${q(`${key} loadbalancer IP`)} -j ${ext}`);
+    // The LB may hairpin traffic back with its own address as source.
+    for (const ip of p.loadBalancerIPs) rules.push(`-A ${fw} -s ${ip}/32 -m comment --comment ${q(`${key} loadbalancer IP`)} -j ${ext}`);
+    chains.set(fw, rules);
+  }
+  const used = new Map<string, EndpointInfo>();
+  if (usesCluster) for (const e of clusterEps) used.set(endpointString(e), e);
+  if (usesLocal) for (const e of localEps) used.set(endpointString(e), e);
+  for (const e of used.values()) {
+    const sep = sepChain(key, p.protocol, endpointString(e));
+    const proto = p.protocol.toLowerCase();
+    const affinity = p.affinityTimeoutS > 0 ? ` -m recent --name ${sep} --set` : '';
+    chains.set(sep, [
+      `-A ${sep} -s ${e.ip}/32 -m comment --comment ${q(key)} -j WEFT-MARK-MASQ`,
+      `-A ${sep} -p ${proto} -m ${proto} -m comment --comment ${q(key)}${affinity} -j DNAT --to-destination ${endpointString(e)}`,
+    ]);
+  }
+}
+
+/** Affinity checks first, then random choice: endpoint i of n gets probability 1/(n-i). */
+function endpointJumps(chain: string, p: ServicePortInfo, eps: readonly EndpointInfo[]): string[] {
+  const rules: string[] = [];
+  const seps = eps.map((e) => ({ e, sep: sepChain(p.key, p.protocol, endpointString(e)) }));
+  if (p.affinityTimeoutS > 0) {
+    for (const { e, sep } of seps) {
+      rules.push(
+        `-A ${chain} -m comment --comment ${q(`${p.key} -> ${endpointString(e)}`)} -m recent --name ${sep} --rcheck --seconds ${p.affinityTimeoutS} --reap -j ${sep}`,
+      );
+    }
+  }
+  seps.forEach(({ e, sep }, i) => {
+    const n = seps.length;
+    const stat = i < n - 1 ? ` -m statistic --mode random --probability ${(1 / (n - i)).toFixed(10)}` : '';
+    rules.push(`-A ${chain} -m comment --comment ${q(`${p.key} -> ${endpointString(e)}`)}${stat} -j ${sep}`);
+  });
+  return rules;
+}
+
+/** Rules of the fixed chains that do not depend on Services. */
+export function staticChains(cfg: IptablesProxyConfig): { nat: Map<string, string[]>; filter: Map<string, string[]> } {
+  const mark = cfg.masqueradeMark ?? DEFAULT_MASQ_MARK;
+  const nat = new Map<string, string[]>([
+    [
+      CHAIN.POSTROUTING,
+      [
+        `-A ${CHAIN.POSTROUTING} -m mark ! --mark ${mark}/${mark} -j RETURN`,
+        // Clear the bit so a re-traversal (e.g. another netns on a veth) is not masqueraded twice.
+        `-A ${CHAIN.POSTROUTING} -j MARK --xor-mark ${mark}`,
+        `-A ${CHAIN.POSTROUTING} -m comment --comment "weft service traffic requiring SNAT" -j MASQUERADE --random-fully`,
+      ],
+    ],
+    [CHAIN.MARK_MASQ, [`-A ${CHAIN.MARK_MASQ} -j MARK --or-mark ${mark}`]],
+  ]);
+  const filter = new Map<string, string[]>([
+    [
+      CHAIN.FORWARD,
+      [
+        `-A ${CHAIN.FORWARD} -m comment --comment "weft forwarding rules" -m mark --mark ${mark}/${mark} -j ACCEPT`,
+        `-A ${CHAIN.FORWARD} -m comment --comment "weft forwarding conntrack rule" -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT`,
+      ],
+    ],
+  ]);
+  return { nat, filter };
+}
+
+/** The last rule of nat WEFT-SERVICES: hand locally addressed traffic to the node port chain. */
+export function nodePortJumps(cfg: IptablesProxyConfig): string[] {
+  const comment = '-m comment --comment "weft service nodeports; must be the last rule in this chain"';
+  const cidrs = cfg.nodePortAddresses ?? [];
+  if (cidrs.length === 0) return [`-A WEFT-SERVICES ${comment} -m addrtype --dst-type LOCAL -j WEFT-NODEPORTS`];
+  return cidrs.map((c) => `-A WEFT-SERVICES -d ${c} ${comment} -m addrtype --dst-type LOCAL -j WEFT-NODEPORTS`);
+}

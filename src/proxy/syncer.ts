@@ -1,0 +1,132 @@
+import { errorMessage } from '../core/errors.js';
+import type { Logger } from '../core/log.js';
+import type { ConntrackClient } from '../netfilter/conntrack.js';
+import type { ConntrackFilter } from '../netfilter/conntrack.js';
+import type { HealthCheckPort, ProxyModeBackend } from './backend.js';
+import type { ProxyMetrics } from './metrics.js';
+import type { ProxyModel } from './model/model.js';
+import { staleConntrackFilters } from './stale-conntrack.js';
+
+export interface SyncerOptions {
+  model: ProxyModel;
+  backend: ProxyModeBackend;
+  conntrack: ConntrackClient;
+  log: Logger;
+  metrics?: ProxyMetrics;
+  /** Called after each successful sync with the ETP=Local health-check ports. */
+  onHealthChecks?: (ports: HealthCheckPort[]) => void;
+  now?: () => number;
+}
+
+/**
+ * The one writer's callback: fold pending model changes, pick full or partial,
+ * let the mode backend write, then delete stale UDP conntrack entries. Rules
+ * are written only once every source has listed (kube-proxy waits for both
+ * Services and EndpointSlices to sync before its first write).
+ */
+export class ProxySyncer {
+  private needFull = true;
+  private ready = false;
+  /** Conntrack deletions that failed; retried on the next sync. */
+  private pendingConntrack: ConntrackFilter[] = [];
+  /** Endpoint trigger times whose programming is not yet observed. */
+  private pendingTriggers: number[] = [];
+  lastSyncAt = 0;
+  lastQueuedAt = 0;
+  syncs = { full: 0, partial: 0, failed: 0 };
+
+  constructor(private readonly o: SyncerOptions) {}
+
+  /** Sources have all listed once; rules may be written. */
+  markReady(): void {
+    this.ready = true;
+  }
+
+  get isReady(): boolean {
+    return this.ready;
+  }
+
+  /** Force the next sync to be full (canary gone, periodic resync). */
+  requestFull(): void {
+    this.needFull = true;
+  }
+
+  /**
+   * Checks the mode's canary; when it is gone someone flushed our rules and
+   * the next sync is full. Returns true when a resync is needed.
+   */
+  async checkCanary(): Promise<boolean> {
+    if (!this.ready || this.lastSyncAt === 0) return false;
+    const ok = await this.o.backend.healthy().catch(() => false);
+    if (!ok) {
+      this.o.log.warn({ mode: this.o.backend.mode }, 'canary chain gone: rules were flushed by someone else, next sync is full');
+      this.needFull = true;
+    }
+    return !ok;
+  }
+
+  noteQueued(): void {
+    this.lastQueuedAt = this.now();
+    this.o.metrics?.lastQueued.set(this.lastQueuedAt / 1000);
+  }
+
+  private now(): number {
+    return (this.o.now ?? Date.now)();
+  }
+
+  async sync(reasons: string[] = []): Promise<void> {
+    if (!this.ready) return;
+    const { model, backend, log, metrics } = this.o;
+    if (reasons.includes('periodic')) this.needFull = true;
+    const started = this.now();
+    const changes = model.applyChanges();
+    this.pendingTriggers.push(...changes.triggerTimes);
+    metrics?.serviceChanges.inc(changes.services.size);
+    metrics?.endpointChanges.inc(changes.endpoints.size);
+    this.pendingConntrack.push(...staleConntrackFilters(changes, model));
+    const full = this.needFull;
+    try {
+      const r = await backend.sync(model, changes.changed, full);
+      this.needFull = false;
+      const secs = (this.now() - started) / 1000;
+      this.syncs[r.full ? 'full' : 'partial']++;
+      if (metrics) {
+        metrics.syncDuration.observe(secs);
+        (r.full ? metrics.fullSyncDuration : metrics.partialSyncDuration).observe(secs);
+        for (const [table, n] of Object.entries(r.ruleCounts)) metrics.rulesTotal.set({ table }, n);
+        metrics.noLocalEndpoints.set({ traffic_policy: 'external' }, r.noLocalEndpoints);
+        for (const t of this.pendingTriggers) if (t > 0) metrics.programming.observe(Math.max(0, (this.now() - t) / 1000));
+      }
+      this.pendingTriggers = [];
+      this.lastSyncAt = this.now();
+      metrics?.lastSync.set(this.lastSyncAt / 1000);
+      this.o.onHealthChecks?.(r.healthChecks);
+      if (r.wrote || changes.changed.size > 0) {
+        log.info({ mode: backend.mode, full: r.full, changed: changes.changed.size, seconds: secs, reasons: reasons.join(',') }, 'synced proxy rules');
+      }
+    } catch (err) {
+      this.needFull = true;
+      this.syncs.failed++;
+      metrics?.restoreFailures.inc();
+      if (!full) metrics?.partialRestoreFailures.inc();
+      log.warn({ mode: backend.mode, full, err: errorMessage(err) }, 'proxy rules sync failed; next sync is full');
+      throw err;
+    }
+    await this.flushConntrack();
+  }
+
+  private async flushConntrack(): Promise<void> {
+    const todo = this.pendingConntrack;
+    this.pendingConntrack = [];
+    for (const f of todo) {
+      try {
+        const n = await this.o.conntrack.delete(f);
+        this.o.metrics?.conntrackDeleted.inc(n);
+        if (n > 0) this.o.log.info({ ...f, flows: n }, 'deleted stale UDP conntrack flows');
+      } catch (err) {
+        this.o.log.warn({ ...f, err: errorMessage(err) }, 'conntrack delete failed; will retry');
+        this.pendingConntrack.push(f);
+      }
+    }
+  }
+}

@@ -1,0 +1,218 @@
+import { createHash } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, relative } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { run, type RunResult } from '../../src/exec/run.js';
+
+// scripts/install-weft.sh is what Vagrant provisioning runs on real hosts; here
+// it runs into a temp prefix (DESTDIR-like), never touching this machine's /etc,
+// and never calling systemctl.
+const repo = join(import.meta.dirname, '..', '..');
+const script = join(repo, 'scripts', 'install-weft.sh');
+
+/** Every file below dir: relative path -> mode, mtime and content hash. */
+function snapshot(dir: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  const walk = (d: string) => {
+    for (const e of readdirSync(d, { withFileTypes: true })) {
+      const p = join(d, e.name);
+      if (e.isDirectory()) walk(p);
+      else {
+        const st = statSync(p);
+        const sha = createHash('sha256').update(readFileSync(p)).digest('hex').slice(0, 16);
+        out[relative(dir, p)] = `${(st.mode & 0o7777).toString(8)} ${st.mtimeMs} ${sha}`;
+      }
+    }
+  };
+  walk(dir);
+  return out;
+}
+
+/** Parses a systemd EnvironmentFile the simple way (KEY=VALUE lines, # comments). */
+function envFile(path: string): Record<string, string> {
+  const vars: Record<string, string> = {};
+  for (const line of readFileSync(path, 'utf8').split('\n')) {
+    const m = /^([A-Z0-9_]+)=(.*)$/.exec(line);
+    if (m) vars[m[1]!] = m[2]!;
+  }
+  return vars;
+}
+
+describe('scripts/install-weft.sh into a temp prefix', () => {
+  const prefix = mkdtempSync(join(tmpdir(), 'weft-ops-install-'));
+  // Parts another area may not have built yet are left out explicitly, so
+  // the test states what it covered.
+  const haveProxy = existsSync(join(repo, 'dist', 'cli', 'weft-proxy.js'));
+  let haveCni = false;
+  let args: string[] = [];
+  let first: RunResult;
+  let firstSnap: Record<string, string>;
+
+  const install = (extra: string[] = []) => run('bash', [script, ...args, ...extra], { allowFail: true, timeoutMs: 120_000 });
+
+  beforeAll(async () => {
+    const cni = await run(process.execPath, [join(repo, 'dist', 'cli', 'weftctl.js'), 'install-cni', '--help'], { allowFail: true });
+    // The CNI build artefacts come from scripts/build-cni.mjs (the CNI area).
+    haveCni = cni.code === 0 && existsSync(join(repo, 'dist', 'cni', 'weft-cni.cjs'));
+    args = [
+      '--prefix', prefix, '--no-build',
+      '--iface', 'eth1', '--iface', '192.0.2.1',
+      '--etcd-endpoints', 'http://192.0.2.254:2379',
+      '--cni-bin-dir', '/opt/cni/bin', '--cni-conf-dir', '/etc/cni/net.d',
+      ...(haveProxy ? ['--hostname-override', 'node1'] : ['--no-proxy']),
+      ...(haveCni ? [] : ['--no-cni']),
+    ];
+    first = await install();
+    firstSnap = snapshot(prefix);
+  });
+  afterAll(() => {
+    rmSync(prefix, { recursive: true, force: true });
+  });
+
+  it('installs and skips systemctl with a message', () => {
+    expect(first.stderr).toBe('');
+    expect(first.code).toBe(0);
+    expect(first.stdout).toMatch(/systemd: skipped \(--prefix .* is not \/\)/);
+    expect(first.stdout).toMatch(/done: [1-9]\d* file\(s\) changed/);
+  });
+
+  it('writes wrappers that run this checkout\'s build with this node', () => {
+    const programs = ['weftd', 'weftctl', ...(haveProxy ? ['weft-proxy'] : [])];
+    for (const p of programs) {
+      const f = join(prefix, 'usr/local/bin', p);
+      expect(statSync(f).mode & 0o777).toBe(0o755);
+      expect(readFileSync(f, 'utf8')).toContain(`exec ${process.execPath} ${repo}/dist/cli/${p}.js "$@"`);
+    }
+    if (!haveProxy) expect(existsSync(join(prefix, 'usr/local/bin/weft-proxy'))).toBe(false);
+  });
+
+  it('the installed weftctl wrapper runs', async () => {
+    const r = await run(join(prefix, 'usr/local/bin/weftctl'), ['--help'], { allowFail: true });
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('Usage: weftctl');
+  });
+
+  it('writes the env files with the options, readable only by root', () => {
+    const f = join(prefix, 'etc/weft/weftd.env');
+    expect(statSync(f).mode & 0o777).toBe(0o600);
+    expect(envFile(f)).toMatchObject({
+      WEFTD_IFACE: 'eth1,192.0.2.1',
+      WEFTD_ETCD_ENDPOINTS: 'http://192.0.2.254:2379',
+      WEFTD_IP_MASQ: 'true',
+      WEFTD_HEALTHZ_IP: '127.0.0.1',
+      WEFTD_HEALTHZ_PORT: '9808',
+    });
+    // Unset options stay commented out: an empty WEFTD_PUBLIC_IP= would be a value.
+    expect(envFile(f)).not.toHaveProperty('WEFTD_PUBLIC_IP');
+    if (haveProxy) {
+      expect(envFile(join(prefix, 'etc/weft/weft-proxy.env'))).toMatchObject({
+        WEFT_PROXY_ETCD_ENDPOINTS: 'http://192.0.2.254:2379',
+        WEFT_PROXY_MODE: 'iptables',
+        WEFT_PROXY_HOSTNAME_OVERRIDE: 'node1',
+        WEFT_PROXY_HEALTHZ_BIND_ADDRESS: '127.0.0.1:10256',
+      });
+    }
+  });
+
+  it('copies the unit files verbatim', () => {
+    for (const u of ['weftd.service', ...(haveProxy ? ['weft-proxy.service'] : [])]) {
+      expect(readFileSync(join(prefix, 'etc/systemd/system', u), 'utf8')).toBe(readFileSync(join(repo, 'systemd', u), 'utf8'));
+    }
+  });
+
+  it('installs the CNI plugin and a conflist when weftctl install-cni exists', () => {
+    if (!haveCni) {
+      expect(existsSync(join(prefix, 'opt/cni/bin'))).toBe(false);
+      return;
+    }
+    expect(statSync(join(prefix, 'opt/cni/bin/weft')).mode & 0o777).toBe(0o755);
+    expect(existsSync(join(prefix, 'opt/cni/bin/weft-cni.cjs'))).toBe(true);
+    const conflist = JSON.parse(readFileSync(join(prefix, 'etc/cni/net.d/10-weft.conflist'), 'utf8'));
+    expect(conflist).toMatchObject({ name: 'weft', plugins: [{ type: 'weft' }] });
+  });
+
+  it('a second run changes nothing and exits 0', async () => {
+    const second = await install();
+    expect(second.code).toBe(0);
+    expect(second.stdout).toContain('done: 0 file(s) changed');
+    expect(second.stdout).not.toContain('wrote ');
+    expect(snapshot(prefix)).toEqual(firstSnap);
+  });
+
+  it('keeps an edited env file unless --reconfigure, then keeps a .bak', async () => {
+    const f = join(prefix, 'etc/weft/weftd.env');
+    const edited = readFileSync(f, 'utf8').replace('WEFTD_HEALTHZ_PORT=9808', 'WEFTD_HEALTHZ_PORT=9818');
+    writeFileSync(f, edited, { mode: 0o600 });
+    const kept = await install();
+    expect(kept.code).toBe(0);
+    expect(kept.stdout).toContain(`kept ${f}`);
+    expect(readFileSync(f, 'utf8')).toBe(edited);
+
+    const re = await install(['--reconfigure']);
+    expect(re.code).toBe(0);
+    expect(envFile(f).WEFTD_HEALTHZ_PORT).toBe('9808');
+    expect(readFileSync(`${f}.bak`, 'utf8')).toBe(edited);
+  });
+
+  it('refuses unknown options and unsafe values with exit code 2, writing nothing', async () => {
+    const before = snapshot(prefix);
+    const bad = await run('bash', [script, '--prefix', prefix, '--bogus'], { allowFail: true });
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('unknown option: --bogus');
+    const unsafe = await run('bash', [script, '--prefix', prefix, '--iface', 'eth1; reboot'], { allowFail: true });
+    expect(unsafe.code).toBe(2);
+    expect(snapshot(prefix)).toEqual(before);
+  });
+
+  it('fails clearly when the build is missing and --no-build is given', async () => {
+    const empty = mkdtempSync(join(tmpdir(), 'weft-ops-src-'));
+    try {
+      writeFileSync(join(empty, 'package.json'), '{\n  "name": "weft"\n}\n');
+      const r = await run('bash', [script, '--prefix', prefix, '--src', empty, '--no-build'], { allowFail: true });
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(/node_modules is missing and --no-build was given/);
+    } finally {
+      rmSync(empty, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('systemd units', () => {
+  const unit = (name: string) => readFileSync(join(repo, 'systemd', name), 'utf8');
+
+  it.each([
+    ['weftd.service', '/etc/weft/weftd.env', 'http://${WEFTD_HEALTHZ_IP}:${WEFTD_HEALTHZ_PORT}/readyz'],
+    ['weft-proxy.service', '/etc/weft/weft-proxy.env', 'http://${WEFT_PROXY_HEALTHZ_BIND_ADDRESS}/healthz'],
+  ])('%s restarts forever with a bounded readiness probe', (name, envPath, url) => {
+    const u = unit(name);
+    expect(u).toContain(`EnvironmentFile=${envPath}`);
+    expect(u).toMatch(/^Restart=always$/m);
+    expect(u).toMatch(/^RestartSec=\d+s$/m);
+    expect(u).toMatch(/^StartLimitIntervalSec=0$/m);
+    expect(u).toMatch(/^LimitNOFILE=\d+$/m);
+    expect(u).toMatch(/^KillMode=mixed$/m);
+    const probe = /^ExecStartPost=(.*)$/m.exec(u)?.[1] ?? '';
+    expect(probe).toContain(url);
+    // Bounded: curl gives up within --retry-max-time, below TimeoutStartSec.
+    const maxTime = Number(/--retry-max-time (\d+)/.exec(probe)?.[1]);
+    const startTimeout = Number(/^TimeoutStartSec=(\d+)$/m.exec(u)?.[1]);
+    expect(maxTime).toBeGreaterThan(0);
+    expect(startTimeout).toBeGreaterThan(maxTime);
+    // No teardown on stop: nothing runs on ExecStop.
+    expect(u).not.toMatch(/^ExecStop/m);
+    // Ordering after etcd but never pulling a (possibly disabled) local etcd in.
+    expect(u).toMatch(/^After=.*etcd\.service/m);
+    expect(u).not.toMatch(/^(Wants|Requires)=.*etcd/m);
+  });
+
+  const analyze = existsSync('/usr/bin/systemd-analyze');
+  it.runIf(analyze)('systemd-analyze verify finds nothing but the not-yet-installed binaries', async () => {
+    const r = await run('systemd-analyze', ['verify', join(repo, 'systemd/weftd.service'), join(repo, 'systemd/weft-proxy.service')], { allowFail: true });
+    const complaints = r.stderr
+      .split('\n')
+      .filter((l) => l.trim() !== '')
+      .filter((l) => !/Command \/usr\/local\/bin\/(weftd|weft-proxy) is not executable/.test(l));
+    expect(complaints).toEqual([]);
+  });
+});

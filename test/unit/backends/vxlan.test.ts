@@ -1,0 +1,248 @@
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { isWeftError } from '../../../src/core/errors.js';
+import { formatCidr, parseCidr } from '../../../src/core/ip.js';
+import { createLogger, silentLogger } from '../../../src/core/log.js';
+import { VxlanBackend, parseVxlanConfig } from '../../../src/backends/vxlan/index.js';
+import { FakeKernel } from '../../../src/kernel/fake.js';
+import type { BackendContext } from '../../../src/backends/backend.js';
+import type { Lease } from '../../../src/store/types.js';
+
+const dirs: string[] = [];
+afterEach(() => {
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+const macOf = (n: number) => `02:00:00:00:00:${n.toString(16).padStart(2, '0')}`;
+const peer = (n: number, publicIp = `192.0.2.${n}`, mac = macOf(n), type = 'vxlan'): Lease => ({
+  subnet: parseCidr(`10.244.${n}.0/24`),
+  attrs: { PublicIP: publicIp, BackendType: type, BackendData: { VNI: 1, VtepMAC: mac } },
+});
+const own: Lease = peer(1);
+
+function setup(backend: Record<string, unknown> = {}, k = new FakeKernel(), stateDir?: string) {
+  if (!k.state.links.some((l) => l.name === 'eth0')) k.addHostLink('eth0', '192.0.2.1/24');
+  const dir = stateDir ?? mkdtempSync(join(tmpdir(), 'weft-vx-'));
+  if (!stateDir) dirs.push(dir);
+  const lines: string[] = [];
+  const ctx: BackendContext = {
+    config: {
+      network: parseCidr('10.244.0.0/16'),
+      subnetLen: 24,
+      subnetMin: parseCidr('10.244.1.0/24'),
+      subnetMax: parseCidr('10.244.255.0/24'),
+      backend: { type: 'vxlan', raw: { Type: 'vxlan', ...backend } },
+      raw: {},
+    },
+    iface: { name: 'eth0', index: 1, mtu: 1500, ifaceAddr: '192.0.2.1', publicIp: '192.0.2.1' },
+    log: createLogger({ level: 'debug', write: (l) => lines.push(l) }),
+    stateDir: dir,
+  };
+  const be = new VxlanBackend(ctx, { kernel: k });
+  return { k, be, dir, lines };
+}
+
+/** The kernel state on weft.1 and the main table, in flannel's `ip` notation. */
+function dump(k: FakeKernel): string[] {
+  const out: string[] = [];
+  for (const r of k.state.routes.filter((x) => x.proto !== 'kernel')) {
+    out.push(`route ${formatCidr(r.dst)} via ${r.gateway} dev ${r.dev}${r.onlink ? ' onlink' : ''}`);
+  }
+  for (const n of k.state.neighs) out.push(`neigh ${n.ip} dev ${n.dev} lladdr ${n.mac} PERMANENT`);
+  for (const e of k.state.fdb) out.push(`fdb ${e.mac} dev ${e.dev} dst ${e.dst} self ${e.state}`);
+  return out.sort();
+}
+
+const entries = (n: number, publicIp = `192.0.2.${n}`, mac = macOf(n)) => [
+  `fdb ${mac} dev weft.1 dst ${publicIp} self permanent`,
+  `neigh 10.244.${n}.0 dev weft.1 lladdr ${mac} PERMANENT`,
+  `route 10.244.${n}.0/24 via 10.244.${n}.0 dev weft.1 onlink`,
+];
+
+async function started(backend: Record<string, unknown> = {}) {
+  const s = setup(backend);
+  const prep = await s.be.prepare();
+  await s.be.start(own);
+  return { ...s, prep };
+}
+
+describe('vxlan config', () => {
+  it('applies flannel defaults and matches field names case-insensitively', () => {
+    expect(parseVxlanConfig({ Type: 'vxlan' })).toEqual({
+      vni: 1,
+      port: 8472,
+      mtu: 0,
+      gbp: false,
+      learning: false,
+      directRouting: false,
+      devicePrefix: 'weft',
+    });
+    expect(parseVxlanConfig({ vni: 7, port: 4789, directrouting: true })).toMatchObject({ vni: 7, port: 4789, directRouting: true });
+  });
+
+  it('refuses bad values with an error naming the field', () => {
+    const bad: Array<[Record<string, unknown>, string]> = [
+      [{ VNI: -1 }, 'Backend.VNI'],
+      [{ VNI: 1 << 24 }, 'Backend.VNI'],
+      [{ VNI: '1' }, 'Backend.VNI'],
+      [{ Port: 70000 }, 'Backend.Port'],
+      [{ MTU: 100 }, 'Backend.MTU'],
+      [{ DirectRouting: 'yes' }, 'Backend.DirectRouting'],
+      [{ DevicePrefix: 'a-very-long-name' }, 'Backend.DevicePrefix'],
+    ];
+    for (const [raw, field] of bad) {
+      try {
+        parseVxlanConfig(raw);
+        expect.unreachable(JSON.stringify(raw));
+      } catch (err) {
+        expect(isWeftError(err, 'ERR_CONFIG')).toBe(true);
+        expect((err as { field: string }).field).toBe(field);
+      }
+    }
+  });
+});
+
+describe('vxlan device and lease data', () => {
+  it('creates weft.1 as flannel does and returns BackendData {VNI, VtepMAC}', async () => {
+    const { k, prep, dir } = await started();
+    const dev = k.state.links.find((l) => l.name === 'weft.1')!;
+    expect(dev).toMatchObject({ mtu: 1450, up: true, kind: 'vxlan' });
+    expect(dev.vxlan).toEqual({ vni: 1, port: 8472, local: '192.0.2.1', dev: 'eth0', learning: false, gbp: false, udpCsum: true });
+    expect(prep.mtu).toBe(1450);
+    expect(JSON.stringify(prep.backendData)).toBe(`{"VNI":1,"VtepMAC":"${dev.mac}"}`);
+    expect(k.state.addrs.filter((a) => a.dev === 'weft.1')).toEqual([{ dev: 'weft.1', ip: '10.244.1.0', prefixLen: 32 }]);
+    expect(JSON.parse(readFileSync(join(dir, 'vxlan-1.json'), 'utf8')).VtepMAC).toBe(dev.mac);
+  });
+
+  it('keeps the MAC across restarts and recreates the device when VNI settings change', async () => {
+    const { k, dir, prep } = await started();
+    const mac = (prep.backendData as { VtepMAC: string }).VtepMAC;
+    const index = k.state.links.find((l) => l.name === 'weft.1')!.index;
+    // Same settings: the device is kept.
+    const again = setup({}, k, dir);
+    expect(((await again.be.prepare()).backendData as { VtepMAC: string }).VtepMAC).toBe(mac);
+    expect(k.state.links.find((l) => l.name === 'weft.1')!.index).toBe(index);
+    // A new MTU or port: recreated, same MAC.
+    const changed = setup({ MTU: 1400, Port: 4789 }, k, dir);
+    expect(await changed.be.prepare()).toEqual({ mtu: 1350, backendData: { VNI: 1, VtepMAC: mac } });
+    const dev = k.state.links.find((l) => l.name === 'weft.1')!;
+    expect(dev.index).not.toBe(index);
+    expect(dev).toMatchObject({ mtu: 1350, mac });
+    expect(dev.vxlan!.port).toBe(4789);
+  });
+});
+
+describe('vxlan peer programming against the fake kernel', () => {
+  it('adds neighbour, fdb and onlink route per peer; removes them with the lease', async () => {
+    const { k, be } = await started();
+    expect(await be.sync([peer(2), peer(3)])).toEqual({ fixes: 6, peers: 2 });
+    expect(dump(k)).toEqual([...entries(2), ...entries(3)].sort());
+    expect(await be.sync([peer(2), peer(3)])).toEqual({ fixes: 0, peers: 2 });
+    expect(await be.sync([peer(3)])).toEqual({ fixes: 3, peers: 1 });
+    expect(dump(k)).toEqual(entries(3).sort());
+  });
+
+  it('follows a changed VtepMAC and a changed PublicIP', async () => {
+    const { k, be } = await started();
+    await be.sync([peer(2)]);
+    await be.sync([peer(2, '192.0.2.2', macOf(0x22))]);
+    expect(dump(k)).toEqual(entries(2, '192.0.2.2', macOf(0x22)).sort());
+    await be.sync([peer(2, '192.0.2.12', macOf(0x22))]);
+    expect(dump(k)).toEqual(entries(2, '192.0.2.12', macOf(0x22)).sort());
+  });
+
+  it('DirectRouting: on-link peers get a direct route, others the vxlan entries', async () => {
+    const { k, be } = await started({ DirectRouting: true });
+    expect(await be.sync([peer(2), peer(3, '198.51.100.3')])).toEqual({ fixes: 4, peers: 2 });
+    expect(dump(k)).toEqual(['route 10.244.2.0/24 via 192.0.2.2 dev eth0', ...entries(3, '198.51.100.3')].sort());
+  });
+
+  it('rolls back a peer whose fdb step fails and programs it on the next sync', async () => {
+    const { k, be, lines } = await started();
+    k.inject('fdb', (op) => (op as { op: string; entry: { mac: string } }).op === 'replace' && (op as { entry: { mac: string } }).entry.mac === macOf(3));
+    expect(await be.sync([peer(2), peer(3), peer(4)])).toEqual({ fixes: 6, peers: 2 });
+    expect(dump(k)).toEqual([...entries(2), ...entries(4)].sort());
+    expect(lines.some((l) => l.includes('peer programming failed') && l.includes('10.244.3.0/24') && l.includes('step=fdb'))).toBe(true);
+    k.clearFaults();
+    expect(await be.sync([peer(2), peer(3), peer(4)])).toEqual({ fixes: 3, peers: 3 });
+    expect(dump(k)).toEqual([...entries(2), ...entries(3), ...entries(4)].sort());
+  });
+
+  it('rolls back neighbour and fdb when the route step fails, restoring a changed entry', async () => {
+    const { k, be } = await started();
+    await be.sync([peer(2)]);
+    // Peer 2 moved to a new PublicIP and its route was lost; peer 5 is new.
+    k.state.routes = k.state.routes.filter((r) => r.dev !== 'weft.1');
+    k.inject('route', (op) => (op as { op: string }).op === 'replace');
+    expect(await be.sync([peer(2, '192.0.2.12'), peer(5)])).toEqual({ fixes: 0, peers: 0 });
+    // Peer 5 left nothing behind; peer 2's fdb entry points at its old address again.
+    expect(dump(k)).toEqual(entries(2).filter((e) => !e.startsWith('route')).sort());
+    k.clearFaults();
+    await be.sync([peer(2, '192.0.2.12'), peer(5)]);
+    expect(dump(k)).toEqual([...entries(2, '192.0.2.12'), ...entries(5)].sort());
+  });
+
+  it('on start removes entries no lease explains, also a previous host-gw route in the Network', async () => {
+    const k = new FakeKernel();
+    const first = setup({}, k);
+    await first.be.prepare();
+    await first.be.start(own);
+    await first.be.sync([peer(2), peer(3)]);
+    await k.routes.apply([{ op: 'replace', route: { dst: parseCidr('10.244.9.0/24'), gateway: '192.0.2.9', dev: 'eth0' } }]);
+    await k.routes.apply([{ op: 'replace', route: { dst: parseCidr('10.98.0.0/16'), gateway: '192.0.2.9', dev: 'eth0' } }]);
+    // weftd restarts; peer 3 went away meanwhile.
+    const second = setup({}, k, first.dir);
+    await second.be.prepare();
+    await second.be.start(own);
+    await second.be.sync([peer(2)]);
+    expect(dump(k)).toEqual([...entries(2), 'route 10.98.0.0/16 via 192.0.2.9 dev eth0'].sort());
+  });
+
+  it('a deleted device triggers onNeedSync; the next sync recreates device, address and entries', async () => {
+    const { k, be } = await started();
+    const reasons: string[] = [];
+    be.onNeedSync = (r) => reasons.push(r);
+    await be.sync([peer(2)]);
+    const mac = k.state.links.find((l) => l.name === 'weft.1')!.mac;
+    await k.links.delete('weft.1');
+    await Promise.resolve();
+    await Promise.resolve();
+    expect(reasons).toEqual(['device deleted']);
+    expect(dump(k)).toEqual([]);
+    const stats = await be.sync([peer(2)]);
+    expect(stats.peers).toBe(1);
+    expect(dump(k)).toEqual(entries(2).sort());
+    expect(k.state.links.find((l) => l.name === 'weft.1')).toMatchObject({ mac, up: true });
+    expect(k.state.addrs.some((a) => a.dev === 'weft.1' && a.ip === '10.244.1.0')).toBe(true);
+    await be.stop();
+  });
+
+  it('programs 200 peers with one batch per step', async () => {
+    const { k, be } = await started({}, );
+    const many: Lease[] = [];
+    for (let i = 0; i < 200; i++) {
+      many.push({
+        subnet: parseCidr(`10.244.${Math.floor(i / 4) + 10}.${(i % 4) * 64}/26`),
+        attrs: { PublicIP: `192.0.2.${(i % 200) + 2}`, BackendType: 'vxlan', BackendData: { VNI: 1, VtepMAC: `02:00:00:00:${(i >> 8).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}` } },
+      });
+    }
+    const before = { ...k.writes };
+    expect(await be.sync(many)).toEqual({ fixes: 600, peers: 200 });
+    expect(k.writes.neigh - before.neigh).toBe(1);
+    expect(k.writes.fdb - before.fdb).toBe(1);
+    expect(k.writes.route - before.route).toBe(1);
+    expect(silentLogger).toBeDefined();
+  });
+
+  it('ignores non-vxlan leases and leases without a VtepMAC, logging each once', async () => {
+    const { k, be, lines } = await started();
+    const noMac: Lease = { subnet: parseCidr('10.244.6.0/24'), attrs: { PublicIP: '192.0.2.6', BackendType: 'vxlan' } };
+    const remotes = [peer(2), peer(4, '192.0.2.4', macOf(4), 'host-gw'), noMac];
+    await be.sync(remotes);
+    await be.sync(remotes);
+    expect(dump(k)).toEqual(entries(2).sort());
+    expect(lines.filter((l) => l.includes('ignoring lease'))).toHaveLength(2);
+  });
+});

@@ -1,0 +1,75 @@
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { parseCidr, parseIPv4 } from '../../../src/core/ip.js';
+import { DiskIpamStore } from '../../../src/cni/ipam/disk-store.js';
+import { acquireFileLock } from '../../../src/cni/ipam/file-lock.js';
+import { allocate, rangeFor } from '../../../src/cni/ipam/allocator.js';
+
+const root = mkdtempSync(join(tmpdir(), 'weft-cni-disk-'));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+describe('DiskIpamStore (host-local on-disk format)', () => {
+  it('writes <ip> = "<id>\\r\\n<ifname>", last_reserved_ip.0 and lock, and nothing else after the lock is released', async () => {
+    const dir = join(root, 'net1');
+    const s = new DiskIpamStore(dir);
+    const a = await allocate(s, rangeFor(parseCidr('10.244.5.0/24')), 'ctr1', 'eth0');
+    expect(readFileSync(join(dir, '10.244.5.2'), 'utf8')).toBe('ctr1\r\neth0');
+    expect(readFileSync(join(dir, 'last_reserved_ip.0'), 'utf8')).toBe('10.244.5.2');
+    expect(readdirSync(dir).sort()).toEqual(['10.244.5.2', 'last_reserved_ip.0', 'lock']);
+    expect(a.fresh).toBe(true);
+    expect(s.getByID('ctr1', 'eth0')).toEqual([parseIPv4('10.244.5.2')]);
+    expect(s.releaseByID('ctr1', 'eth0')).toEqual([parseIPv4('10.244.5.2')]);
+    expect(readdirSync(dir).sort()).toEqual(['last_reserved_ip.0', 'lock']);
+  });
+
+  it('reads reservations written by host-local (and id-only files from old versions)', () => {
+    const dir = join(root, 'net2');
+    mkdirSync(dir);
+    writeFileSync(join(dir, '10.244.6.9'), 'abc\r\neth1');
+    writeFileSync(join(dir, '10.244.6.10'), 'old');
+    writeFileSync(join(dir, 'last_reserved_ip.0'), '10.244.6.10');
+    const s = new DiskIpamStore(dir);
+    expect(s.getByID('abc', 'eth1')).toEqual([parseIPv4('10.244.6.9')]);
+    expect(s.list()).toHaveLength(2);
+    expect(s.lastReservedIP('0')).toBe(parseIPv4('10.244.6.10'));
+    expect(s.reserve('x', 'eth0', parseIPv4('10.244.6.9'), '0')).toBe(false);
+  });
+
+  it('serialises concurrent allocations in one process: 30 distinct addresses', async () => {
+    const s = new DiskIpamStore(join(root, 'net3'), { fsync: false });
+    const range = rangeFor(parseCidr('10.244.7.0/24'));
+    const got = await Promise.all(Array.from({ length: 30 }, (_, i) => allocate(s, range, `c${i}`, 'eth0')));
+    expect(new Set(got.map((g) => g.ip)).size).toBe(30);
+  });
+});
+
+describe('acquireFileLock', () => {
+  it('breaks a lock whose holder is dead', async () => {
+    const p = join(root, 'dead.lock');
+    writeFileSync(p, '999999999\n'); // no such pid
+    const release = await acquireFileLock(p, { timeoutMs: 1000 });
+    expect(readFileSync(p, 'utf8')).toBe(`${process.pid}\n`);
+    release();
+    expect(existsSync(p)).toBe(false);
+  });
+
+  it('waits for a live holder and gives up with code 11', async () => {
+    const p = join(root, 'live.lock');
+    writeFileSync(p, '1\n'); // pid 1 is alive
+    const err = await acquireFileLock(p, { timeoutMs: 50 }).catch((e) => e);
+    expect(err.cniCode).toBe(11);
+    expect(existsSync(p)).toBe(true);
+  });
+
+  it('breaks a lock older than staleMs even with a live holder', async () => {
+    const p = join(root, 'old.lock');
+    writeFileSync(p, '1\n');
+    const past = new Date(Date.now() - 60_000);
+    utimesSync(p, past, past);
+    const release = await acquireFileLock(p, { timeoutMs: 1000, staleMs: 30_000 });
+    release();
+    expect(existsSync(p)).toBe(false);
+  });
+});

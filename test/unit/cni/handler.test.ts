@@ -1,0 +1,193 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeEach, describe, expect, it } from 'vitest';
+import { createCniHandler, type CniHandler } from '../../../src/cni/handler.js';
+import { FakeCniKernel } from '../../../src/cni/kernel-fake.js';
+import { FakeIpamStore } from '../../../src/cni/ipam/fake-store.js';
+import { SUPPORTED_VERSIONS } from '../../../src/cni/spec.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'weft-cni-unit-'));
+const subnetFile = join(dir, 'subnet.env');
+writeFileSync(subnetFile, 'FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.3.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n');
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const NS = '/var/run/netns/fake-c1';
+let kernel: FakeCniKernel;
+let stores: Map<string, FakeIpamStore>;
+let handler: CniHandler;
+
+beforeEach(() => {
+  kernel = new FakeCniKernel();
+  kernel.addNetns(NS);
+  stores = new Map();
+  handler = createCniHandler({
+    kernel,
+    storeFor: (d) => {
+      if (!stores.has(d)) stores.set(d, new FakeIpamStore());
+      return stores.get(d)!;
+    },
+  });
+});
+
+const conf = (extra: Record<string, unknown> = {}) => JSON.stringify({ cniVersion: '1.0.0', name: 'weftnet', type: 'weft', subnetFile, ...extra });
+const env = (command: string, extra: Record<string, string | undefined> = {}) => ({ CNI_COMMAND: command, CNI_CONTAINERID: 'c1', CNI_NETNS: NS, CNI_IFNAME: 'eth0', CNI_PATH: '/x', ...extra });
+const store = () => stores.get('/var/lib/cni/networks/weftnet')!;
+
+describe('ADD result shape per spec version', () => {
+  it.each(SUPPORTED_VERSIONS)('%s', async (v) => {
+    const res = await handler({ env: env('ADD'), stdin: conf({ cniVersion: v }) });
+    expect(res.exitCode).toBe(0);
+    const out = JSON.parse(res.stdout);
+    expect(out.cniVersion).toBe(v);
+    expect(out.interfaces).toHaveLength(3);
+    expect(out.interfaces[2]).toMatchObject({ name: 'eth0', sandbox: NS });
+    expect(out.interfaces[1].name).toMatch(/^veth[0-9a-f]{8}$/);
+    expect(out.ips[0]).toMatchObject({ address: '10.244.3.2/24', gateway: '10.244.3.1', interface: 2 });
+    // "version" on IPs exists before 1.0.0 only; interface mtu from 1.1.0 only.
+    expect('version' in out.ips[0]).toBe(v.startsWith('0.'));
+    expect('mtu' in out.interfaces[2]).toBe(v === '1.1.0');
+    expect(out.routes).toEqual([
+      { dst: '10.244.0.0/16', gw: '10.244.3.1' },
+      { dst: '0.0.0.0/0', gw: '10.244.3.1' },
+    ]);
+  });
+});
+
+describe('ADD side effects', () => {
+  it('builds the bridge, veth and container config; FLANNEL_IPMASQ=true means no per-container masquerade', async () => {
+    await handler({ env: env('ADD'), stdin: conf() });
+    expect(kernel.bridges.get('weft0')).toMatchObject({ addrs: ['10.244.3.1/24'], up: true, mtu: 1450 });
+    const eth0 = kernel.netns.get(NS)!.get('eth0')!;
+    expect(eth0).toMatchObject({ addrs: ['10.244.3.2/24'], up: true, mtu: 1450 });
+    expect(kernel.ipForward).toBe(true);
+    expect(kernel.ipt.chains.size).toBe(1);
+    expect([...kernel.hostLinks.values()][0]).toMatchObject({ master: 'weft0', alias: 'weft:weftnet:c1:eth0' });
+  });
+
+  it('replaces an address from an old subnet on the bridge instead of failing (flannel 1850)', async () => {
+    kernel.bridges.set('weft0', { name: 'weft0', isBridge: true, mac: '02:00:00:00:00:01', up: true, mtu: 1450, addrs: ['10.244.99.1/24'] });
+    const res = await handler({ env: env('ADD'), stdin: conf() });
+    expect(res.exitCode).toBe(0);
+    expect(kernel.bridges.get('weft0')!.addrs).toEqual(['10.244.3.1/24']);
+  });
+
+  it('ipMasq adds a WEFT-CNI chain; DEL removes it', async () => {
+    await handler({ env: env('ADD'), stdin: conf({ ipMasq: true }) });
+    const chains = [...kernel.ipt.chains.keys()].filter((c) => c.startsWith('WEFT-CNI-'));
+    expect(chains).toHaveLength(1);
+    expect(kernel.ipt.chains.get('POSTROUTING')![0]).toContain('-s 10.244.3.2/32');
+    await handler({ env: env('DEL'), stdin: conf({ ipMasq: true }) });
+    expect([...kernel.ipt.chains.keys()]).toEqual(['POSTROUTING']);
+    expect(kernel.ipt.chains.get('POSTROUTING')).toEqual([]);
+  });
+
+  it.each([
+    ['veth creation', /type veth/],
+    ['container address', /^addr add 10\.244\.3\.\d+\/24 dev eth0/],
+    ['default route', /route add default/],
+  ])('rolls back everything when %s fails', async (_what, re) => {
+    kernel.failOn = re;
+    const res = await handler({ env: env('ADD'), stdin: conf({ ipMasq: true }) });
+    expect(res.exitCode).toBe(1);
+    expect(JSON.parse(res.stdout).code).toBe(100);
+    expect(kernel.hostLinks.size).toBe(0);
+    expect(kernel.netns.get(NS)!.size).toBe(0);
+    expect(store().reservations.size).toBe(0);
+    expect([...kernel.ipt.chains.keys()]).toEqual(['POSTROUTING']);
+  });
+
+  it('rolls back when the masquerade rules fail', async () => {
+    kernel.ipt.failRestore = true;
+    const res = await handler({ env: env('ADD'), stdin: conf({ ipMasq: true }) });
+    expect(res.exitCode).toBe(1);
+    expect(kernel.hostLinks.size).toBe(0);
+    expect(store().reservations.size).toBe(0);
+  });
+
+  it('a repeated ADD rebuilds the attachment with the same address', async () => {
+    const a = JSON.parse((await handler({ env: env('ADD'), stdin: conf() })).stdout);
+    const b = JSON.parse((await handler({ env: env('ADD'), stdin: conf() })).stdout);
+    expect(b.ips[0].address).toBe(a.ips[0].address);
+    expect(kernel.hostLinks.size).toBe(1);
+    expect(store().reservations.size).toBe(1);
+  });
+
+  it('a failed repeated ADD keeps the reservation it did not make', async () => {
+    await handler({ env: env('ADD'), stdin: conf() });
+    kernel.failOn = /route add default/;
+    expect((await handler({ env: env('ADD'), stdin: conf() })).exitCode).toBe(1);
+    expect(store().reservations.size).toBe(1);
+  });
+
+  it('honours IP= in CNI_ARGS', async () => {
+    const out = JSON.parse((await handler({ env: env('ADD', { CNI_ARGS: 'IP=10.244.3.50' }), stdin: conf() })).stdout);
+    expect(out.ips[0].address).toBe('10.244.3.50/24');
+  });
+});
+
+describe('error codes', () => {
+  const code = async (e: Record<string, string | undefined>, stdin: string) => {
+    const res = await handler({ env: e, stdin });
+    expect(res.exitCode).not.toBe(0);
+    return JSON.parse(res.stdout) as { code: number; cniVersion: string; msg: string };
+  };
+  it('4 for a missing variable, 6 for bad JSON, 1 for an unknown version, 7 for bad config, 11 for no subnet.env', async () => {
+    expect((await code(env('ADD', { CNI_CONTAINERID: undefined }), conf())).code).toBe(4);
+    expect((await code(env('ADD'), '{not json')).code).toBe(6);
+    const v = await code(env('ADD'), conf({ cniVersion: '0.2.0' }));
+    expect(v).toMatchObject({ code: 1, cniVersion: '0.2.0' });
+    expect((await code(env('ADD'), conf({ mtu: -1 }))).code).toBe(7);
+    const missing = await code(env('ADD'), conf({ subnetFile: join(dir, 'nope.env') }));
+    expect(missing.code).toBe(11);
+    expect(missing.msg).toContain('nope.env');
+  });
+  it('3 when the netns does not exist', async () => {
+    expect((await code(env('ADD', { CNI_NETNS: '/var/run/netns/gone' }), conf())).code).toBe(3);
+  });
+  it('1 for CHECK before 0.4.0 and GC/STATUS before 1.1.0', async () => {
+    expect((await code(env('CHECK'), conf({ cniVersion: '0.3.1' }))).code).toBe(1);
+    expect((await code(env('GC'), conf())).code).toBe(1);
+    expect((await code(env('STATUS'), conf())).code).toBe(1);
+  });
+  it('VERSION echoes the config version and lists all five', async () => {
+    const res = await handler({ env: { CNI_COMMAND: 'VERSION' }, stdin: conf({ cniVersion: '0.4.0' }) });
+    expect(JSON.parse(res.stdout)).toEqual({ cniVersion: '0.4.0', supportedVersions: ['0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'] });
+  });
+});
+
+describe('DEL, CHECK, GC, STATUS', () => {
+  it('DEL is idempotent and works without netns or prevResult', async () => {
+    await handler({ env: env('ADD'), stdin: conf() });
+    expect((await handler({ env: env('DEL', { CNI_NETNS: undefined }), stdin: conf() })).exitCode).toBe(0);
+    expect(store().reservations.size).toBe(0);
+    expect(kernel.hostLinks.size).toBe(0);
+    expect((await handler({ env: env('DEL'), stdin: conf() })).exitCode).toBe(0);
+  });
+
+  it('CHECK passes on a fresh attachment and fails when the route or address is gone', async () => {
+    const prev = JSON.parse((await handler({ env: env('ADD'), stdin: conf() })).stdout);
+    expect((await handler({ env: env('CHECK'), stdin: conf({ prevResult: prev }) })).exitCode).toBe(0);
+    kernel.netns.get(NS)!.get('eth0')!.routes.pop();
+    const bad = await handler({ env: env('CHECK'), stdin: conf({ prevResult: prev }) });
+    expect(JSON.parse(bad.stdout).msg).toMatch(/route 0\.0\.0\.0\/0/);
+    const noPrev = await handler({ env: env('CHECK'), stdin: conf() });
+    expect(JSON.parse(noPrev.stdout).code).toBe(7);
+  });
+
+  it('GC frees reservations, veths and chains not listed as valid', async () => {
+    await handler({ env: env('ADD'), stdin: conf({ ipMasq: true }) });
+    await handler({ env: env('ADD', { CNI_CONTAINERID: 'c2', CNI_IFNAME: 'eth1' }), stdin: conf({ ipMasq: true }) });
+    const gc = await handler({ env: { CNI_COMMAND: 'GC' }, stdin: conf({ cniVersion: '1.1.0', ipMasq: true, 'cni.dev/valid-attachments': [{ containerID: 'c1', ifname: 'eth0' }] }) });
+    expect(gc.exitCode).toBe(0);
+    expect(store().list().map((r) => r.containerId)).toEqual(['c1']);
+    expect([...kernel.hostLinks.values()].map((l) => l.alias)).toEqual(['weft:weftnet:c1:eth0']);
+    expect([...kernel.ipt.chains.keys()].filter((c) => c.startsWith('WEFT-CNI-'))).toHaveLength(1);
+  });
+
+  it('STATUS is 0 with subnet.env and 50 without', async () => {
+    expect((await handler({ env: { CNI_COMMAND: 'STATUS' }, stdin: conf({ cniVersion: '1.1.0' }) })).exitCode).toBe(0);
+    const res = await handler({ env: { CNI_COMMAND: 'STATUS' }, stdin: conf({ cniVersion: '1.1.0', subnetFile: join(dir, 'x') }) });
+    expect(JSON.parse(res.stdout).code).toBe(50);
+  });
+});
