@@ -396,6 +396,66 @@ static napi_value js_tso_segment(napi_env env, napi_callback_info info) {
   return arr;
 }
 
+/* groCoalesce([buf...]) -> [{gsoSize, segments, packet}] as the receive
+ * thread would write them to the TUN (gsoSize 0 = plain packet). */
+static napi_value js_gro(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  bool is_arr = false;
+  if (argc < 1 || napi_is_array(env, argv[0], &is_arr) != napi_ok || !is_arr) THROW("ERR_INVALID_ARGUMENT", "groCoalesce(buffers)");
+  uint32_t n = 0;
+  napi_get_array_length(env, argv[0], &n);
+  struct weft_gro g = {.cap = 65535};
+  g.buf = malloc(WEFT_VNET_HDR_LEN + 65535);
+  if (!g.buf) THROW("ERR_UDP_DATAPATH", "out of memory");
+  napi_value out;
+  napi_create_array(env, &out);
+  uint32_t nout = 0;
+  int run = 0;
+#define EMIT_RUN()                                                                          \
+  do {                                                                                      \
+    size_t total = weft_gro_finish(&g);                                                     \
+    struct weft_vnet_hdr vh;                                                                \
+    memcpy(&vh, g.buf, sizeof(vh));                                                         \
+    napi_value o;                                                                           \
+    napi_create_object(env, &o);                                                            \
+    napi_set_named_property(env, o, "gsoSize", num(env, vh.gso_type ? vh.gso_size : 0));    \
+    napi_set_named_property(env, o, "segments", num(env, g.nseg));                          \
+    napi_set_named_property(env, o, "packet", copy_buffer(env, g.buf + WEFT_VNET_HDR_LEN, total - WEFT_VNET_HDR_LEN)); \
+    napi_set_element(env, out, nout++, o);                                                  \
+  } while (0)
+  for (uint32_t i = 0; i < n; i++) {
+    napi_value e;
+    napi_get_element(env, argv[0], i, &e);
+    uint8_t *d;
+    size_t len;
+    if (!get_buffer(env, e, &d, &len)) {
+      free(g.buf);
+      THROW("ERR_INVALID_ARGUMENT", "groCoalesce: not a buffer");
+    }
+    if (weft_gro_eligible(d, len)) {
+      if (run && weft_gro_append(&g, d, len)) continue;
+      if (run) EMIT_RUN();
+      run = weft_gro_start(&g, d, len);
+      if (run) continue;
+    } else if (run) {
+      EMIT_RUN();
+      run = 0;
+    }
+    napi_value o;
+    napi_create_object(env, &o);
+    napi_set_named_property(env, o, "gsoSize", num(env, 0));
+    napi_set_named_property(env, o, "segments", num(env, 1));
+    napi_set_named_property(env, o, "packet", copy_buffer(env, d, len));
+    napi_set_element(env, out, nout++, o);
+  }
+  if (run) EMIT_RUN();
+#undef EMIT_RUN
+  free(g.buf);
+  return out;
+}
+
 /* ------------------------------------------------------------ module */
 
 static napi_value Init(napi_env env, napi_value exports) {
@@ -411,6 +471,7 @@ static napi_value Init(napi_env env, napi_value exports) {
       {"ttlDecrement", NULL, js_ttl_decrement, NULL, NULL, NULL, (napi_property_attributes)(napi_writable | napi_enumerable | napi_configurable), NULL},
       {"icmpNetUnreachable", NULL, js_icmp, NULL, NULL, NULL, (napi_property_attributes)(napi_writable | napi_enumerable | napi_configurable), NULL},
       {"finishCsum", NULL, js_finish_csum, NULL, NULL, NULL, (napi_property_attributes)(napi_writable | napi_enumerable | napi_configurable), NULL},
+      {"groCoalesce", NULL, js_gro, NULL, NULL, NULL, (napi_property_attributes)(napi_writable | napi_enumerable | napi_configurable), NULL},
       {"tsoSegment", NULL, js_tso_segment, NULL, NULL, NULL, (napi_property_attributes)(napi_writable | napi_enumerable | napi_configurable), NULL},
   };
   napi_define_properties(env, exports, sizeof(fns) / sizeof(fns[0]), fns);

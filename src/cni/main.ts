@@ -26,7 +26,8 @@ function faultFromEnv(): ((step: string) => Promise<void>) | undefined {
   return async (s: string) => {
     if (s !== step) return;
     if (marker) writeFileSync(marker, `${process.pid}\n`);
-    await new Promise(() => {});
+    // A pending promise alone does not keep Node alive; a timer does.
+    await new Promise(() => setInterval(() => {}, 60_000));
   };
 }
 

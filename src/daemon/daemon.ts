@@ -15,6 +15,7 @@ import { EtcdRegistry } from '../store/etcd-registry.js';
 import { LeaseManager } from '../store/lease-manager.js';
 import { readPreviousSubnet, writeSubnetEnv } from '../store/subnet-env.js';
 import type { Lease, NetworkConfig } from '../store/types.js';
+import { startCniServer, type CniServer } from '../cni/server.js';
 import { startHealthServer } from './health.js';
 import { applyMasq, removeMasq } from './masq.js';
 import { WeftdMetrics } from './metrics.js';
@@ -70,6 +71,7 @@ export async function runWeftd(opts: WeftdOptions, deps: DaemonDeps): Promise<vo
   const registry = deps.registry ?? registryOf(opts);
   const kernel = createKernel({ log });
   let server: Server | undefined;
+  let cni: CniServer | undefined;
   let backend: Backend | undefined;
   let runner: BoundedFrequencyRunner | undefined;
   let ready = false;
@@ -87,6 +89,12 @@ export async function runWeftd(opts: WeftdOptions, deps: DaemonDeps): Promise<vo
         extraMetrics: () => backendMetricsText(backend),
       });
       log.info({ addr: `${opts.healthzIp}:${opts.healthzPort}` }, 'serving /healthz, /readyz and /metrics');
+    }
+
+    if (opts.cniSocket) {
+      // Serving CNI from the daemon spares every ADD/DEL a Node start-up.
+      cni = await startCniServer({ socketPath: opts.cniSocket, log, signal });
+      log.info({ socket: opts.cniSocket }, 'serving CNI requests');
     }
 
     readyReason = 'waiting for network config';
@@ -185,6 +193,7 @@ export async function runWeftd(opts: WeftdOptions, deps: DaemonDeps): Promise<vo
     throw err;
   } finally {
     runner?.stop();
+    await cni?.close().catch(() => {});
     await backend?.stop().catch((err) => log.warn({ err }, 'backend stop failed'));
     await registry.close().catch(() => {});
     if (server) await new Promise<void>((r) => server!.close(() => r()));

@@ -141,6 +141,20 @@ export function kernelConformance(setup: () => Promise<Kernel>, done: () => Prom
     }
   });
 
+  it('offloads: tx checksum on by default on a vxlan device, can be turned off', async () => {
+    const k = await setup();
+    try {
+      await k.links.addVxlan({ name: 'wk.45', ...vx, vni: 45 });
+      expect(await k.offloads.getTxChecksum('wk.45')).toBe(true);
+      await k.offloads.setTxChecksum('wk.45', false);
+      expect(await k.offloads.getTxChecksum('wk.45')).toBe(false);
+      await expect(k.offloads.getTxChecksum('nosuch0')).rejects.toThrow();
+      await k.links.delete('wk.45');
+    } finally {
+      await done();
+    }
+  });
+
   it('sysctl: read and write a per-namespace value', async () => {
     const k = await setup();
     try {

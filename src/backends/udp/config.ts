@@ -39,6 +39,11 @@ export interface UdpBackendOptions {
   offload?: boolean;
   /** Send a split TSO packet as one UDP_SEGMENT train (kernel segments). Default true. */
   udpGso?: boolean;
+  /**
+   * Join consecutive received TCP segments of a flow into one TSO write to
+   * the TUN (needs offload). Default true.
+   */
+  gro?: boolean;
   /** Packets moved per wake-up of a data path thread. Default 64. */
   batch?: number;
   /** Socket send/receive buffer in bytes. Default 4 MiB. */
@@ -51,6 +56,7 @@ export interface ResolvedUdpOptions {
   tunName: string;
   offload: boolean;
   udpGso: boolean;
+  gro: boolean;
   batch: number;
   sockBuf: number;
   txQueueLen: number;
@@ -71,7 +77,7 @@ export function resolveUdpOptions(o: UdpBackendOptions = {}): ResolvedUdpOptions
   if (!Number.isInteger(txQueueLen) || txQueueLen < 0) {
     throw new InvalidArgumentError('txQueueLen', `must be >= 0, got ${txQueueLen}`);
   }
-  return { tunName, offload: o.offload ?? true, udpGso: o.udpGso ?? true, batch, sockBuf, txQueueLen };
+  return { tunName, offload: o.offload ?? true, udpGso: o.udpGso ?? true, gro: o.gro ?? true, batch, sockBuf, txQueueLen };
 }
 
 /** TUN MTU = underlay MTU - 28 (flannel's FLANNEL_MTU for udp). */

@@ -25,6 +25,7 @@ export interface NativeOpenOptions {
   batch?: number;
   offload?: number;
   udpGso?: number;
+  gro?: number;
 }
 
 export interface NativeStats {
@@ -50,6 +51,8 @@ export interface WeftNative {
   icmpNetUnreachable(pkt: Buffer, src: number): Buffer | null;
   finishCsum(pkt: Buffer, csumStart: number, csumOffset: number): boolean;
   tsoSegment(pkt: Buffer, gsoSize: number): Buffer[] | null;
+  /** What the receive thread would write to the TUN for these packets, in order. */
+  groCoalesce(pkts: Buffer[]): { gsoSize: number; segments: number; packet: Buffer }[];
   /** Drop reasons, in check order (without "ok"). */
   readonly verdicts: string[];
   readonly counterNames: string[];

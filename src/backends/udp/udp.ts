@@ -86,6 +86,7 @@ export class UdpBackend implements Backend {
         batch: this.opts.batch,
         offload: this.opts.offload ? 1 : 0,
         udpGso: this.opts.udpGso ? 1 : 0,
+        gro: this.opts.gro ? 1 : 0,
       });
     } catch (err) {
       throw new UdpDatapathError(`udp data path: ${errorMessage(err)}`, {
@@ -113,6 +114,7 @@ export class UdpBackend implements Backend {
         mtu: this.mtu,
         listen: `${this.ctx.iface.ifaceAddr}:${this.cfg.port}`,
         offload: this.opts.offload,
+        gro: this.opts.offload && this.opts.gro,
       },
       'udp data path started',
     );

@@ -16,6 +16,12 @@ export interface VxlanConfig {
   directRouting: boolean;
   /** `DevicePrefix` (weft extension): device name = `<prefix>.<VNI>`. Default "weft". */
   devicePrefix: string;
+  /**
+   * `TxChecksumOffload` (weft extension): true = keep on, false = turn off on
+   * the device, "auto" = off only on kernels older than 5.7 (flannel #1279).
+   * Default "auto".
+   */
+  txChecksumOffload: boolean | 'auto';
 }
 
 /** flannel's default vxlan UDP port (the Linux kernel's default). */
@@ -60,9 +66,14 @@ export function parseVxlanConfig(raw: Record<string, unknown>, defaults: { devic
   if (`${prefixRaw}.${vni}`.length > 15) {
     throw new ConfigError('Backend.DevicePrefix', `device name "${prefixRaw}.${vni}" is longer than 15 characters`);
   }
+  const csum = field(raw, 'TxChecksumOffload') ?? 'auto';
+  if (csum !== 'auto' && typeof csum !== 'boolean') {
+    throw new ConfigError('Backend.TxChecksumOffload', `must be true, false or "auto" (got ${JSON.stringify(csum)})`);
+  }
   return {
     vni,
     port,
+    txChecksumOffload: csum,
     mtu,
     gbp: bool(raw, 'GBP'),
     learning: bool(raw, 'Learning'),

@@ -1,9 +1,11 @@
+import { release } from 'node:os';
 import { errorMessage } from '../../core/errors.js';
 import { containsNet, formatCidr, type IPv4Net } from '../../core/ip.js';
 import type { Logger } from '../../core/log.js';
 import { UndoStack } from '../../core/undo.js';
 import { createKernel, type Kernel } from '../../kernel/kernel.js';
 import { randomMac, type VxlanSpec } from '../../kernel/links.js';
+import { kernelNeedsTxChecksumOff } from '../../kernel/offload.js';
 import { WEFT_ROUTE_PROTO, formatRoute } from '../../kernel/routes.js';
 import type { Lease } from '../../store/types.js';
 import type { Backend, BackendContext, PrepareResult, SyncStats } from '../backend.js';
@@ -18,6 +20,8 @@ export interface VxlanOptions {
   kernel?: Kernel;
   /** Device name prefix when the config has no `DevicePrefix`. Default "weft". */
   devicePrefix?: string;
+  /** Kernel release deciding `TxChecksumOffload: "auto"`. Default os.release(). */
+  kernelRelease?: string;
 }
 
 /** flannel's lease BackendData for vxlan, field order as flanneld writes it. */
@@ -53,6 +57,21 @@ export class VxlanBackend implements Backend {
     this.dev = deviceName(this.cfg);
     this.log = ctx.log.child({ backend: 'vxlan', dev: this.dev });
     this.kernel = opts.kernel ?? createKernel({ ...(ctx.netns ? { netns: ctx.netns } : {}), log: this.log });
+    const want = this.cfg.txChecksumOffload;
+    this.txCsum =
+      want === 'auto' ? (kernelNeedsTxChecksumOff(opts.kernelRelease ?? release()) ? false : undefined) : want;
+  }
+
+  /** Wanted tx checksum offload on the device; undefined = leave the kernel's default. */
+  private readonly txCsum: boolean | undefined;
+
+  /** Applies the TxChecksumOffload policy; true when it changed something. */
+  private async ensureOffload(): Promise<boolean> {
+    if (this.txCsum === undefined) return false;
+    if ((await this.kernel.offloads.getTxChecksum(this.dev)) === this.txCsum) return false;
+    await this.kernel.offloads.setTxChecksum(this.dev, this.txCsum);
+    this.log.info({ txChecksumOffload: this.txCsum }, 'set tx checksum offload on vxlan device');
+    return true;
   }
 
   /** The device MTU: (Backend.MTU or the interface MTU) - 50. */
@@ -76,6 +95,7 @@ export class VxlanBackend implements Backend {
       mac,
     };
     await ensureDevice(this.kernel, this.spec, this.log);
+    await this.ensureOffload();
     const backendData: VxlanBackendData = { VNI: this.cfg.vni, VtepMAC: mac };
     return { backendData, mtu: this.mtu };
   }
@@ -122,6 +142,7 @@ export class VxlanBackend implements Backend {
     let fixes = 0;
     const dev = await ensureDevice(this.kernel, spec, this.log);
     if (dev.changed) fixes++;
+    if (await this.ensureOffload()) fixes++;
     if (await ensureDeviceAddress(this.kernel, this.dev, own, this.log)) fixes++;
 
     const { network } = this.ctx.config;

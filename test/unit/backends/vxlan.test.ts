@@ -22,7 +22,7 @@ const peer = (n: number, publicIp = `192.0.2.${n}`, mac = macOf(n), type = 'vxla
 });
 const own: Lease = peer(1);
 
-function setup(backend: Record<string, unknown> = {}, k = new FakeKernel(), stateDir?: string) {
+function setup(backend: Record<string, unknown> = {}, k = new FakeKernel(), stateDir?: string, kernelRelease = '6.1.0') {
   if (!k.state.links.some((l) => l.name === 'eth0')) k.addHostLink('eth0', '192.0.2.1/24');
   const dir = stateDir ?? mkdtempSync(join(tmpdir(), 'weft-vx-'));
   if (!stateDir) dirs.push(dir);
@@ -40,7 +40,7 @@ function setup(backend: Record<string, unknown> = {}, k = new FakeKernel(), stat
     log: createLogger({ level: 'debug', write: (l) => lines.push(l) }),
     stateDir: dir,
   };
-  const be = new VxlanBackend(ctx, { kernel: k });
+  const be = new VxlanBackend(ctx, { kernel: k, kernelRelease });
   return { k, be, dir, lines };
 }
 
@@ -78,6 +78,7 @@ describe('vxlan config', () => {
       learning: false,
       directRouting: false,
       devicePrefix: 'weft',
+      txChecksumOffload: 'auto',
     });
     expect(parseVxlanConfig({ vni: 7, port: 4789, directrouting: true })).toMatchObject({ vni: 7, port: 4789, directRouting: true });
   });
@@ -91,6 +92,7 @@ describe('vxlan config', () => {
       [{ MTU: 100 }, 'Backend.MTU'],
       [{ DirectRouting: 'yes' }, 'Backend.DirectRouting'],
       [{ DevicePrefix: 'a-very-long-name' }, 'Backend.DevicePrefix'],
+      [{ TxChecksumOffload: 'off' }, 'Backend.TxChecksumOffload'],
     ];
     for (const [raw, field] of bad) {
       try {
@@ -131,6 +133,25 @@ describe('vxlan device and lease data', () => {
     expect(dev.index).not.toBe(index);
     expect(dev).toMatchObject({ mtu: 1350, mac });
     expect(dev.vxlan!.port).toBe(4789);
+  });
+});
+
+describe('vxlan tx checksum offload policy', () => {
+  it('auto leaves it on for kernels >= 5.7, turns it off for older ones and keeps it off', async () => {
+    const modern = setup();
+    await modern.be.prepare();
+    expect(modern.k.state.txCsumOff.size).toBe(0);
+    const old = setup({}, new FakeKernel(), undefined, '4.18.0-348.el8.x86_64');
+    await old.be.prepare();
+    await old.be.start(own);
+    expect([...old.k.state.txCsumOff]).toEqual(['weft.1']);
+    // The device was recreated by hand: the next sync turns it off again.
+    await old.k.links.delete('weft.1');
+    await old.be.sync([]);
+    expect([...old.k.state.txCsumOff]).toEqual(['weft.1']);
+    const forced = setup({ TxChecksumOffload: false });
+    await forced.be.prepare();
+    expect([...forced.k.state.txCsumOff]).toEqual(['weft.1']);
   });
 });
 

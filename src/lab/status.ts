@@ -1,0 +1,70 @@
+import { formatCidr } from '../core/ip.js';
+import { readSubnetEnv } from '../store/subnet-env.js';
+import { mustState } from './common.js';
+import { isRunning } from './procs.js';
+import type { LabState } from './state.js';
+
+export interface LabPodStatus {
+  name: string;
+  ip: string | null;
+  netns: string;
+}
+
+export interface LabHostStatus {
+  name: string;
+  netns: string;
+  underlayIp: string;
+  subnet: string | null;
+  mtu: number | null;
+  weftd: { pid: number; running: boolean } | null;
+  pods: LabPodStatus[];
+}
+
+export interface LabStatus {
+  id: string;
+  etcd: string;
+  backend: string;
+  network: string;
+  phase: LabState['phase'];
+  etcdRunning: boolean;
+  hosts: LabHostStatus[];
+}
+
+export function statusOf(state: LabState): LabStatus {
+  const etcdProc = state.processes.find((p) => p.key === 'etcd');
+  return {
+    id: state.id,
+    etcd: state.etcd.endpoint,
+    backend: state.backend,
+    network: state.network,
+    phase: state.phase,
+    etcdRunning: etcdProc ? isRunning(etcdProc) : false,
+    hosts: state.hosts.map((h) => {
+      // subnet.env is the live truth (weftd may have been restarted); the record is the fallback.
+      let subnet = h.subnet ?? null;
+      let mtu = h.mtu ?? null;
+      try {
+        const env = readSubnetEnv(h.subnetFile);
+        subnet = formatCidr(env.subnet);
+        mtu = env.mtu;
+      } catch {
+        /* not written yet */
+      }
+      const w = [...state.processes].reverse().find((p) => p.key === `weftd:${h.name}`);
+      return {
+        name: h.name,
+        netns: h.netns,
+        underlayIp: h.underlayIp,
+        subnet,
+        mtu,
+        weftd: w ? { pid: w.pid, running: isRunning(w) } : null,
+        pods: h.pods.map((p) => ({ name: p.name, ip: p.ip ?? null, netns: p.netns })),
+      };
+    }),
+  };
+}
+
+/** The lab as recorded, with live subnet.env and process liveness. */
+export function labStatus(id: string): LabStatus {
+  return statusOf(mustState(id));
+}

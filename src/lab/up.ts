@@ -1,0 +1,251 @@
+import { existsSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { AbortedError, errorMessage, InvalidArgumentError } from '../core/errors.js';
+import { formatCidr, parseCidr } from '../core/ip.js';
+import { silentLogger, type Logger } from '../core/log.js';
+import { ip, ipBatch, run } from '../exec/run.js';
+import { readSubnetEnv, writeSubnetEnv } from '../store/subnet-env.js';
+import { ManualAttacher, type PodAttacher } from './attacher.js';
+import { launchWeftd, listNetns, recordProc } from './common.js';
+import { labDown } from './down.js';
+import { etcdArgv, etcdDataDir, labEtcdClient, waitEtcdHealthy, type LabEtcd } from './etcd.js';
+import { LabExistsError, LabUpError } from './errors.js';
+import { ETCD_ENDPOINT, ETCD_IP, HOST_IFACE, UNDERLAY_PREFIX } from './names.js';
+import { fallbackSubnet, planLab, planNamespaces, type LabPlanInput } from './plan.js';
+import { statusOf, type LabStatus } from './status.js';
+import { STATE_VERSION, hostDir, labDir, readState, writeState, type HostRecord, type LabState, type ProcRecord } from './state.js';
+import { waitSubnetEnv, waitWeftdReady, weftdPaths, weftdScript } from './weftd.js';
+
+/** Options of `labUp`. */
+export interface LabUpOptions extends LabPlanInput {
+  /** weftd `--subnet-lease-ttl` in seconds (tests use short TTLs). Default: weftd's own (24 h). */
+  subnetLeaseTtl?: number;
+  /** Extra weftd arguments, appended. Default none. */
+  weftdArgs?: string[];
+  /**
+   * Start weftd in every host. Default true. When false the lab assigns
+   * 10.244.N.0/24 to host N itself, writes subnet.env, and adds static
+   * host-gw routes between hosts (a development fallback, no etcd leases).
+   */
+  startWeftd?: boolean;
+  /** Wait for weftd's /readyz on every host (127.0.0.1:9808 in the host). Default true. */
+  waitReady?: boolean;
+  /** How pods are attached. Default ManualAttacher. */
+  attacher?: PodAttacher;
+  /** Default silentLogger. */
+  log?: Logger;
+  /**
+   * Called before each step with its name ('switch', 'host h1', 'etcd',
+   * 'config', 'weftd h1', 'routes', 'pod h1-p1'). Progress lines come from
+   * here; a test may throw to inject a failure.
+   */
+  onStep?: (step: string) => void | Promise<void>;
+  /** Bound on each wait (etcd health, subnet.env, readyz). Default 30 s. */
+  timeoutMs?: number;
+  /** Aborting stops `up` at the next step and cleans up. */
+  signal?: AbortSignal;
+}
+
+/** Records a namespace in the state, then creates it with lo up. */
+async function addNetns(state: LabState, ns: string): Promise<void> {
+  state.namespaces.push(ns);
+  writeState(state);
+  await run('ip', ['netns', 'add', ns]);
+  await ip(['link', 'set', 'lo', 'up'], { netns: ns });
+}
+
+async function createSwitch(state: LabState): Promise<void> {
+  await addNetns(state, state.switchNetns);
+  await ipBatch(
+    [
+      `link add ${state.switchBridge} type bridge`,
+      `addr add ${ETCD_IP}/${UNDERLAY_PREFIX} dev ${state.switchBridge}`,
+      `link set ${state.switchBridge} up`,
+    ],
+    { netns: state.switchNetns },
+  );
+}
+
+async function createHost(state: LabState, host: HostRecord): Promise<void> {
+  await addNetns(state, host.netns);
+  // Created directly in both namespaces: the pair never exists in the root namespace.
+  await ip(['link', 'add', HOST_IFACE, 'netns', host.netns, 'type', 'veth', 'peer', 'name', host.switchPort, 'netns', state.switchNetns]);
+  await ipBatch([`link set ${host.switchPort} master ${state.switchBridge} up`], { netns: state.switchNetns });
+  await ipBatch([`addr add ${host.underlayIp}/${UNDERLAY_PREFIX} dev ${HOST_IFACE}`, `link set ${HOST_IFACE} up`], {
+    netns: host.netns,
+  });
+  await run('sysctl', ['-q', '-w', 'net.ipv4.ip_forward=1'], { netns: host.netns });
+  mkdirSync(hostDir(state.id, host.name), { recursive: true });
+}
+
+async function startEtcd(state: LabState, timeoutMs: number): Promise<LabEtcd> {
+  const dir = labDir(state.id);
+  const log = join(dir, 'etcd.log');
+  const rec = recordProc(state, 'etcd', state.switchNetns, etcdArgv(state.id, state.etcd.dataDir), log);
+  const etcd = labEtcdClient(state.switchNetns);
+  await waitEtcdHealthy(etcd, rec, log, timeoutMs);
+  return etcd;
+}
+
+/** flannel's network config for the lab. */
+export function labNetworkConfig(network: string, backend: string): string {
+  return JSON.stringify({ Network: network, Backend: { Type: backend } });
+}
+
+/** Fallback without weftd: our own subnet.env and static host-gw routes. */
+async function assignFallbackSubnets(state: LabState): Promise<void> {
+  const network = parseCidr(state.network, 'network');
+  for (const h of state.hosts) {
+    const subnet = fallbackSubnet(state.network, h.index);
+    writeSubnetEnv(h.subnetFile, { network, subnet, mtu: 1500, ipMasq: false });
+    h.subnet = formatCidr(subnet);
+    h.mtu = 1500;
+  }
+  writeState(state);
+  for (const h of state.hosts) {
+    const lines = state.hosts
+      .filter((o) => o !== h)
+      .map((o) => `route replace ${o.subnet} via ${o.underlayIp} dev ${HOST_IFACE}`);
+    await ipBatch(lines, { netns: h.netns });
+  }
+}
+
+/**
+ * Builds a lab: switch + etcd, hosts with weftd, pods. Everything is
+ * recorded in /run/weft-lab/<id>/state.json before it is made; on failure
+ * `up` removes what it made and throws LabUpError.
+ */
+export async function labUp(opts: LabUpOptions = {}): Promise<LabStatus> {
+  const plan = planLab(opts);
+  const log = (opts.log ?? silentLogger).child({ lab: plan.id });
+  const timeoutMs = opts.timeoutMs ?? 30_000;
+  const startWeftd = opts.startWeftd ?? true;
+  const attacher = opts.attacher ?? new ManualAttacher();
+  if (opts.subnetLeaseTtl !== undefined && !(Number.isInteger(opts.subnetLeaseTtl) && opts.subnetLeaseTtl > 0)) {
+    throw new InvalidArgumentError('subnetLeaseTtl', `${opts.subnetLeaseTtl} is not a positive number of seconds`);
+  }
+  if (startWeftd && !existsSync(weftdScript())) {
+    throw new InvalidArgumentError('startWeftd', `${weftdScript()} does not exist: run npm run build (or use startWeftd: false)`);
+  }
+  if (readState(plan.id)) {
+    throw new LabExistsError(`lab "${plan.id}" already exists (${labDir(plan.id)}); run: weftctl lab down --id ${plan.id}`, { id: plan.id });
+  }
+  const clash = (await listNetns()).filter((n) => planNamespaces(plan).includes(n));
+  if (clash.length > 0) {
+    throw new LabExistsError(`namespaces of lab "${plan.id}" exist but are not recorded: ${clash.join(', ')}`, { clash });
+  }
+
+  const dir = labDir(plan.id);
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const state: LabState = {
+    version: STATE_VERSION,
+    id: plan.id,
+    createdAt: new Date().toISOString(),
+    phase: 'creating',
+    backend: plan.backend,
+    network: plan.network,
+    subnetLeaseTtl: opts.subnetLeaseTtl,
+    weftdArgs: opts.weftdArgs ?? [],
+    startWeftd,
+    attacher: attacher.name,
+    etcd: { endpoint: ETCD_ENDPOINT, dataDir: etcdDataDir(dir) },
+    switchNetns: plan.switchNetns,
+    switchBridge: plan.switchBridge,
+    namespaces: [],
+    processes: [],
+    hosts: plan.hosts.map((h) => ({
+      name: h.name,
+      index: h.index,
+      netns: h.netns,
+      underlayIp: h.underlayIp,
+      switchPort: h.switchPort,
+      subnetFile: weftdPaths(hostDir(plan.id, h.name)).subnetFile,
+      pods: h.pods.map((p) => ({ name: p.name, netns: p.netns, index: p.index, hostVeth: p.hostVeth })),
+    })),
+    spawned: 0,
+  };
+  writeState(state);
+
+  let current = 'start';
+  const step = async (name: string) => {
+    current = name;
+    if (opts.signal?.aborted) throw new AbortedError();
+    log.debug({ step: name }, 'lab step');
+    await opts.onStep?.(name);
+  };
+
+  try {
+    await step('switch');
+    await createSwitch(state);
+    for (const h of state.hosts) {
+      await step(`host ${h.name}`);
+      await createHost(state, h);
+    }
+    await step('etcd');
+    const etcd = await startEtcd(state, timeoutMs);
+    await step('config');
+    await etcd.put('/coreos.com/network/config', labNetworkConfig(state.network, state.backend));
+
+    if (startWeftd) {
+      const procs: ProcRecord[] = [];
+      for (const h of state.hosts) {
+        await step(`weftd ${h.name}`);
+        procs.push(await launchWeftd(state, h));
+      }
+      // Hosts acquire leases in parallel; each wait is bounded.
+      await Promise.all(
+        state.hosts.map(async (h, i) => {
+          const paths = weftdPaths(hostDir(state.id, h.name));
+          const env = await waitSubnetEnv(paths, procs[i]!, h.name, timeoutMs);
+          h.subnet = formatCidr(env.subnet);
+          h.mtu = env.mtu;
+          if (opts.waitReady ?? true) await waitWeftdReady(h.netns, h.name, paths.log, procs[i]!, timeoutMs);
+        }),
+      );
+      writeState(state);
+    } else {
+      await step('routes');
+      await assignFallbackSubnets(state);
+    }
+
+    for (const h of state.hosts) {
+      for (const p of h.pods) {
+        await step(`pod ${p.name}`);
+        await addNetns(state, p.netns);
+        const env = readSubnetEnv(h.subnetFile);
+        const res = await attacher.attach({
+          labId: state.id,
+          hostNetns: h.netns,
+          podNetns: p.netns,
+          podName: p.name,
+          index: p.index,
+          hostVeth: p.hostVeth,
+          subnet: env.subnet,
+          mtu: env.mtu,
+          subnetFile: h.subnetFile,
+          workDir: hostDir(state.id, h.name),
+        });
+        p.ip = res.ip;
+        writeState(state);
+      }
+    }
+    state.phase = 'ready';
+    writeState(state);
+    log.info({ hosts: state.hosts.length, backend: state.backend }, 'lab up');
+    return statusOf(state);
+  } catch (err) {
+    log.error({ step: current, err }, 'lab up failed; removing what it made');
+    state.phase = 'failed';
+    writeState(state);
+    let cleanup = 'everything it created was removed';
+    try {
+      await labDown(plan.id, { log });
+    } catch (downErr) {
+      cleanup = `cleanup also failed (${errorMessage(downErr)}); run: weftctl lab down --id ${plan.id}`;
+    }
+    throw new LabUpError(`lab up "${plan.id}" failed at step "${current}": ${errorMessage(err)}\n(${cleanup})`, {
+      step: current,
+      cleanup,
+    }, { cause: err });
+  }
+}

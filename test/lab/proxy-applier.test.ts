@@ -1,0 +1,66 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { silentLogger } from '../../src/core/log.js';
+import { ExecIptables, type IptablesBackend } from '../../src/netfilter/iptables.js';
+import { IptablesProxier } from '../../src/proxy/iptables/proxier.js';
+import { ProxyModel } from '../../src/proxy/model/model.js';
+import { NetnsSandbox, isRoot } from '../helpers/netns.js';
+import { ep, slice, svc } from '../unit/proxy/fixtures.js';
+
+const CFG = { nodeName: 'node-a', clusterCIDR: '10.244.0.0/16' };
+
+describe.skipIf(!isRoot).each(['nft', 'legacy'] as IptablesBackend[])('IptablesProxier against real iptables-%s in a namespace', (backend) => {
+  const sb = new NetnsSandbox();
+  let ns: string;
+  let ipt: ExecIptables;
+  beforeAll(async () => {
+    ns = await sb.create(`pa${backend}`);
+    ipt = new ExecIptables(backend, ns);
+  });
+  afterAll(() => sb.cleanup());
+
+  it('full sync, partial sync, no-op sync, canary, stale chain removal and cleanup', async () => {
+    const model = new ProxyModel();
+    const proxier = new IptablesProxier(ipt, CFG, silentLogger);
+    model.upsert(svc('web', { type: 'NodePort', ports: [{ name: 'http', port: 80, nodePort: 30080 }], sessionAffinity: 'ClientIP' }));
+    model.upsert(slice('web', [ep('10.244.1.2'), ep('10.244.2.2', 'node-b')]));
+    model.upsert(svc('empty', { clusterIP: '10.96.0.20' }));
+    let c = model.applyChanges();
+    const first = await proxier.sync(model, c.changed, true);
+    expect(first.full).toBe(true);
+    const nat = await ipt.save('nat');
+    expect(nat).toMatch(/-A PREROUTING .*-j WEFT-SERVICES/);
+    expect(nat.match(/^:WEFT-SEP-/gm)).toHaveLength(2);
+    expect(await ipt.save('filter')).toMatch(/default\/empty:http has no endpoints" -j REJECT/);
+    expect(await proxier.healthy()).toBe(true);
+
+    // Nothing changed: nothing written.
+    c = model.applyChanges();
+    expect((await proxier.sync(model, c.changed, false)).wrote).toBe(false);
+
+    // One endpoint replaced: partial restore, old SEP chain gone.
+    model.upsert(slice('web', [ep('10.244.1.2'), ep('10.244.3.3', 'node-c')]));
+    c = model.applyChanges();
+    const second = await proxier.sync(model, c.changed, false);
+    expect(second.full).toBe(false);
+    const nat2 = await ipt.save('nat');
+    expect(nat2).toContain('10.244.3.3:8080');
+    expect(nat2).not.toContain('10.244.2.2:8080');
+    expect(nat2.match(/^:WEFT-SEP-/gm)).toHaveLength(2);
+    // A full sync over existing rules does not duplicate jumps.
+    await proxier.sync(model, new Set(), true);
+    expect((await ipt.save('nat')).match(/-A PREROUTING .*-j WEFT-SERVICES/g)).toHaveLength(1);
+
+    // Delete the service: its chains go away in a partial sync.
+    model.remove('Service', 'default/web');
+    c = model.applyChanges();
+    await proxier.sync(model, c.changed, false);
+    expect(await ipt.save('nat')).not.toMatch(/WEFT-(SVC|SEP|EXT)-/);
+
+    // A flush by someone else is visible through the canary.
+    await sb.exec(ns, `iptables-${backend}`, ['-w', '-t', 'mangle', '-X', 'WEFT-PROXY-CANARY']);
+    expect(await proxier.healthy()).toBe(false);
+
+    await proxier.cleanup();
+    for (const t of ['nat', 'filter', 'mangle']) expect(await ipt.save(t)).not.toContain('WEFT-');
+  });
+});

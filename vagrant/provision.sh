@@ -1,0 +1,300 @@
+#!/usr/bin/env bash
+# Vagrant provisioning for one weft node (runs inside the VM, as root).
+#
+#   provision.sh install NAME IP ETCD_IP ALL_NODES BACKEND PROXY_MODE
+#   provision.sh verify  NAME IP ETCD_IP ALL_NODES BACKEND PROXY_MODE
+#
+# ALL_NODES is "node1=192.168.56.11,node2=...". `install` is safe to re-run:
+# it builds weft from the synced checkout, runs the same install scripts CI
+# runs (scripts/install-deps.sh, scripts/install-weft.sh), starts etcd on the
+# etcd node, writes the network config once, starts a demo container, applies
+# the demo Service and then runs `verify`. `verify` runs scripts/verify-ping
+# and scripts/verify-curl from this node's demo container against every demo
+# container registered so far.
+set -euo pipefail
+
+ACTION=${1:?action}
+NAME=${2:?node name}
+IP=${3:?node private IP}
+ETCD_IP=${4:?etcd IP}
+ALL_NODES=${5:?all nodes}
+BACKEND=${6:-vxlan}
+PROXY_MODE=${7:-iptables}
+
+SRC_SYNCED=/weft-src       # the rsync'd checkout (Vagrantfile)
+WEFT=/opt/weft             # the copy this node builds and runs
+ETCD=http://$ETCD_IP:2379
+NETWORK=10.244.0.0/16
+CLUSTER_IP=10.96.100.100
+NODE_PORT=30080
+DEMO=weft-demo             # container, image and Service name
+
+say() { echo "[$NAME] $*"; }
+die() { echo "[$NAME] error: $*" >&2; exit 1; }
+
+# wait_for DESCRIPTION SECONDS CMD...: bounded poll, 1 s apart.
+wait_for() {
+  local what=$1 secs=$2 i
+  shift 2
+  for ((i = 0; i < secs; i++)); do
+    "$@" >/dev/null 2>&1 && return 0
+    sleep 1
+  done
+  die "timed out after ${secs}s waiting for $what"
+}
+
+weftctl() { /usr/local/bin/weftctl --etcd-endpoints "$ETCD" "$@"; }
+
+# ------------------------------------------------------------------ steps
+
+install_node20() {
+  if command -v node >/dev/null && [ "$(node -p 'process.versions.node.split(".")[0]')" -ge 20 ]; then
+    say "Node.js $(node --version) present"
+    return
+  fi
+  # Debian bookworm's nodejs is 18; weft needs 20 (NodeSource's apt repository).
+  say "installing Node.js 20 from deb.nodesource.com"
+  install -d -m 0755 /etc/apt/keyrings
+  curl -fsSL https://deb.nodesource.com/gpgkey/nodesource-repo.gpg.key | gpg --dearmor --yes -o /etc/apt/keyrings/nodesource.gpg
+  echo "deb [signed-by=/etc/apt/keyrings/nodesource.gpg] https://deb.nodesource.com/node_20.x nodistro main" \
+    >/etc/apt/sources.list.d/nodesource.list
+  apt-get update -qq
+  apt-get install -y -qq nodejs >/dev/null
+}
+
+install_base_packages() {
+  export DEBIAN_FRONTEND=noninteractive
+  local pkgs=(ca-certificates curl gnupg rsync etcd-client) missing=() p
+  for p in "${pkgs[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p"); done
+  if [ ${#missing[@]} -gt 0 ]; then
+    say "installing ${missing[*]}"
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+}
+
+# Builds weft in /opt/weft from the synced checkout. The copy keeps a later
+# `vagrant rsync` from changing the code the services run until the next
+# provision; npm ci reruns only when package-lock.json changed.
+build_weft() {
+  rsync -a --delete --exclude node_modules/ --exclude dist/ --exclude native/build/ --exclude .git/ \
+    "$SRC_SYNCED/" "$WEFT/"
+  local lock_sum
+  lock_sum=$(sha256sum "$WEFT/package-lock.json" | cut -d' ' -f1)
+  if [ ! -d "$WEFT/node_modules" ] || [ "$(cat "$WEFT/.npm-ci-stamp" 2>/dev/null)" != "$lock_sum" ]; then
+    say "npm ci (builds the native addon)"
+    (cd "$WEFT" && npm ci --no-audit --no-fund)
+    echo "$lock_sum" >"$WEFT/.npm-ci-stamp"
+  fi
+  say "npm run build"
+  (cd "$WEFT" && npm run build >/dev/null)
+}
+
+# node1: etcd listens on the private IP for the other nodes (and on loopback).
+# Other nodes: the Debian etcd-server package (pulled in by install-deps.sh)
+# starts a local etcd; it is not used, so stop it.
+setup_etcd() {
+  if [ "$IP" = "$ETCD_IP" ]; then
+    local conf=/etc/default/etcd want
+    want=$(cat <<EOF
+# Written by weft's vagrant/provision.sh: the cluster's etcd for weftd and weft-proxy.
+ETCD_NAME=$NAME
+ETCD_DATA_DIR=/var/lib/etcd/default
+ETCD_LISTEN_CLIENT_URLS=http://$ETCD_IP:2379,http://127.0.0.1:2379
+ETCD_ADVERTISE_CLIENT_URLS=http://$ETCD_IP:2379
+EOF
+)
+    if [ "$(cat "$conf" 2>/dev/null)" != "$want" ]; then
+      echo "$want" >"$conf"
+      say "etcd: listening on $ETCD"
+      systemctl restart etcd
+    fi
+    systemctl enable --quiet etcd
+  else
+    systemctl disable --now --quiet etcd 2>/dev/null || true
+  fi
+  wait_for "etcd at $ETCD" 60 curl -fsS --max-time 2 "$ETCD/health"
+}
+
+# The network config is written once: an existing one (maybe edited by the
+# operator, maybe holding another backend) is left alone.
+write_network_config() {
+  [ "$IP" = "$ETCD_IP" ] || return 0
+  local key=/coreos.com/network/config
+  if [ -n "$(etcdctl --endpoints "$ETCD" get "$key" --print-value-only)" ]; then
+    say "network config present: $(etcdctl --endpoints "$ETCD" get "$key" --print-value-only)"
+    return
+  fi
+  local conf="{\"Network\": \"$NETWORK\", \"SubnetLen\": 24, \"Backend\": {\"Type\": \"$BACKEND\"}}"
+  etcdctl --endpoints "$ETCD" put "$key" "$conf" >/dev/null
+  say "network config written: $conf"
+}
+
+# The interface that holds this node's private IP. Never the NAT interface
+# (10.0.2.15), which every Vagrant VM has and peers cannot reach.
+private_iface() {
+  local dev
+  dev=$(ip -o -4 addr show | awk -v ip="$IP" '{ split($4, a, "/"); if (a[1] == ip) { print $2; exit } }')
+  [ -n "$dev" ] || die "no interface holds $IP (is the private network up?)"
+  [ "$IP" != 10.0.2.15 ] || die "refusing the NAT address 10.0.2.15 as the underlay"
+  echo "$dev"
+}
+
+install_weft() {
+  local iface
+  iface=$(private_iface)
+  say "underlay interface: $iface ($IP)"
+  # --reconfigure: the Vagrantfile is the source of truth for the env files.
+  bash "$WEFT/scripts/install-weft.sh" --src "$WEFT" --reconfigure \
+    --iface "$iface" --etcd-endpoints "$ETCD" \
+    --proxy-mode "$PROXY_MODE" --cluster-cidr "$NETWORK" --hostname-override "$NAME"
+  wait_for "weftd to write /run/flannel/subnet.env" 60 test -s /run/flannel/subnet.env
+  say "subnet.env: $(tr '\n' ' ' </run/flannel/subnet.env)"
+}
+
+# podman with its CNI backend, so it calls the weft plugin (FACTS: runc).
+setup_podman() {
+  local conf=/etc/containers/containers.conf want
+  want=$(cat <<'EOF'
+# Written by weft's vagrant/provision.sh: containers get their network from CNI (weft).
+[network]
+network_backend = "cni"
+
+[engine]
+runtime = "runc"
+EOF
+)
+  if [ "$(cat "$conf" 2>/dev/null)" != "$want" ]; then
+    install -d /etc/containers
+    echo "$want" >"$conf"
+    say "podman: CNI network backend"
+  fi
+  # An offline image: busybox-static (installed by install-deps.sh) as the rootfs.
+  if ! podman image exists "localhost/$DEMO:latest"; then
+    local root
+    root=$(mktemp -d)
+    install -d "$root/bin" "$root/www" "$root/tmp"
+    cp /bin/busybox "$root/bin/busybox"
+    "$root/bin/busybox" --install -s "$root/bin"
+    tar -C "$root" -c . | podman import -q - "localhost/$DEMO:latest" >/dev/null
+    rm -rf "$root"
+    say "podman: image localhost/$DEMO built from busybox-static"
+  fi
+}
+
+# One container per node, attached by weft, answering "<pod name> <pod IP>".
+start_demo() {
+  local pod=$DEMO-$NAME
+  if [ "$(podman inspect -f '{{.State.Running}}' "$DEMO" 2>/dev/null)" != true ]; then
+    podman rm -f "$DEMO" >/dev/null 2>&1 || true
+    # Written at start, so the page names the address CNI gave this run.
+    podman run -d --name "$DEMO" --hostname "$pod" --network weft --restart always \
+      --env POD_NAME="$pod" "localhost/$DEMO:latest" /bin/sh -c \
+      'ip=$(ip -4 -o addr show eth0 | awk "{ split(\$4, a, \"/\"); print a[1] }"); echo "$POD_NAME $ip" >/www/index.html; exec httpd -f -p 8080 -h /www' \
+      >/dev/null
+    say "podman: started $DEMO"
+  fi
+  wait_for "$DEMO to answer on :8080" 30 sh -c "podman exec $DEMO wget -qO- http://127.0.0.1:8080/ | grep -q '$pod'"
+  say "demo container: $(podman exec "$DEMO" cat /www/index.html)"
+}
+
+pod_ip() { podman inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "$DEMO"; }
+pod_netns() { podman inspect -f '{{.NetworkSettings.SandboxKey}}' "$DEMO"; }
+
+# The Service once (any node may apply it: apply is create-or-update), and
+# one EndpointSlice per node holding that node's container.
+apply_service() {
+  local ip
+  ip=$(pod_ip)
+  [ -n "$ip" ] || die "$DEMO has no IP"
+  weftctl apply -f - <<EOF
+apiVersion: v1
+kind: Service
+metadata:
+  name: $DEMO
+  namespace: default
+spec:
+  type: NodePort
+  clusterIP: $CLUSTER_IP
+  ports:
+    - name: http
+      protocol: TCP
+      port: 80
+      targetPort: 8080
+      nodePort: $NODE_PORT
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: $DEMO-$NAME
+  namespace: default
+  labels:
+    kubernetes.io/service-name: $DEMO
+addressType: IPv4
+ports:
+  - name: http
+    protocol: TCP
+    port: 8080
+endpoints:
+  - addresses: ["$ip"]
+    nodeName: $NAME
+    conditions: { ready: true }
+EOF
+}
+
+# Every demo container registered in the Service's EndpointSlices, as
+# verify --pod arguments; this node's own one carries its netns path so the
+# checks run from inside it.
+pod_args() {
+  local own_ip own_ns
+  own_ip=$(pod_ip)
+  own_ns=$(pod_netns)
+  weftctl get endpointslices -n default -o json | node -e '
+    const [ownIp, ownNs, svc] = process.argv.slice(1);
+    let text = ""; process.stdin.on("data", (d) => (text += d)).on("end", () => {
+      const items = JSON.parse(text).items ?? [];
+      for (const s of items) {
+        if (s.metadata?.labels?.["kubernetes.io/service-name"] !== svc) continue;
+        for (const e of s.endpoints ?? []) for (const a of e.addresses ?? []) {
+          const name = `${svc}-${e.nodeName ?? a}`;
+          console.log("--pod");
+          console.log(a === ownIp ? `${name}=${a}@${ownNs}` : `${name}=${a}`);
+        }
+      }
+    });' "$own_ip" "$own_ns" "$DEMO"
+}
+
+verify() {
+  local args=() hosts=() n rc=0
+  mapfile -t args < <(pod_args)
+  for n in ${ALL_NODES//,/ }; do hosts+=(--host "$n"); done
+  say "verify-ping: from $DEMO-$NAME to $(( ${#args[@]} / 2 )) demo container(s)"
+  node "$WEFT/scripts/verify-ping" "${args[@]}" || rc=1
+  say "verify-curl: ClusterIP $CLUSTER_IP:80 from $DEMO-$NAME, NodePort $NODE_PORT on every node"
+  node "$WEFT/scripts/verify-curl" "${args[@]}" "${hosts[@]}" \
+    --cluster-ip "$CLUSTER_IP:80" --node-port "$NODE_PORT" --expect "$DEMO-" --tries 3 || rc=1
+  if [ $rc -ne 0 ]; then
+    say "verification FAILED (nodes provisioned later are not up yet? re-run: vagrant provision --provision-with verify)"
+    return 1
+  fi
+  say "verification passed"
+}
+
+case "$ACTION" in
+  install)
+    install_base_packages
+    install_node20
+    build_weft
+    bash "$WEFT/scripts/install-deps.sh"
+    setup_etcd
+    write_network_config
+    install_weft
+    setup_podman
+    start_demo
+    apply_service
+    ;;
+  verify)
+    verify
+    ;;
+  *) die "unknown action $ACTION (install | verify)" ;;
+esac
