@@ -43,7 +43,7 @@ Options written to /etc/weft/weftd.env (first install, or with --reconfigure):
 Options written to /etc/weft/weft-proxy.env:
   --proxy-mode MODE       iptables | nftables | ipvs. Default iptables
   --cluster-cidr CIDR     pod network, for masquerade decisions. Default 10.244.0.0/16
-  --hostname-override N   node name. Default: the host name (systemd %H)
+  --hostname-override N   node name. Default: the host name
   --proxy-arg ARG         extra weft-proxy argument (repeatable)
 EOF
 }
@@ -225,16 +225,19 @@ EOF
 
 if [ "$PROXY" = 1 ]; then
   put_env weft-proxy "$ROOT/etc/weft/weft-proxy.env" <<EOF
-# weft-proxy options (systemd EnvironmentFile; the unit turns them into flags,
-# see weft-proxy --help and docs/operations.md). Written by install-weft.sh.
+# weft-proxy options (systemd EnvironmentFile; weft-proxy reads
+# WEFT_PROXY_<FLAG> for every --<flag>, see weft-proxy --help and
+# docs/operations.md). Written by install-weft.sh.
 WEFT_PROXY_ETCD_ENDPOINTS=$ETCD_ENDPOINTS
-WEFT_PROXY_MODE=$PROXY_MODE
+WEFT_PROXY_PROXY_MODE=$PROXY_MODE
 # Node name matched against EndpointSlice nodeName; unset = the host name.
 $(opt_line WEFT_PROXY_HOSTNAME_OVERRIDE "$HOSTNAME_OVERRIDE")
 WEFT_PROXY_CLUSTER_CIDR=$CLUSTER_CIDR
 # The unit's readiness probe polls http://WEFT_PROXY_HEALTHZ_BIND_ADDRESS/healthz.
 WEFT_PROXY_HEALTHZ_BIND_ADDRESS=127.0.0.1:10256
 WEFT_PROXY_METRICS_BIND_ADDRESS=127.0.0.1:10249
+#WEFT_PROXY_NODE_IP=
+#WEFT_PROXY_LOG_LEVEL=info
 # Extra arguments, split on spaces.
 WEFT_PROXY_EXTRA_ARGS=${PROXY_ARGS[*]}
 EOF

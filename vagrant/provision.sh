@@ -95,11 +95,11 @@ build_weft() {
 # starts a local etcd; it is not used, so stop it.
 setup_etcd() {
   if [ "$IP" = "$ETCD_IP" ]; then
+    # Only the client URLs change; name, data dir and peer URLs stay the
+    # package's (a single-member cluster).
     local conf=/etc/default/etcd want
     want=$(cat <<EOF
 # Written by weft's vagrant/provision.sh: the cluster's etcd for weftd and weft-proxy.
-ETCD_NAME=$NAME
-ETCD_DATA_DIR=/var/lib/etcd/default
 ETCD_LISTEN_CLIENT_URLS=http://$ETCD_IP:2379,http://127.0.0.1:2379
 ETCD_ADVERTISE_CLIENT_URLS=http://$ETCD_IP:2379
 EOF
@@ -180,6 +180,9 @@ EOF
     rm -rf "$root"
     say "podman: image localhost/$DEMO built from busybox-static"
   fi
+  # Brings --restart always containers back after a reboot (ordered after
+  # weftd.service, whose readiness means subnet.env is there).
+  systemctl enable --quiet podman-restart.service 2>/dev/null || true
 }
 
 # One container per node, attached by weft, answering "<pod name> <pod IP>".
@@ -242,39 +245,43 @@ endpoints:
 EOF
 }
 
-# Every demo container registered in the Service's EndpointSlices, as
-# verify --pod arguments; this node's own one carries its netns path so the
-# checks run from inside it.
-pod_args() {
-  local own_ip own_ns
-  own_ip=$(pod_ip)
-  own_ns=$(pod_netns)
+# verify arguments from the Service's EndpointSlices: a --pod for every demo
+# container registered so far (this node's own one with its netns path, so
+# the checks run from inside it) and a --host for every node that has one
+# (nodes not provisioned yet are left out).
+verify_args() {
   weftctl get endpointslices -n default -o json | node -e '
-    const [ownIp, ownNs, svc] = process.argv.slice(1);
-    let text = ""; process.stdin.on("data", (d) => (text += d)).on("end", () => {
-      const items = JSON.parse(text).items ?? [];
-      for (const s of items) {
+    const [ownIp, ownNs, svc, allNodes] = process.argv.slice(1);
+    const nodeIps = new Map(allNodes.split(",").map((kv) => kv.split("=")));
+    let text = "";
+    process.stdin.on("data", (d) => (text += d)).on("end", () => {
+      const hosts = new Set();
+      for (const s of JSON.parse(text).items ?? []) {
         if (s.metadata?.labels?.["kubernetes.io/service-name"] !== svc) continue;
-        for (const e of s.endpoints ?? []) for (const a of e.addresses ?? []) {
-          const name = `${svc}-${e.nodeName ?? a}`;
-          console.log("--pod");
-          console.log(a === ownIp ? `${name}=${a}@${ownNs}` : `${name}=${a}`);
+        for (const e of s.endpoints ?? []) {
+          for (const a of e.addresses ?? []) {
+            const name = `${svc}-${e.nodeName ?? a}`;
+            console.log("--pod");
+            console.log(a === ownIp ? `${name}=${a}@${ownNs}` : `${name}=${a}`);
+          }
+          if (nodeIps.has(e.nodeName)) hosts.add(`${e.nodeName}=${nodeIps.get(e.nodeName)}`);
         }
       }
-    });' "$own_ip" "$own_ns" "$DEMO"
+      for (const h of hosts) console.log("--host\n" + h);
+    });' "$(pod_ip)" "$(pod_netns)" "$DEMO" "$ALL_NODES"
 }
 
 verify() {
-  local args=() hosts=() n rc=0
-  mapfile -t args < <(pod_args)
-  for n in ${ALL_NODES//,/ }; do hosts+=(--host "$n"); done
-  say "verify-ping: from $DEMO-$NAME to $(( ${#args[@]} / 2 )) demo container(s)"
+  local args=() rc=0
+  mapfile -t args < <(verify_args)
+  printf '%s\n' "${args[@]}" | grep -q '@' || die "this node's $DEMO is not among the Service's endpoints (run the weft provisioner)"
+  say "verify-ping: from $DEMO-$NAME to every demo container"
   node "$WEFT/scripts/verify-ping" "${args[@]}" || rc=1
-  say "verify-curl: ClusterIP $CLUSTER_IP:80 from $DEMO-$NAME, NodePort $NODE_PORT on every node"
-  node "$WEFT/scripts/verify-curl" "${args[@]}" "${hosts[@]}" \
-    --cluster-ip "$CLUSTER_IP:80" --node-port "$NODE_PORT" --expect "$DEMO-" --tries 3 || rc=1
+  say "verify-curl: ClusterIP $CLUSTER_IP:80 from $DEMO-$NAME, NodePort $NODE_PORT on every provisioned node"
+  node "$WEFT/scripts/verify-curl" "${args[@]}" --cluster-ip "$CLUSTER_IP:80" --node-port "$NODE_PORT" \
+    --expect "$DEMO-" --tries 3 || rc=1
   if [ $rc -ne 0 ]; then
-    say "verification FAILED (nodes provisioned later are not up yet? re-run: vagrant provision --provision-with verify)"
+    say "verification FAILED; see docs/troubleshooting.md (re-run: vagrant provision --provision-with verify)"
     return 1
   fi
   say "verification passed"

@@ -4,7 +4,7 @@
 // and the plain underlay veth, in interleaved rounds within one run.
 //
 //   npx tsc -p tsconfig.json && npm run build:native
-//   node bench/dataplane/run.mjs [--quick] [--rounds N] [--time S] [--modes udp,vxlan,veth,udp-nogro,udp-nooffload] [--json]
+//   node bench/dataplane/run.mjs [--quick] [--rounds N] [--time S] [--modes udp,vxlan,veth,udp-nogro,udp-noudpgro,udp-nooffload] [--json]
 //
 // Needs root and iperf3. Everything lives in namespaces named wb-<random>-*,
 // removed at the end (also on error / Ctrl-C). Nothing touches the root netns.
@@ -129,7 +129,7 @@ async function topology(mode) {
   const ds = [];
   if (mode.startsWith('udp')) {
     for (const [i, h] of hosts.entries()) {
-      const d = startDaemon({ netns: h, n: i + 1, peers: [2 - i], offload: mode !== 'udp-nooffload', gro: mode !== 'udp-nogro' });
+      const d = startDaemon({ netns: h, n: i + 1, peers: [2 - i], offload: mode !== 'udp-nooffload', gro: mode !== 'udp-nogro', udpGro: mode !== 'udp-noudpgro' });
       await d.ready;
       ds.push(d);
     }

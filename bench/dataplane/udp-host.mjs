@@ -28,7 +28,7 @@ const backend = new UdpBackend(
     stateDir: '/tmp',
     netns: spec.netns,
   },
-  { offload: spec.offload !== false, gro: spec.gro !== false, batch: spec.batch ?? 64 },
+  { offload: spec.offload !== false, gro: spec.gro !== false, udpGro: spec.udpGro !== false, batch: spec.batch ?? 64 },
 );
 await backend.prepare();
 await backend.start(lease(spec.n));

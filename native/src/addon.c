@@ -171,6 +171,7 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
   if (get_u32(env, argv[0], "offload", &u) == 1) o.offload = u != 0;
   if (get_u32(env, argv[0], "udpGso", &u) == 1) o.udp_gso = u != 0;
   if (get_u32(env, argv[0], "gro", &u) == 1) o.gro = u != 0;
+  if (get_u32(env, argv[0], "udpGro", &u) == 1) o.udp_gro = u != 0;
 
   char err[300];
   struct weft_dp *dp = weft_dp_open(&o, err, sizeof(err));

@@ -94,6 +94,10 @@ static void *setup_main(void *arg) {
   sa.sin_port = htons(o->port);
   sa.sin_addr.s_addr = htonl(o->bind_ip);
   if (bind(dp->sock_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) return fail(s, "bind"), NULL;
+  if (o->udp_gro) {
+    int one = 1;
+    if (setsockopt(dp->sock_fd, SOL_UDP, UDP_GRO, &one, sizeof(one)) < 0) return fail(s, "UDP_GRO"), NULL;
+  }
 
   /* MTU, queue length and UP through the socket: it lives in the same netns. */
   memset(&ifr, 0, sizeof(ifr));
@@ -365,28 +369,47 @@ static void gro_flush(struct weft_dp *dp, struct weft_gro *g) {
   }
 }
 
+/* Delivers one validated packet: joins the open GRO run, or flushes it and
+ * writes the packet alone. Returns whether a run is open afterwards. */
+static int rx_deliver(struct weft_dp *dp, struct weft_gro *g, int gro, int run, uint8_t *p, size_t len) {
+  if (gro && weft_gro_eligible(p, len)) {
+    if (run && weft_gro_append(g, p, len)) return 1;
+    if (run) gro_flush(dp, g);
+    if (weft_gro_start(g, p, len)) return 1;
+  } else if (run) {
+    /* Keep order: the open run goes out before this packet. */
+    gro_flush(dp, g);
+  }
+  tun_write(dp, p, len);
+  return 0;
+}
+
 static void *rx_main(void *arg) {
   struct weft_dp *dp = arg;
   int batch = dp->o.batch;
-  /* Any datagram up to 64 KiB is received whole so that its real length is
-   * known; only `mtu`-sized ones can be valid. */
-  size_t slot = WEFT_VNET_HDR_LEN + 65536;
-  size_t small = WEFT_VNET_HDR_LEN + (size_t)dp->o.mtu + 64;
-  /* Slot 0 is big (catches oversize datagrams when alone), the rest
-   * MTU-sized: an oversize datagram there comes back with MSG_TRUNC. */
-  uint8_t *bufs = malloc(slot + (size_t)batch * small);
+  int udp_gro = dp->o.udp_gro;
+  /* Slot 0 is always 64 KiB so an oversize datagram is received whole when
+   * alone; with UDP_GRO every slot is (a train of datagrams arrives as one).
+   * Elsewhere an oversize datagram comes back with MSG_TRUNC and is dropped. */
+  size_t big = WEFT_VNET_HDR_LEN + 65536;
+  size_t small = udp_gro ? big : WEFT_VNET_HDR_LEN + (size_t)dp->o.mtu + 64;
+  uint8_t *bufs = malloc(big + (size_t)batch * small);
   struct mmsghdr *msgs = calloc((size_t)batch, sizeof(*msgs));
   struct iovec *iov = calloc((size_t)batch, sizeof(*iov));
   struct sockaddr_in *names = calloc((size_t)batch, sizeof(*names));
-  uint8_t *verdict = calloc((size_t)batch, 1);
+  typedef union {
+    char buf[CMSG_SPACE(sizeof(int))];
+    struct cmsghdr align;
+  } cmsg_slot;
+  cmsg_slot *cms = calloc((size_t)batch, sizeof(cmsg_slot));
   int gro = dp->o.offload && dp->o.gro;
   struct weft_gro g = {.cap = 65535};
   g.buf = gro ? malloc(WEFT_VNET_HDR_LEN + 65535) : NULL;
-  if (!bufs || !msgs || !iov || !names || !verdict || (gro && !g.buf)) goto out;
+  if (!bufs || !msgs || !iov || !names || !cms || (gro && !g.buf)) goto out;
   for (int i = 0; i < batch; i++) {
-    uint8_t *b = i == 0 ? bufs : bufs + slot + (size_t)(i - 1) * small;
+    uint8_t *b = i == 0 ? bufs : bufs + big + (size_t)(i - 1) * small;
     iov[i].iov_base = b + WEFT_VNET_HDR_LEN;
-    iov[i].iov_len = (i == 0 ? slot : small) - WEFT_VNET_HDR_LEN;
+    iov[i].iov_len = (i == 0 ? big : small) - WEFT_VNET_HDR_LEN;
   }
   while (!dp->stopping) {
     for (int i = 0; i < batch; i++) {
@@ -395,6 +418,10 @@ static void *rx_main(void *arg) {
       msgs[i].msg_hdr.msg_iovlen = 1;
       msgs[i].msg_hdr.msg_name = &names[i];
       msgs[i].msg_hdr.msg_namelen = sizeof(names[i]);
+      if (udp_gro) {
+        msgs[i].msg_hdr.msg_control = cms[i].buf;
+        msgs[i].msg_hdr.msg_controllen = sizeof(cms[i].buf);
+      }
     }
     int n = recvmmsg(dp->sock_fd, msgs, (unsigned)batch, MSG_DONTWAIT, NULL);
     if (n <= 0) {
@@ -403,48 +430,57 @@ static void *rx_main(void *arg) {
       if (!wait_readable(dp, dp->sock_fd)) break;
       continue;
     }
-    uint64_t bytes = 0;
+    uint64_t bytes = 0, dgrams = 0;
+    int run = 0; /* a GRO run is open in g */
+    /* The read lock is held for the whole batch (TUN writes do not block),
+     * so JS waits at most one batch to swap the table. */
     struct weft_table *t = acquire(dp);
     for (int i = 0; i < n; i++) {
-      uint8_t *p = iov[i].iov_base;
-      size_t len = msgs[i].msg_len;
-      bytes += len;
+      uint8_t *base = iov[i].iov_base;
+      size_t total = msgs[i].msg_len;
       uint32_t src = ntohl(names[i].sin_addr.s_addr);
-      int v;
-      if (!t)
-        v = WEFT_DROP_UNKNOWN_PEER;
-      else if (msgs[i].msg_hdr.msg_flags & MSG_TRUNC)
+      bytes += total;
+      size_t seg = 0;
+      if (udp_gro) {
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(&msgs[i].msg_hdr); c; c = CMSG_NXTHDR(&msgs[i].msg_hdr, c)) {
+          if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO) {
+            int v;
+            memcpy(&v, CMSG_DATA(c), sizeof(v));
+            if (v > 0) seg = (size_t)v;
+          }
+        }
+      }
+      if (seg == 0 || seg >= total) seg = total ? total : 1;
+      if (msgs[i].msg_hdr.msg_flags & MSG_TRUNC) {
         /* Unknown senders are counted as such even when oversize. */
-        v = weft_classify_rx(t, src, NULL, 0) == WEFT_DROP_UNKNOWN_PEER ? WEFT_DROP_UNKNOWN_PEER : WEFT_DROP_TOO_BIG;
-      else
-        v = weft_classify_rx(t, src, p, len);
-      if (v == WEFT_OK) weft_ttl_decrement(p);
-      verdict[i] = (uint8_t)v;
-    }
-    release(dp);
-    add(&dp->counters[WC_UDP_RECV_PKTS], (uint64_t)n);
-    add(&dp->counters[WC_UDP_RECV_BYTES], bytes);
-    int run = 0; /* a GRO run is open in g */
-    for (int i = 0; i < n; i++) {
-      if (verdict[i] != WEFT_OK) {
-        add(&dp->rx_drops[verdict[i]], 1);
+        int v = !t || weft_classify_rx(t, src, NULL, 0) == WEFT_DROP_UNKNOWN_PEER ? WEFT_DROP_UNKNOWN_PEER
+                                                                                  : WEFT_DROP_TOO_BIG;
+        add(&dp->rx_drops[v], 1);
+        dgrams++;
         continue;
       }
-      uint8_t *p = iov[i].iov_base;
-      size_t len = msgs[i].msg_len;
-      if (gro && weft_gro_eligible(p, len)) {
-        if (run && weft_gro_append(&g, p, len)) continue;
-        if (run) gro_flush(dp, &g);
-        run = weft_gro_start(&g, p, len);
-        if (run) continue;
-      } else if (run) {
-        /* Keep order: the open run goes out before this packet. */
-        gro_flush(dp, &g);
-        run = 0;
-      }
-      tun_write(dp, p, len);
+      /* One datagram, or a UDP_GRO train of `seg`-byte datagrams (last shorter). */
+      size_t off = 0;
+      do {
+        size_t len = total - off < seg ? total - off : seg;
+        uint8_t *p = base + off;
+        off += len;
+        dgrams++;
+        int v = t ? weft_classify_rx(t, src, p, len) : WEFT_DROP_UNKNOWN_PEER;
+        if (v != WEFT_OK) {
+          add(&dp->rx_drops[v], 1);
+          continue;
+        }
+        weft_ttl_decrement(p);
+        /* tun_write puts the vnet header in the 10 bytes before p: inside a
+         * train that is the tail of the previous datagram, already consumed. */
+        run = rx_deliver(dp, &g, gro, run, p, len);
+      } while (off < total);
     }
     if (run) gro_flush(dp, &g);
+    release(dp);
+    add(&dp->counters[WC_UDP_RECV_PKTS], dgrams);
+    add(&dp->counters[WC_UDP_RECV_BYTES], bytes);
   }
 out:
   free(g.buf);
@@ -452,7 +488,7 @@ out:
   free(msgs);
   free(iov);
   free(names);
-  free(verdict);
+  free(cms);
   return NULL;
 }
 

@@ -47,6 +47,7 @@ struct weft_dp_opts {
   int offload;              /* IFF_VNET_HDR + TSO4 from the kernel, split here */
   int udp_gso;              /* send TSO segments as one UDP_SEGMENT train */
   int gro;                  /* coalesce received TCP segments (needs offload) */
+  int udp_gro;              /* receive datagram trains whole (UDP_GRO) */
   int sockbuf;              /* SO_SNDBUF / SO_RCVBUF bytes, 0 = default */
   int batch;                /* packets per wake-up, 1..256 */
 };

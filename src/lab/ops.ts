@@ -102,3 +102,15 @@ export async function startWeftd(
 export function labEtcd(id: string): LabEtcd {
   return labEtcdClient(mustState(id).switchNetns);
 }
+
+/**
+ * Sends a signal to a recorded process ('etcd', 'weftd:h1', 'spawn:3')
+ * without stopping it for good: SIGSTOP / SIGCONT simulate an etcd outage.
+ * Returns false when the process no longer runs (start time checked).
+ */
+export function labSignal(id: string, key: string, signal: NodeJS.Signals): boolean {
+  const rec = mustState(id).processes.find((p) => p.key === key && isRunning(p));
+  if (!rec) return false;
+  process.kill(rec.pid, signal);
+  return true;
+}

@@ -97,7 +97,6 @@ describe.skipIf(!isRoot)('weft CNI under load and under SIGKILL', () => {
     expect((await natSave()).match(/^:WEFT-CNI-/gm)?.length).toBe(1);
 
     // A retry of a killed ADD works once the kernel has finished removing the old pair.
-    await waitFor(async () => !(await run('ip', ['-n', nss[2]!, 'link', 'show', 'eth0'], { allowFail: true })).code, { timeoutMs: 1 }).catch(() => undefined);
     await waitFor(async () => (await run('ip', ['-n', nss[2]!, 'link', 'show', 'eth0'], { allowFail: true })).code !== 0, { timeoutMs: 10_000, what: 'old container end gone' });
     const retry = await ws.exec(host, cniEnv('ADD', 'killed2', `/var/run/netns/${nss[2]}`), conf({ ipMasq: true }), { WEFT_CNI_SOCKET: sock });
     expect(retry.code, retry.stdout).toBe(0);

@@ -19,6 +19,7 @@ describe.skipIf(!isRoot)('host-gw backend between two namespace hosts', () => {
     backends = hosts.map((h) => new HostGwBackend(labContext(h, { Type: 'host-gw' }, '/nonexistent', labLog)));
     for (const [i, be] of backends.entries()) {
       expect(await be.prepare()).toEqual({ mtu: 1500 });
+      expect((await sb.exec(hosts[i]!.ns, 'sysctl', ['-n', 'net.ipv4.ip_forward'])).stdout.trim()).toBe('1');
       await be.start(leases()[i]!);
     }
   });

@@ -1,7 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../../src/core/async.js';
-import { labDown, labEtcd, labExec, labStatus, labUp, startWeftd, stopWeftd, verifyPing, topologyFromLab } from '../../src/lab/index.js';
+import { labDown, labEtcd, labExec, labSignal, labStatus, labUp, startWeftd, stopWeftd, verifyPing, topologyFromLab } from '../../src/lab/index.js';
 import { weftdScript } from '../../src/lab/weftd.js';
 import { isRoot } from '../helpers/netns.js';
 import { netnsOf, pidAlive, uniqueLabId } from '../helpers/lab-util.js';
@@ -52,6 +52,17 @@ describe.skipIf(!weftdRuns)('lab with weftd (host-gw)', () => {
     const after = labStatus(id).hosts[1]!;
     expect(after.weftd).toEqual({ pid, running: true });
     expect(after.subnet).toBe(before.subnet);
+  });
+
+  it('keeps pods talking while etcd is paused, and weftd stays ready', async () => {
+    expect(labSignal(id, 'etcd', 'SIGSTOP')).toBe(true);
+    try {
+      const checks = await verifyPing(topologyFromLab(id), { count: 1 });
+      expect(checks.filter((c) => !c.ok)).toEqual([]);
+    } finally {
+      expect(labSignal(id, 'etcd', 'SIGCONT')).toBe(true);
+    }
+    await waitFor(async () => (await labEtcd(id).healthy()) === true, { timeoutMs: 10_000, what: 'etcd healthy again' });
   });
 
   it('down stops every weftd and etcd', async () => {

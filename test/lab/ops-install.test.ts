@@ -108,7 +108,7 @@ describe('scripts/install-weft.sh into a temp prefix', () => {
     if (haveProxy) {
       expect(envFile(join(prefix, 'etc/weft/weft-proxy.env'))).toMatchObject({
         WEFT_PROXY_ETCD_ENDPOINTS: 'http://192.0.2.254:2379',
-        WEFT_PROXY_MODE: 'iptables',
+        WEFT_PROXY_PROXY_MODE: 'iptables',
         WEFT_PROXY_HOSTNAME_OVERRIDE: 'node1',
         WEFT_PROXY_HEALTHZ_BIND_ADDRESS: '127.0.0.1:10256',
       });

@@ -4,6 +4,7 @@ import { createKernel, type Kernel } from '../../kernel/kernel.js';
 import { WEFT_ROUTE_PROTO, formatRoute, type Route } from '../../kernel/routes.js';
 import type { Lease } from '../../store/types.js';
 import type { Backend, BackendContext, PrepareResult, SyncStats } from '../backend.js';
+import { ensureIpForward } from './forward.js';
 import { SkipLog, leaseFields, planRoutes, usableLeases } from './plan.js';
 
 export interface HostGwOptions {
@@ -38,6 +39,7 @@ export class HostGwBackend implements Backend {
   }
 
   async prepare(): Promise<PrepareResult> {
+    await ensureIpForward(this.kernel.sysctl, this.log);
     return { mtu: this.ctx.iface.mtu };
   }
 

@@ -44,6 +44,8 @@ export interface UdpBackendOptions {
    * the TUN (needs offload). Default true.
    */
   gro?: boolean;
+  /** Receive trains of datagrams in one read (UDP_GRO socket option). Default true. */
+  udpGro?: boolean;
   /** Packets moved per wake-up of a data path thread. Default 64. */
   batch?: number;
   /** Socket send/receive buffer in bytes. Default 4 MiB. */
@@ -57,6 +59,7 @@ export interface ResolvedUdpOptions {
   offload: boolean;
   udpGso: boolean;
   gro: boolean;
+  udpGro: boolean;
   batch: number;
   sockBuf: number;
   txQueueLen: number;
@@ -77,7 +80,7 @@ export function resolveUdpOptions(o: UdpBackendOptions = {}): ResolvedUdpOptions
   if (!Number.isInteger(txQueueLen) || txQueueLen < 0) {
     throw new InvalidArgumentError('txQueueLen', `must be >= 0, got ${txQueueLen}`);
   }
-  return { tunName, offload: o.offload ?? true, udpGso: o.udpGso ?? true, gro: o.gro ?? true, batch, sockBuf, txQueueLen };
+  return { tunName, offload: o.offload ?? true, udpGso: o.udpGso ?? true, gro: o.gro ?? true, udpGro: o.udpGro ?? true, batch, sockBuf, txQueueLen };
 }
 
 /** TUN MTU = underlay MTU - 28 (flannel's FLANNEL_MTU for udp). */

@@ -26,6 +26,7 @@ export interface NativeOpenOptions {
   offload?: number;
   udpGso?: number;
   gro?: number;
+  udpGro?: number;
 }
 
 export interface NativeStats {

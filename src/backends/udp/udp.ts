@@ -87,6 +87,7 @@ export class UdpBackend implements Backend {
         offload: this.opts.offload ? 1 : 0,
         udpGso: this.opts.udpGso ? 1 : 0,
         gro: this.opts.gro ? 1 : 0,
+        udpGro: this.opts.udpGro ? 1 : 0,
       });
     } catch (err) {
       throw new UdpDatapathError(`udp data path: ${errorMessage(err)}`, {

@@ -9,6 +9,7 @@ import { kernelNeedsTxChecksumOff } from '../../kernel/offload.js';
 import { WEFT_ROUTE_PROTO, formatRoute } from '../../kernel/routes.js';
 import type { Lease } from '../../store/types.js';
 import type { Backend, BackendContext, PrepareResult, SyncStats } from '../backend.js';
+import { ensureIpForward } from '../hostgw/forward.js';
 import { SkipLog, leaseFields, usableLeases } from '../hostgw/plan.js';
 import { VXLAN_OVERHEAD, deviceName, parseVxlanConfig, type VxlanConfig } from './config.js';
 import { ensureDevice, ensureDeviceAddress } from './device.js';
@@ -94,6 +95,7 @@ export class VxlanBackend implements Backend {
       mtu: this.mtu,
       mac,
     };
+    await ensureIpForward(this.kernel.sysctl, this.log);
     await ensureDevice(this.kernel, this.spec, this.log);
     await this.ensureOffload();
     const backendData: VxlanBackendData = { VNI: this.cfg.vni, VtepMAC: mac };

@@ -41,9 +41,10 @@ function setup() {
 const own = lease('10.244.1.0/24', '192.0.2.1');
 
 describe('host-gw backend against the fake routing table', () => {
-  it('prepare returns the interface MTU and no BackendData', async () => {
-    const { be } = setup();
+  it('prepare returns the interface MTU and no BackendData, and turns on forwarding', async () => {
+    const { k, be } = setup();
     expect(await be.prepare()).toEqual({ mtu: 1500 });
+    expect(k.state.sysctl.get('net.ipv4.ip_forward')).toBe('1');
   });
 
   it('adds a route per remote lease, removes it when the lease goes, and is idempotent', async () => {
