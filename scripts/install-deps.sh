@@ -2,8 +2,10 @@
 # Installs the Debian packages weft needs (idempotent: installs only what is
 # missing). Used by the demo, the test command, CI and the Vagrant provisioning.
 set -euo pipefail
+# make, g++ and python3: node-gyp builds the native addon and the CNI shim
+# during npm ci.
 PKGS=(etcd-server iproute2 iptables nftables conntrack ipset iputils-ping curl iperf3 ethtool
-      containernetworking-plugins podman runc busybox-static)
+      containernetworking-plugins podman runc busybox-static make g++ python3)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -110,7 +110,7 @@ for v in "$PREFIX" "$SRC" "$CNI_BIN_DIR" "$CNI_CONF_DIR" "${IFACES[@]}" "$PUBLIC
          "$ETCD_PREFIX" "$CLUSTER_CIDR" "$HOSTNAME_OVERRIDE" "${WEFTD_ARGS[@]}" "${PROXY_ARGS[@]}"; do
   [[ "$v" =~ ^[A-Za-z0-9_./:,@%=+-]*$ ]] || usage_error "value \"$v\" has characters that would need quoting"
 done
-[ -d "$PREFIX" ] || die "--prefix $PREFIX is not a directory"
+mkdir -p "$PREFIX" || die "cannot create --prefix $PREFIX"
 PREFIX=$(cd "$PREFIX" && pwd)
 ROOT=${PREFIX%/}            # "" for /, so "$ROOT/etc" is "/etc"
 SRC=$(cd "$SRC" && pwd)

@@ -291,8 +291,10 @@ case "$ACTION" in
   install)
     install_base_packages
     install_node20
+    # The same script CI and the lab demo use (it also brings the compilers
+    # npm ci needs for the native addon).
+    bash "$SRC_SYNCED/scripts/install-deps.sh"
     build_weft
-    bash "$WEFT/scripts/install-deps.sh"
     setup_etcd
     write_network_config
     install_weft

@@ -173,8 +173,12 @@ async function cmdAdd(ctx: Ctx, env: CniEnv, conf: WeftNetConf): Promise<Record<
   const log = ctx.log.child({ containerId: env.containerId, ifname: env.ifname, network: conf.name });
   const undo = new UndoStack();
   try {
+    ctx.kernel.prepareContainerBatch?.(env.netns);
     const alloc = await allocate(store, range, env.containerId, env.ifname, requested);
     if (alloc.fresh) undo.push('release address', () => store.withLock(() => store.release(alloc.ip)));
+    // fsync runs in the thread pool while the kernel work goes on; awaited before replying.
+    const durable = store.flush();
+    durable.catch(() => {});
     await ctx.fault('reserved');
 
     const gateway = formatIPv4(range.gateway);
@@ -235,6 +239,7 @@ async function cmdAdd(ctx: Ctx, env: CniEnv, conf: WeftNetConf): Promise<Record<
       await ipt.restore(renderMasqAdd(await ipt.save('nat'), spec));
     }
     await ctx.fault('masq');
+    await durable;
 
     undo.commit();
     log.info({ address: plan.address, hostVeth: plan.hostVeth, netns: env.netns, pod: env.args.k8sPodName }, 'attached container');
@@ -250,6 +255,7 @@ async function cmdAdd(ctx: Ctx, env: CniEnv, conf: WeftNetConf): Promise<Record<
     };
     return formatResult(result, conf.cniVersion);
   } catch (err) {
+    ctx.kernel.discardContainerBatch?.(env.netns);
     const failures = await undo.rollback();
     for (const f of failures) log.warn({ step: f.what, err: errorMessage(f.error) }, 'rollback step failed');
     throw err;

@@ -1,11 +1,18 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { ExecError } from '../core/errors.js';
 import { run, type RunResult } from '../exec/run.js';
 import { ExecIptables, type IptablesClient } from '../netfilter/iptables.js';
+import { PendingIpBatch } from './ip-proc.js';
 import type { BridgePort, BridgeState, CniKernel, ContainerLinkState } from './kernel.js';
 
 export interface ExecKernelOptions {
   /** Named netns for host-side work (tests, the lab). Default: this process's netns. */
   hostNetns?: string;
+  /**
+   * Keep one host-side `ip -batch -` process started ahead of the next
+   * request (long-lived server only: it saves a process start per ADD). Default false.
+   */
+  warmHost?: boolean;
 }
 
 interface IpAddrJson {
@@ -38,8 +45,32 @@ function notFound(r: RunResult): boolean {
 export class ExecCniKernel implements CniKernel {
   private ipForwardDone = false;
   private readonly iptablesClients = new Map<string, Promise<IptablesClient>>();
+  private warm: PendingIpBatch | undefined;
+  private readonly prepared = new Map<string, PendingIpBatch>();
 
   constructor(private readonly opts: ExecKernelOptions = {}) {}
+
+  private hostArgs(): string[] {
+    return this.opts.hostNetns ? ['-n', this.opts.hostNetns] : [];
+  }
+
+  /** Ends the warm process (server shutdown). */
+  close(): void {
+    this.warm?.discard();
+    this.warm = undefined;
+  }
+
+  prepareContainerBatch(netnsPath: string): void {
+    const name = namedNetns(netnsPath);
+    // nsenter paths keep the plain route: only `ip -n` is cheap to pre-start.
+    if (!name || this.prepared.has(netnsPath)) return;
+    this.prepared.set(netnsPath, new PendingIpBatch(['-n', name]));
+  }
+
+  discardContainerBatch(netnsPath: string): void {
+    this.prepared.get(netnsPath)?.discard();
+    this.prepared.delete(netnsPath);
+  }
 
   private hostIp(args: string[], allowFail = false): Promise<RunResult> {
     const ns = this.opts.hostNetns;
@@ -73,16 +104,38 @@ export class ExecCniKernel implements CniKernel {
 
   async hostBatch(lines: string[]): Promise<void> {
     if (lines.length === 0) return;
-    const ns = this.opts.hostNetns;
-    await run('ip', ns ? ['-n', ns, '-batch', '-'] : ['-batch', '-'], { input: lines.join('\n') + '\n' });
+    if (!this.opts.warmHost) {
+      await run('ip', [...this.hostArgs(), '-batch', '-'], { input: lines.join('\n') + '\n' });
+      return;
+    }
+    const proc = this.warm?.usable ? this.warm : new PendingIpBatch(this.hostArgs());
+    this.warm = new PendingIpBatch(this.hostArgs()); // for the next request
+    await proc.run(lines);
   }
 
   async containerBatch(netnsPath: string, lines: string[]): Promise<void> {
+    const pre = this.prepared.get(netnsPath);
+    if (pre) {
+      this.prepared.delete(netnsPath);
+      await pre.run(lines);
+      return;
+    }
     if (lines.length === 0) return;
     await this.nsIp(netnsPath, ['-batch', '-'], lines.join('\n') + '\n');
   }
 
   async deleteHostLink(name: string): Promise<boolean> {
+    if (this.opts.warmHost) {
+      const proc = this.warm?.usable ? this.warm : new PendingIpBatch(this.hostArgs());
+      this.warm = new PendingIpBatch(this.hostArgs());
+      try {
+        await proc.run([`link del dev ${name}`]);
+        return true;
+      } catch (err) {
+        if (err instanceof ExecError && /does not exist|Cannot find device|No such device/i.test(err.stderr)) return false;
+        throw err;
+      }
+    }
     const r = await this.hostIp(['link', 'del', 'dev', name], true);
     if (r.code === 0) return true;
     if (notFound(r)) return false;

@@ -3,6 +3,7 @@ import { connect, createServer, type Socket } from 'node:net';
 import { dirname } from 'node:path';
 import { silentLogger, type Logger } from '../core/log.js';
 import { createCniHandler, type CniHandlerOptions } from './handler.js';
+import { ExecCniKernel } from './kernel-exec.js';
 import { decodeRequest, encodeResponse } from './protocol.js';
 
 export interface CniServerOptions {
@@ -47,7 +48,8 @@ function listening(path: string): Promise<boolean> {
 export async function startCniServer(opts: CniServerOptions = {}): Promise<CniServer> {
   const socketPath = opts.socketPath ?? '/run/weft/cni.sock';
   const log = (opts.log ?? silentLogger).child({ component: 'cni-server' });
-  const handler = createCniHandler({ ...opts.handler, log, hostNetns: opts.hostNetns, bridgeCacheMs: opts.bridgeCacheMs ?? 30_000 });
+  const kernel = opts.handler?.kernel ?? new ExecCniKernel({ hostNetns: opts.hostNetns, warmHost: true });
+  const handler = createCniHandler({ ...opts.handler, kernel, log, bridgeCacheMs: opts.bridgeCacheMs ?? 30_000 });
   mkdirSync(dirname(socketPath), { recursive: true, mode: 0o755 });
   if (await listening(socketPath)) throw new Error(`${socketPath}: another server is listening`);
   try {
@@ -97,6 +99,7 @@ export async function startCniServer(opts: CniServerOptions = {}): Promise<CniSe
   const close = async () => {
     if (!server.listening) return closed;
     server.close(); // libuv unlinks the socket file
+    if (kernel instanceof ExecCniKernel) kernel.close();
     // Idle keep-alive sockets never happen (one request per connection); open ones finish.
     await closed;
     log.info({ socketPath }, 'cni server stopped');

@@ -1,4 +1,5 @@
 import { join } from 'node:path';
+import { isWeftError } from '../core/errors.js';
 import { run } from '../exec/run.js';
 import { ETCD_ENDPOINT, ETCD_IP } from './names.js';
 import { LabProcessError } from './errors.js';
@@ -102,16 +103,23 @@ export function labEtcdClient(switchNetns: string): LabEtcd {
 }
 
 /** Bounded poll of etcd's /health; the error carries the log tail. */
-export async function waitEtcdHealthy(etcd: LabEtcd, proc: ProcIdentity, log: string, timeoutMs = 30_000): Promise<void> {
+export async function waitEtcdHealthy(
+  etcd: LabEtcd,
+  proc: ProcIdentity,
+  log: string,
+  timeoutMs = 30_000,
+  signal?: AbortSignal,
+): Promise<void> {
   try {
     await pollUntil(
       async () => {
         if (!isRunning(proc)) throw new LabProcessError('etcd exited');
         return etcd.healthy();
       },
-      { timeoutMs, intervalMs: 200, what: 'etcd health' },
+      { timeoutMs, intervalMs: 200, what: 'etcd health', signal },
     );
   } catch (err) {
+    if (isWeftError(err, 'ERR_ABORTED')) throw err;
     throw new LabProcessError(`etcd did not become healthy: ${(err as Error).message}\n--- ${log} ---\n${tailFile(log)}`, {
       log,
     });

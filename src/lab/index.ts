@@ -9,3 +9,4 @@ export { httpStatusInNetns, weftdScript } from './weftd.js';
 export { formatStatus, table } from './format.js';
 export * from './verify.js';
 export * from './cni-attacher.js';
+export * from './podserver.js';

@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { InvalidArgumentError } from '../core/errors.js';
 import { run, type RunResult } from '../exec/run.js';
 import { launchWeftd, mustState, recordProc, withLock } from './common.js';
-import { labEtcdClient, type LabEtcd } from './etcd.js';
+import { etcdArgv, labEtcdClient, waitEtcdHealthy, type LabEtcd } from './etcd.js';
 import { LabProcessError } from './errors.js';
 import { resolveTarget } from './names.js';
 import { isRunning, stopProcs } from './procs.js';
@@ -113,4 +113,23 @@ export function labSignal(id: string, key: string, signal: NodeJS.Signals): bool
   if (!rec) return false;
   process.kill(rec.pid, signal);
   return true;
+}
+
+/** Stops the lab's etcd (data kept in /run/weft-lab/<id>/etcd) to simulate an outage. */
+export async function stopEtcd(id: string, signal: NodeJS.Signals = 'SIGTERM'): Promise<boolean> {
+  return labStop(id, 'etcd', signal);
+}
+
+/** Starts the lab's etcd again on the same data dir and waits (bounded) for /health. */
+export async function startEtcd(id: string, opts: { timeoutMs?: number } = {}): Promise<{ pid: number }> {
+  const { rec, state } = await withLock(id, async () => {
+    const state = mustState(id);
+    const running = state.processes.find((p) => p.key === 'etcd' && isRunning(p));
+    if (running) throw new LabProcessError(`etcd already runs in lab ${id} (pid ${running.pid})`);
+    state.processes = state.processes.filter((p) => p.key !== 'etcd');
+    const log = join(labDir(id), 'etcd.log');
+    return { rec: recordProc(state, 'etcd', state.switchNetns, etcdArgv(id, state.etcd.dataDir), log), state };
+  });
+  await waitEtcdHealthy(labEtcdClient(state.switchNetns), rec, rec.log, opts.timeoutMs ?? 30_000);
+  return { pid: rec.pid };
 }

@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import { closeSync, openSync, readFileSync } from 'node:fs';
 import { delay } from '../core/async.js';
+import { AbortedError } from '../core/errors.js';
 import { run } from '../exec/run.js';
 
 /**
@@ -155,13 +156,14 @@ export function tailFile(path: string, lines = 15): string {
  */
 export async function pollUntil<T>(
   check: () => T | undefined | false | Promise<T | undefined | false>,
-  opts: { timeoutMs: number; intervalMs?: number; what: string },
+  opts: { timeoutMs: number; intervalMs?: number; what: string; signal?: AbortSignal },
 ): Promise<T> {
   const deadline = Date.now() + opts.timeoutMs;
   for (;;) {
+    if (opts.signal?.aborted) throw new AbortedError();
     const v = await check();
     if (v !== undefined && v !== false) return v;
     if (Date.now() > deadline) throw new Error(`timed out after ${opts.timeoutMs} ms waiting for ${opts.what}`);
-    await delay(opts.intervalMs ?? 100);
+    await delay(opts.intervalMs ?? 100, opts.signal);
   }
 }

@@ -13,7 +13,7 @@ import { LabExistsError, LabUpError } from './errors.js';
 import { ETCD_ENDPOINT, ETCD_IP, HOST_IFACE, UNDERLAY_PREFIX } from './names.js';
 import { fallbackSubnet, planLab, planNamespaces, type LabPlanInput } from './plan.js';
 import { statusOf, type LabStatus } from './status.js';
-import { STATE_VERSION, hostDir, labDir, readState, writeState, type HostRecord, type LabState, type ProcRecord } from './state.js';
+import { STATE_VERSION, hostDir, labDir, labRunRoot, readState, writeState, type HostRecord, type LabState, type ProcRecord } from './state.js';
 import { waitSubnetEnv, waitWeftdReady, weftdPaths, weftdScript } from './weftd.js';
 
 /** Options of `labUp`. */
@@ -78,12 +78,12 @@ async function createHost(state: LabState, host: HostRecord): Promise<void> {
   mkdirSync(hostDir(state.id, host.name), { recursive: true });
 }
 
-async function startEtcd(state: LabState, timeoutMs: number): Promise<LabEtcd> {
+async function startEtcd(state: LabState, timeoutMs: number, signal?: AbortSignal): Promise<LabEtcd> {
   const dir = labDir(state.id);
   const log = join(dir, 'etcd.log');
   const rec = recordProc(state, 'etcd', state.switchNetns, etcdArgv(state.id, state.etcd.dataDir), log);
   const etcd = labEtcdClient(state.switchNetns);
-  await waitEtcdHealthy(etcd, rec, log, timeoutMs);
+  await waitEtcdHealthy(etcd, rec, log, timeoutMs, signal);
   return etcd;
 }
 
@@ -107,6 +107,21 @@ async function assignFallbackSubnets(state: LabState): Promise<void> {
       .filter((o) => o !== h)
       .map((o) => `route replace ${o.subnet} via ${o.underlayIp} dev ${HOST_IFACE}`);
     await ipBatch(lines, { netns: h.netns });
+  }
+}
+
+/**
+ * Claims /run/weft-lab/<id> with a non-recursive mkdir, which only one
+ * process can win: a second `up` of the same id must not proceed, or its
+ * cleanup would tear down the first one's lab.
+ */
+function claimLabDir(id: string, dir: string): void {
+  mkdirSync(labRunRoot(), { recursive: true, mode: 0o700 });
+  try {
+    mkdirSync(dir, { mode: 0o700 });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    throw new LabExistsError(`lab "${id}" exists or is being created (${dir}); run: weftctl lab down --id ${id}`, { id });
   }
 }
 
@@ -136,7 +151,7 @@ export async function labUp(opts: LabUpOptions = {}): Promise<LabStatus> {
   }
 
   const dir = labDir(plan.id);
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  claimLabDir(plan.id, dir);
   const state: LabState = {
     version: STATE_VERSION,
     id: plan.id,
@@ -182,7 +197,7 @@ export async function labUp(opts: LabUpOptions = {}): Promise<LabStatus> {
       await createHost(state, h);
     }
     await step('etcd');
-    const etcd = await startEtcd(state, timeoutMs);
+    const etcd = await startEtcd(state, timeoutMs, opts.signal);
     await step('config');
     await etcd.put('/coreos.com/network/config', labNetworkConfig(state.network, state.backend));
 
@@ -196,10 +211,10 @@ export async function labUp(opts: LabUpOptions = {}): Promise<LabStatus> {
       await Promise.all(
         state.hosts.map(async (h, i) => {
           const paths = weftdPaths(hostDir(state.id, h.name));
-          const env = await waitSubnetEnv(paths, procs[i]!, h.name, timeoutMs);
+          const env = await waitSubnetEnv(paths, procs[i]!, h.name, timeoutMs, opts.signal);
           h.subnet = formatCidr(env.subnet);
           h.mtu = env.mtu;
-          if (opts.waitReady ?? true) await waitWeftdReady(h.netns, h.name, paths.log, procs[i]!, timeoutMs);
+          if (opts.waitReady ?? true) await waitWeftdReady(h.netns, h.name, paths.log, procs[i]!, timeoutMs, opts.signal);
         }),
       );
       writeState(state);

@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { isWeftError } from '../core/errors.js';
 import { run } from '../exec/run.js';
 import { readSubnetEnv, type SubnetEnv } from '../store/subnet-env.js';
 import { ETCD_ENDPOINT, HOST_IFACE } from './names.js';
@@ -51,6 +52,7 @@ export async function waitSubnetEnv(
   proc: ProcIdentity,
   host: string,
   timeoutMs = 30_000,
+  signal?: AbortSignal,
 ): Promise<SubnetEnv> {
   try {
     return await pollUntil(
@@ -58,9 +60,10 @@ export async function waitSubnetEnv(
         if (!isRunning(proc)) throw new LabProcessError('weftd exited');
         return existsSync(paths.subnetFile) ? readSubnetEnvOrUndefined(paths.subnetFile) : undefined;
       },
-      { timeoutMs, intervalMs: 100, what: `${paths.subnetFile}` },
+      { timeoutMs, intervalMs: 100, what: `${paths.subnetFile}`, signal },
     );
   } catch (err) {
+    if (isWeftError(err, 'ERR_ABORTED')) throw err;
     throw new LabProcessError(
       `weftd on ${host} wrote no subnet.env: ${(err as Error).message}\n--- ${paths.log} ---\n${tailFile(paths.log)}`,
       { host, log: paths.log },
@@ -83,16 +86,24 @@ export async function httpStatusInNetns(netns: string, host: string, port: numbe
 export const WEFTD_HEALTHZ_PORT = 9808;
 
 /** Bounded wait for weftd's /readyz to answer 200. */
-export async function waitWeftdReady(netns: string, host: string, log: string, proc: ProcIdentity, timeoutMs = 30_000): Promise<void> {
+export async function waitWeftdReady(
+  netns: string,
+  host: string,
+  log: string,
+  proc: ProcIdentity,
+  timeoutMs = 30_000,
+  signal?: AbortSignal,
+): Promise<void> {
   try {
     await pollUntil(
       async () => {
         if (!isRunning(proc)) throw new LabProcessError('weftd exited');
         return (await httpStatusInNetns(netns, '127.0.0.1', WEFTD_HEALTHZ_PORT, '/readyz')) === 200;
       },
-      { timeoutMs, intervalMs: 200, what: `weftd /readyz on ${host}` },
+      { timeoutMs, intervalMs: 200, what: `weftd /readyz on ${host}`, signal },
     );
   } catch (err) {
+    if (isWeftError(err, 'ERR_ABORTED')) throw err;
     throw new LabProcessError(`weftd on ${host} not ready: ${(err as Error).message}\n--- ${log} ---\n${tailFile(log)}`, {
       host,
       log,

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../../src/core/async.js';
 import { join } from 'node:path';
 import { run } from '../../src/exec/run.js';
-import { labDown, labExec, labSpawn, labStatus, labUp, topologyFromLab, verifyCurl, verifyPing, type LabStatus } from '../../src/lab/index.js';
+import { labDown, labExec, labSpawn, labStatus, labUp, labServePods, topologyFromLab, verifyCurl, verifyPing, type LabStatus } from '../../src/lab/index.js';
 import { repoRoot } from '../../src/lab/weftd.js';
 import { labDir, readState } from '../../src/lab/state.js';
 import { isRoot } from '../helpers/netns.js';
@@ -62,19 +62,16 @@ describe.skipIf(!isRoot)('lab up / status / exec / down', () => {
     expect(bad.map((c) => [c.to, c.ok])).toEqual([['ghost', false]]);
   });
 
-  it('verify-curl reaches an HTTP server in a pod from every pod and a port on every host from the switch', async () => {
+  it('verify-curl reaches the pod HTTP servers from every pod and a port on every host from the switch', async () => {
+    const served = await labServePods(id, { port: 8080 });
+    expect(served.map((s) => s.pod)).toEqual(['h1-p1', 'h1-p2', 'h2-p1', 'h2-p2']);
     const serve = (name: string, port: number) => [process.execPath, '-e', `require('http').createServer((q, s) => s.end('${name}\\n')).listen(${port})`];
-    await labSpawn(id, 'h2-p2', serve('h2-p2', 8080));
     for (const h of ['h1', 'h2']) await labSpawn(id, h, serve(`node-${h}`, 30080));
-    const target = `${st.hosts[1]!.pods[1]!.ip}:8080`;
-    await waitFor(async () => (await labExec(id, 'h1-p1', ['curl', '-s', '--max-time', '1', `http://${target}/`], { allowFail: true })).code === 0, {
-      timeoutMs: 10_000,
-      what: 'pod server',
-    });
     await waitFor(async () => (await labExec(id, 'sw', ['curl', '-s', '--max-time', '1', 'http://192.0.2.2:30080/'], { allowFail: true })).code === 0, {
       timeoutMs: 10_000,
       what: 'host server',
     });
+    const target = `${st.hosts[1]!.pods[1]!.ip}:8080`;
     const checks = await verifyCurl(topologyFromLab(id), { clusterIp: target, nodePort: 30080, expect: '-' });
     expect(checks.map((c) => [c.kind, c.from, c.to, c.ok])).toEqual([
       ['clusterip', 'h1-p1', 'service', true],
@@ -84,9 +81,9 @@ describe.skipIf(!isRoot)('lab up / status / exec / down', () => {
       ['nodeport', 'switch', 'h1', true],
       ['nodeport', 'switch', 'h2', true],
     ]);
-    expect(checks[0]!.answer).toBe('h2-p2');
+    expect(checks[0]!.answer).toBe(`h2-p2 ${st.hosts[1]!.pods[1]!.ip}`);
     expect(checks[5]!.answer).toBe('node-h2');
-    const refused = await verifyCurl(topologyFromLab(id), { clusterIp: `${st.hosts[0]!.pods[0]!.ip}:8080`, timeoutSec: 1 });
+    const refused = await verifyCurl(topologyFromLab(id), { clusterIp: `${st.hosts[0]!.pods[0]!.ip}:8081`, timeoutSec: 1 });
     expect(refused.every((c) => !c.ok)).toBe(true);
   });
 

@@ -6,9 +6,24 @@ import { netnsOf, uniqueLabId } from '../helpers/lab-util.js';
 describe.skipIf(!isRoot)('two labs side by side', () => {
   const a = uniqueLabId('ta');
   const b = uniqueLabId('tb');
+  const same = uniqueLabId('ts');
   afterAll(async () => {
     await labDown(a);
     await labDown(b);
+    await labDown(same);
+  });
+
+  it('two ups of one id at once: one wins, the other fails without touching it', async () => {
+    const results = await Promise.allSettled([
+      labUp({ id: same, hosts: 1, podsPerHost: 1, startWeftd: false }),
+      labUp({ id: same, hosts: 1, podsPerHost: 1, startWeftd: false }),
+    ]);
+    expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+    const lost = results.find((r) => r.status === 'rejected') as PromiseRejectedResult;
+    expect(lost.reason).toMatchObject({ code: 'ERR_LAB_EXISTS' });
+    expect(labStatus(same).phase).toBe('ready');
+    expect(await netnsOf(same)).toHaveLength(3);
+    await labDown(same);
   });
 
   it('use the same addresses without touching each other, and one goes down alone', async () => {

@@ -1,7 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../../src/core/async.js';
-import { labDown, labEtcd, labExec, labSignal, labStatus, labUp, startWeftd, stopWeftd, verifyPing, topologyFromLab } from '../../src/lab/index.js';
+import { labDown, labEtcd, labExec, labSignal, labStatus, labUp, startEtcd, stopEtcd, startWeftd, stopWeftd, verifyPing, topologyFromLab } from '../../src/lab/index.js';
 import { weftdScript } from '../../src/lab/weftd.js';
 import { isRoot } from '../helpers/netns.js';
 import { netnsOf, pidAlive, uniqueLabId } from '../helpers/lab-util.js';
@@ -63,6 +63,15 @@ describe.skipIf(!weftdRuns)('lab with weftd (host-gw)', () => {
       expect(labSignal(id, 'etcd', 'SIGCONT')).toBe(true);
     }
     await waitFor(async () => (await labEtcd(id).healthy()) === true, { timeoutMs: 10_000, what: 'etcd healthy again' });
+  });
+
+  it('stops and restarts etcd on the same data: the leases are still there', async () => {
+    const before = (await labEtcd(id).list('/coreos.com/network/subnets/')).map((l) => l.key).sort();
+    expect(await stopEtcd(id)).toBe(true);
+    expect(labStatus(id).etcdRunning).toBe(false);
+    await startEtcd(id);
+    expect(labStatus(id).etcdRunning).toBe(true);
+    expect((await labEtcd(id).list('/coreos.com/network/subnets/')).map((l) => l.key).sort()).toEqual(before);
   });
 
   it('down stops every weftd and etcd', async () => {

@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../../src/core/async.js';
 import { run } from '../../src/exec/run.js';
+import { parseCidr } from '../../src/core/ip.js';
 import { tryLoadNative } from '../../src/backends/udp/native.js';
 import { isRoot } from '../helpers/netns.js';
 import { buildUdpLab, parsePing, type UdpLab } from '../helpers/udp-lab.js';
@@ -11,6 +12,7 @@ const skip = !isRoot ? 'needs root' : !native ? `native addon unavailable: ${rea
 if (skip) console.warn(`udp lab tests skipped: ${skip}`);
 
 const FLOOD = join(import.meta.dirname, '..', 'helpers', 'udp-flood.mjs');
+const FAKE_PEER = join(import.meta.dirname, '..', 'helpers', 'udp-fake-peer.mjs');
 
 describe.skipIf(!!skip)('udp data path between three namespace hosts', () => {
   let lab: UdpLab;
@@ -102,6 +104,37 @@ describe.skipIf(!!skip)('udp data path between three namespace hosts', () => {
       await lab.syncAll();
     }
     expect(parsePing(await ping(host(1).pod, host(3).podIp)).received).toBe(2);
+  });
+
+  it('speaks flannel\'s wire format with a peer that is not weft (bare IPv4 in UDP, port 8285 both ends)', async () => {
+    // Host 4 is a hand-written peer: lease 10.244.4.0/24 at 192.0.2.4.
+    const peerNs = await lab.sandbox.create('fp');
+    await lab.sandbox.link({ ns: peerNs, ifname: 'eth0', cidr: '192.0.2.4/24' }, { ns: lab.sw, ifname: 'portfp' });
+    await run('ip', ['link', 'set', 'portfp', 'master', 'br0'], { netns: lab.sw });
+    const h1 = host(1);
+    const fake = { subnet: parseCidr('10.244.4.0/24'), attrs: { PublicIP: '192.0.2.4', BackendType: 'udp' } };
+    await h1.backend.sync([...lab.hosts.filter((h) => h !== h1).map((h) => h.lease), fake]);
+    try {
+      const r = await run('node', [FAKE_PEER, '192.0.2.4', '8285', h1.publicIp, '10.244.4.2', h1.podIp], {
+        netns: peerNs,
+        timeoutMs: 20_000,
+      });
+      const got = JSON.parse(r.stdout) as { from: string; fromPort: number; hex: string };
+      expect(got.from).toBe(h1.publicIp);
+      expect(got.fromPort).toBe(8285);
+      const pkt = Buffer.from(got.hex, 'hex');
+      // The payload is exactly one IPv4 packet: the pod's echo reply.
+      expect(pkt[0]).toBe(0x45);
+      expect(pkt.readUInt16BE(2)).toBe(pkt.length);
+      expect(pkt[9]).toBe(1);
+      expect([...pkt.subarray(12, 20)]).toEqual([10, 244, 1, 2, 10, 244, 4, 2]);
+      expect(pkt[20]).toBe(0); // echo reply
+      expect(pkt.readUInt16BE(24)).toBe(0x7765);
+      // Pod sends TTL 64; host 1 forwards (63) and the data path decrements as flannel does (62).
+      expect(pkt[8]).toBe(62);
+    } finally {
+      await lab.syncAll();
+    }
   });
 
   it('drops 100k bad datagrams, counts each by reason, and keeps forwarding', async () => {

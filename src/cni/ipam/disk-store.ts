@@ -1,4 +1,5 @@
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, readdirSync, unlinkSync, writeSync, existsSync } from 'node:fs';
+import { open } from 'node:fs/promises';
+import { closeSync, mkdirSync, openSync, readFileSync, readdirSync, unlinkSync, writeSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { formatIPv4, isIPv4, parseIPv4, type IPv4 } from '../../core/ip.js';
 import { acquireFileLock, KeyedMutex, type FileLockOptions } from './file-lock.js';
@@ -45,11 +46,12 @@ export class DiskIpamStore implements IpamStore {
     });
   }
 
+  private readonly unsynced = new Set<string>();
+
   private write(path: string, data: string, flags: string): void {
     const fd = openSync(path, flags, 0o644);
     try {
       writeSync(fd, data);
-      if (this.fsync) fsyncSync(fd);
     } finally {
       closeSync(fd);
     }
@@ -63,14 +65,40 @@ export class DiskIpamStore implements IpamStore {
       if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
       throw err;
     }
+    if (this.fsync) this.unsynced.add(path);
     try {
+      // A hint for round robin only (losing it costs nothing), so it is not fsynced.
       this.write(join(this.dir, `last_reserved_ip.${rangeId}`), formatIPv4(ip), 'w');
     } catch (err) {
       // Without the marker the reservation must not stand half-made.
       unlinkSync(path);
+      this.unsynced.delete(path);
       throw err;
     }
     return true;
+  }
+
+  /** fsyncs new reservation files and the directory (so the new names survive a power loss too). */
+  async flush(): Promise<void> {
+    if (this.unsynced.size === 0) return;
+    const paths = [...this.unsynced, this.dir];
+    this.unsynced.clear();
+    await Promise.all(
+      paths.map(async (p) => {
+        let fh;
+        try {
+          fh = await open(p, 'r');
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code === 'ENOENT') return; // released meanwhile
+          throw err;
+        }
+        try {
+          await fh.sync();
+        } finally {
+          await fh.close();
+        }
+      }),
+    );
   }
 
   lastReservedIP(rangeId: string): IPv4 | undefined {

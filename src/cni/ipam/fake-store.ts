@@ -42,6 +42,12 @@ export class FakeIpamStore implements IpamStore {
     this.reservations.delete(ip);
   }
 
+  flushes = 0;
+
+  async flush(): Promise<void> {
+    this.flushes++;
+  }
+
   list(): Reservation[] {
     return [...this.reservations].map(([ip, r]) => ({ ip, ...r }));
   }

@@ -26,4 +26,9 @@ export interface IpamStore {
   release(ip: IPv4): void;
   /** Every reservation (GC). */
   list(): Reservation[];
+  /**
+   * Makes reservations made so far durable (fsync). Separate from `reserve`
+   * so the disk wait overlaps the kernel work; ADD awaits it before replying.
+   */
+  flush(): Promise<void>;
 }

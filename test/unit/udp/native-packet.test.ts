@@ -175,3 +175,59 @@ describe.skipIf(!native)('TTL, ICMP, checksum completion, TSO split (C)', () => 
     expect(n.tsoSegment(Buffer.alloc(10), 1400)).toBeNull();
   });
 });
+
+describe.skipIf(!native)('receive-side coalescing (C)', () => {
+  const payload = Buffer.alloc(8000);
+  for (let i = 0; i < payload.length; i++) payload[i] = (i * 7 + 3) & 255;
+  const segments = () => n.tsoSegment(tcpPacket(payload, 5000, 0x18), 1000)!;
+
+  it('joins the segments of a TSO split back into one TSO packet', () => {
+    const out = n.groCoalesce(segments());
+    expect(out).toHaveLength(1);
+    const { gsoSize, segments: count, packet } = out[0]!;
+    expect(gsoSize).toBe(1000);
+    expect(count).toBe(8);
+    expect(packet.readUInt16BE(2)).toBe(packet.length);
+    expect(ipChecksumOk(packet)).toBe(true);
+    expect(packet.readUInt32BE(24)).toBe(5000);
+    expect(packet[33]! & 0x08).toBe(0x08); // PSH of the last segment kept
+    expect(packet.subarray(52).equals(payload)).toBe(true);
+    // Partial checksum: the field holds the pseudo-header sum (not inverted).
+    const pseudo = ~checksum(pseudoHeader(packet, packet.length - 20)) & 0xffff;
+    expect(packet.readUInt16BE(36)).toBe(pseudo);
+  });
+
+  it('never joins a segment with a bad TCP checksum, a gap, or another flow', () => {
+    const bad = segments();
+    bad[3]![60] ^= 0xff; // corrupt payload: TCP checksum no longer matches
+    const out = n.groCoalesce(bad);
+    expect(out.map((o) => o.segments)).toEqual([3, 1, 4]);
+    expect(out[1]!.packet.equals(bad[3]!)).toBe(true); // passed on untouched for the kernel to drop
+
+    const gap = segments();
+    gap.splice(2, 1);
+    expect(n.groCoalesce(gap).map((o) => o.segments)).toEqual([2, 5]);
+
+    const other = tcpPacket(Buffer.alloc(1000, 1), 1, 0x10, '10.244.1.3');
+    const mixed = segments();
+    mixed.splice(4, 0, n.tsoSegment(other, 1000)![0]!);
+    expect(n.groCoalesce(mixed).map((o) => o.segments)).toEqual([4, 1, 4]);
+  });
+
+  it('passes pure ACKs, UDP and SYNs through one by one', () => {
+    const ack = tcpPacket(Buffer.alloc(0), 1, 0x10);
+    const syn = tcpPacket(Buffer.alloc(10), 1, 0x02);
+    expect(l4ChecksumOk(ack) && l4ChecksumOk(syn)).toBe(true);
+    const out = n.groCoalesce([ack, ipv4(), syn, syn]);
+    expect(out.map((o) => [o.segments, o.gsoSize])).toEqual([
+      [1, 0],
+      [1, 0],
+      [1, 0],
+      [1, 0],
+    ]);
+    // Two data segments in sequence do join (the control for the case above).
+    const a = tcpPacket(Buffer.alloc(100, 1), 1, 0x10);
+    const b = tcpPacket(Buffer.alloc(100, 2), 101, 0x10);
+    expect(n.groCoalesce([a, b]).map((o) => o.segments)).toEqual([2]);
+  });
+});

@@ -65,6 +65,7 @@ export function tcpPacket(payload: Buffer, seq = 1000, flags = 0x18, src = '10.2
   tcp.fill(1, 20, 32);
   payload.copy(tcp, 32);
   const ip = ipv4({ src, dst, proto: 6, payload: tcp });
+  ip.writeUInt16BE(checksum(Buffer.concat([pseudoHeader(ip, tcp.length), ip.subarray(20)])), 36);
   return ip;
 }
 

@@ -1,0 +1,75 @@
+import { hash16 } from '../iptables/names.js';
+import type { ServicePortInfo } from '../model/service-port.js';
+
+/** The one table weft-proxy owns in nftables mode (IPv4 only for now). */
+export const NFT_FAMILY = 'ip';
+export const NFT_TABLE = 'weft-proxy';
+
+/** Verdict maps that dispatch traffic; keys are `ip . proto . port` or `proto . port`. */
+export const MAP = {
+  /** ClusterIP / external IP / LB IP . proto . port -> goto the service's chain. */
+  SERVICE_IPS: 'service-ips',
+  /** proto . node port -> goto the service's external chain. */
+  SERVICE_NODEPORTS: 'service-nodeports',
+  /** Service IP . proto . port of services without (local) endpoints -> reject / drop. */
+  NO_ENDPOINT_SERVICES: 'no-endpoint-services',
+  /** proto . node port of services without (local) endpoints -> reject / drop. */
+  NO_ENDPOINT_NODEPORTS: 'no-endpoint-nodeports',
+  /** LB IP . proto . port of services with loadBalancerSourceRanges -> goto the firewall chain. */
+  FIREWALL_IPS: 'firewall-ips',
+} as const;
+
+export type MapName = (typeof MAP)[keyof typeof MAP];
+
+export const MAP_TYPES: Record<MapName, string> = {
+  'service-ips': 'ipv4_addr . inet_proto . inet_service : verdict',
+  'service-nodeports': 'inet_proto . inet_service : verdict',
+  'no-endpoint-services': 'ipv4_addr . inet_proto . inet_service : verdict',
+  'no-endpoint-nodeports': 'inet_proto . inet_service : verdict',
+  'firewall-ips': 'ipv4_addr . inet_proto . inet_service : verdict',
+};
+
+/** Fixed regular chains (base chains are listed in static.ts). */
+export const FIXED = {
+  SERVICES: 'services',
+  MARK_MASQ: 'mark-for-masquerade',
+  MASQUERADING: 'masquerading',
+  SERVICE_ENDPOINTS_CHECK: 'service-endpoints-check',
+  NODEPORT_ENDPOINTS_CHECK: 'nodeport-endpoints-check',
+  REJECT: 'reject-chain',
+} as const;
+
+/** Per-service-port and per-endpoint objects weft-proxy owns (and may delete when stale). */
+export const OWNED_CHAIN_RE = /^(svc|svl|ext|fw|sep)-[A-Z2-7]{8}-/;
+export const OWNED_SET_RE = /^aff-[A-Z2-7]{8}-/;
+
+/**
+ * Readable, unique chain names: a hash (so that prefixes never collide) then
+ * "ns/name/proto/port" (nft identifiers may hold '/', '.', '-', '_').
+ */
+function portPart(p: Pick<ServicePortInfo, 'service' | 'protocol' | 'portName' | 'port'>): string {
+  return `${p.service}/${p.protocol.toLowerCase()}/${p.portName || `p${p.port}`}`;
+}
+const h8 = (text: string) => hash16(text).slice(0, 8);
+type PortId = Pick<ServicePortInfo, 'key' | 'service' | 'protocol' | 'portName' | 'port'>;
+
+export function svcChain(p: PortId): string {
+  return `svc-${h8(`${p.key}${p.protocol}`)}-${portPart(p)}`;
+}
+export function svlChain(p: PortId): string {
+  return `svl-${h8(`${p.key}${p.protocol}`)}-${portPart(p)}`;
+}
+export function extChain(p: PortId): string {
+  return `ext-${h8(`${p.key}${p.protocol}`)}-${portPart(p)}`;
+}
+export function fwChain(p: PortId): string {
+  return `fw-${h8(`${p.key}${p.protocol}`)}-${portPart(p)}`;
+}
+/** `ep` is "ip:port". */
+export function sepChain(p: PortId, ep: string): string {
+  return `sep-${h8(`${p.key}${p.protocol}${ep}`)}-${portPart(p)}__${ep.replace(':', '/')}`;
+}
+/** The affinity set of one endpoint; the timeout is part of the hash so a changed timeout makes a new set. */
+export function affinitySet(p: PortId, ep: string, timeoutS: number): string {
+  return `aff-${h8(`${p.key}${p.protocol}${ep}${timeoutS}`)}-${portPart(p)}__${ep.replace(':', '/')}`;
+}
