@@ -114,7 +114,7 @@ async function topology(mode) {
   const h1 = await netns(`${mode}-h1`);
   const h2 = await netns(`${mode}-h2`);
   await veth(h1, 'eth0', '192.0.2.1/24', h2, 'eth0', '192.0.2.2/24');
-  if (mode === 'veth') return { mode, client: h1, server: h2, target: '192.0.2.2', daemons: [] };
+  if (mode === 'veth') return { mode, hosts: [h1, h2], client: h1, server: h2, target: '192.0.2.2', daemons: [] };
   const hosts = [h1, h2];
   const mtu = mode === 'vxlan' ? 1450 : 1472;
   const pods = [];
@@ -146,7 +146,7 @@ async function topology(mode) {
       await sh('ip', ['-n', h, 'route', 'replace', `10.244.${m}.0/24`, 'via', `10.244.${m}.0`, 'dev', 'vx', 'onlink']);
     }
   }
-  return { mode, client: pods[0], server: pods[1], target: '10.244.2.2', daemons: ds };
+  return { mode, hosts, client: pods[0], server: pods[1], target: '10.244.2.2', daemons: ds };
 }
 
 const HZ = 100;
@@ -252,6 +252,18 @@ async function main() {
       );
     }
   }
+  // Where packets were lost inside the udp hosts: the TUN queue (tx dropped)
+  // and the UDP socket's receive buffer (RcvbufErrors), per netns.
+  const losses = {};
+  for (const top of tops.filter((t) => t.mode.startsWith('udp'))) {
+    losses[top.mode] = [];
+    for (const h of top.hosts) {
+      const link = JSON.parse((await sh('ip', ['-s', '-j', 'link', 'show', 'weft-udp'], { netns: h })).stdout)[0];
+      const snmp = (await sh('cat', ['/proc/net/snmp'], { netns: h })).stdout.split('\n').filter((l) => l.startsWith('Udp:'));
+      const udp = Object.fromEntries(snmp[0].split(/\s+/).slice(1).map((k, i) => [k, Number(snmp[1].split(/\s+/)[i + 1])]));
+      losses[top.mode].push({ tunTxDropped: link.stats64.tx.dropped, udpRcvbufErrors: udp.RcvbufErrors });
+    }
+  }
   const udpTop = tops.find((t) => t.mode === 'udp');
   const udpStats = udpTop ? await Promise.all(udpTop.daemons.map((d) => d.stats())) : [];
   const summary = {};
@@ -286,7 +298,10 @@ async function main() {
         `${c.tso_packets} TSO packets split; receiver: ${(udpStats[1].counters.udp_recv_packets / Math.max(1, udpStats[1].counters.rx_wakeups)).toFixed(1)} datagrams per wake-up`,
     );
   }
-  if (flag('--json')) console.log(JSON.stringify({ seconds, rounds, summary, ratios, udpStats }));
+  for (const [m, l] of Object.entries(losses)) {
+    console.log(`${m} losses (host1, host2): TUN queue drops ${l.map((x) => x.tunTxDropped).join('/')}, UDP rcvbuf errors ${l.map((x) => x.udpRcvbufErrors).join('/')}`);
+  }
+  if (flag('--json')) console.log(JSON.stringify({ seconds, rounds, summary, ratios, losses, udpStats }));
 }
 
 try {

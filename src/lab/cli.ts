@@ -6,6 +6,7 @@ import { CniAttacher } from './cni-attacher.js';
 import { formatStatus } from './format.js';
 import { labDown, labStatus, labTarget, labUp } from './lab.js';
 import { MAX_HOSTS, MAX_PODS_PER_HOST } from './names.js';
+import { labServePods } from './podserver.js';
 import { labRunRoot, readState } from './state.js';
 
 function intOpt(min: number, max: number) {
@@ -29,7 +30,7 @@ function execInteractive(netns: string, argv: string[]): Promise<number> {
   });
 }
 
-/** Adds `weftctl lab up|status|exec|down|list`. */
+/** Adds `weftctl lab up|status|exec|serve|down|list`. */
 export function registerLabCommands(program: Command): void {
   const lab = program
     .command('lab')
@@ -104,6 +105,16 @@ export function registerLabCommands(program: Command): void {
       const argv = cmd[0] === '--' ? cmd.slice(1) : cmd;
       if (argv.length === 0) throw new CommanderArgError('no command given after --');
       process.exitCode = await execInteractive(netns, argv);
+    });
+
+  lab
+    .command('serve')
+    .description('start a small HTTP server in every pod answering "<pod> <ip>" (stopped by lab down)')
+    .option('--id <id>', 'lab id', 'weft')
+    .option('--port <port>', 'TCP port', intOpt(1, 65535), 8080)
+    .action(async (o) => {
+      const served = await labServePods(o.id, { port: o.port });
+      for (const s of served) process.stdout.write(`${s.pod}\thttp://${s.ip}:${o.port}/\tpid ${s.pid}\n`);
     });
 
   lab

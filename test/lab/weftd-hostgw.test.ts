@@ -1,18 +1,16 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../../src/core/async.js';
 import { run } from '../../src/exec/run.js';
-import { etcdArgv, etcdDataDir } from '../../src/lab/etcd.js';
 import {
-  labDir,
   labDown,
   labEtcd,
   labExec,
-  labSpawn,
   labStatus,
-  labStop,
   labUp,
   labTarget,
+  startEtcd,
   startWeftd,
+  stopEtcd,
   stopWeftd,
   type LabStatus,
 } from '../../src/lab/index.js';
@@ -112,11 +110,10 @@ describe.skipIf(!isRoot)('weftd host-gw on a 3-host lab (real etcd, real kernel)
   it('survives etcd stopped for 30 s: no ping lost, leases renewed afterwards', async () => {
     const expiryBefore = metricValue(await metricsOf('h1'), 'weftd_lease_expiration_timestamp_seconds');
     const ping = continuousPing(id, 'h1-p1', podIp('h3'), 200, 0.2); // 40 s
-    await labStop(id, 'etcd', 'SIGTERM');
+    expect(await stopEtcd(id)).toBe(true);
+    expect(await labEtcd(id).healthy().catch(() => false)).toBe(false);
     await new Promise((r) => setTimeout(r, 30_000)); // the outage itself, not synchronisation
-    const restarted = await labSpawn(id, 'sw', etcdArgv(id, etcdDataDir(labDir(id))));
-    expect(restarted.pid).toBeGreaterThan(0);
-    await waitFor(() => labEtcd(id).healthy(), { timeoutMs: 20_000, what: 'etcd healthy again' });
+    await startEtcd(id);
     const res = await ping.done;
     expect(res.received, res.output).toBe(res.transmitted);
     // Renewal happens a third of the TTL before expiry: wait for the expiry to move on.

@@ -1,0 +1,148 @@
+import type { HealthCheckPort } from '../backend.js';
+import { endpointString, usableEndpoints, type EndpointInfo } from '../model/endpoints.js';
+import type { ServicePortInfo } from '../model/service-port.js';
+import type { IptablesProxyConfig } from '../iptables/service-rules.js';
+import { FIXED, MAP, affinitySet, extChain, fwChain, sepChain, svcChain, svlChain, type MapName } from './names.js';
+
+/** Node-level settings: the same as iptables mode's (node name, cluster CIDR, mark, node port addresses). */
+export type NftProxyConfig = IptablesProxyConfig;
+
+/** One verdict-map element a Service contributes. */
+export interface NftElement {
+  map: MapName;
+  /** e.g. "10.96.0.10 . tcp . 80" or "tcp . 30080". */
+  key: string;
+  /** e.g. "goto svc-...", "goto reject-chain", "drop". */
+  value: string;
+}
+
+/**
+ * What one Service (all its ports) contributes to the table: chains it owns,
+ * affinity sets, and elements of the shared verdict maps. Cached per Service
+ * between syncs so that a partial sync renders only changed Services.
+ */
+export interface NftServiceRules {
+  /** Owned chains in write order: name -> rule bodies. */
+  chains: Map<string, string[]>;
+  /** Owned affinity sets: name -> declaration ("{ type ...; }"). */
+  sets: Map<string, string>;
+  elements: NftElement[];
+  noLocalEndpoints: number;
+  healthChecks: HealthCheckPort[];
+}
+
+const REJECT = `goto ${FIXED.REJECT}`;
+
+function ipPortKey(ip: string, p: ServicePortInfo, port = p.port): string {
+  return `${ip} . ${p.protocol.toLowerCase()} . ${port}`;
+}
+
+/**
+ * Renders one Service with the iptables mode's semantics (kube-proxy's):
+ * dispatch through verdict maps instead of a rule walk. Pure.
+ */
+export function renderNftService(
+  ports: readonly ServicePortInfo[],
+  endpointsOf: (key: string) => readonly EndpointInfo[] | undefined,
+  cfg: NftProxyConfig,
+): NftServiceRules {
+  const out: NftServiceRules = { chains: new Map(), sets: new Map(), elements: [], noLocalEndpoints: 0, healthChecks: [] };
+  for (const p of ports) renderPort(p, endpointsOf(p.key) ?? [], cfg, out);
+  return out;
+}
+
+function renderPort(p: ServicePortInfo, all: readonly EndpointInfo[], cfg: NftProxyConfig, out: NftServiceRules): void {
+  const proto = p.protocol.toLowerCase();
+  const clusterEps = usableEndpoints(all);
+  const localEps = usableEndpoints(all.filter((e) => e.nodeName !== '' && e.nodeName === cfg.nodeName));
+  const external = p.nodePort > 0 || p.externalIPs.length > 0 || p.loadBalancerIPs.length > 0;
+  const svc = svcChain(p);
+  const svl = svlChain(p);
+  const ext = extChain(p);
+  const fw = fwChain(p);
+
+  const hasEndpoints = clusterEps.length > 0;
+  // As in iptables mode: the cluster chain also serves ETP=Local's short-circuit for pods and the host.
+  const usesCluster = hasEndpoints && (!p.internalPolicyLocal || external);
+  const usesLocal = localEps.length > 0 && (p.internalPolicyLocal || p.externalPolicyLocal);
+  const internalChain = p.internalPolicyLocal ? svl : svc;
+  const hasInternalEndpoints = p.internalPolicyLocal ? localEps.length > 0 : hasEndpoints;
+  const hasExternalEndpoints = p.externalPolicyLocal ? localEps.length > 0 : hasEndpoints;
+  const usesExt = external && hasEndpoints;
+  const usesFw = usesExt && p.loadBalancerIPs.length > 0 && p.loadBalancerSourceRanges.length > 0;
+  // No endpoints at all: refuse at once; endpoints elsewhere only (Local policy): drop.
+  const noEndpointVerdict = hasEndpoints ? 'drop' : REJECT;
+  if (p.externalPolicyLocal && external && localEps.length === 0) out.noLocalEndpoints++;
+  const el = (map: MapName, key: string, value: string) => out.elements.push({ map, key, value });
+
+  // ClusterIP.
+  if (hasInternalEndpoints) el(MAP.SERVICE_IPS, ipPortKey(p.clusterIP, p), `goto ${internalChain}`);
+  else el(MAP.NO_ENDPOINT_SERVICES, ipPortKey(p.clusterIP, p), noEndpointVerdict);
+  // externalIPs and LoadBalancer ingress IPs enter through the external chain.
+  for (const ip of [...p.externalIPs, ...p.loadBalancerIPs]) {
+    if (hasEndpoints) el(MAP.SERVICE_IPS, ipPortKey(ip, p), `goto ${ext}`);
+    if (!hasExternalEndpoints) el(MAP.NO_ENDPOINT_SERVICES, ipPortKey(ip, p), noEndpointVerdict);
+  }
+  if (usesFw) for (const ip of p.loadBalancerIPs) el(MAP.FIREWALL_IPS, ipPortKey(ip, p), `goto ${fw}`);
+  // NodePort.
+  if (p.nodePort > 0) {
+    if (hasEndpoints) el(MAP.SERVICE_NODEPORTS, `${proto} . ${p.nodePort}`, `goto ${ext}`);
+    if (!hasExternalEndpoints) el(MAP.NO_ENDPOINT_NODEPORTS, `${proto} . ${p.nodePort}`, noEndpointVerdict);
+  }
+  if (p.healthCheckNodePort > 0) out.healthChecks.push({ service: p.service, port: p.healthCheckNodePort, localEndpoints: localEps.length });
+
+  if (!hasEndpoints) return;
+  const chains = out.chains;
+  if (usesCluster) {
+    const rules: string[] = [];
+    const cip = `ip daddr ${p.clusterIP} ${proto} dport ${p.port}`;
+    if (cfg.masqueradeAll) rules.push(`${cip} jump ${FIXED.MARK_MASQ}`);
+    else if (cfg.clusterCIDR) rules.push(`${cip} ip saddr != ${cfg.clusterCIDR} jump ${FIXED.MARK_MASQ}`);
+    rules.push(...endpointDispatch(p, clusterEps));
+    chains.set(svc, rules);
+  }
+  if (usesLocal) chains.set(svl, endpointDispatch(p, localEps));
+  if (usesExt) {
+    const rules: string[] = [];
+    if (!p.externalPolicyLocal) {
+      rules.push(`jump ${FIXED.MARK_MASQ}`, `goto ${svc}`);
+    } else {
+      // Pods and the node itself reach ETP=Local services through all endpoints (kubernetes 75262).
+      if (cfg.clusterCIDR) rules.push(`ip saddr ${cfg.clusterCIDR} goto ${svc}`);
+      rules.push(`fib saddr type local jump ${FIXED.MARK_MASQ}`, `fib saddr type local goto ${svc}`);
+      // Without local endpoints nothing matches: not DNATed, dropped by no-endpoint-services after DNAT.
+      if (usesLocal) rules.push(`goto ${svl}`);
+    }
+    chains.set(ext, rules);
+  }
+  if (usesFw) {
+    // Checked before DNAT; the LB may hairpin traffic back with its own address as source.
+    const allowed = [...p.loadBalancerSourceRanges, ...p.loadBalancerIPs].join(', ');
+    chains.set(fw, [`ip saddr != { ${allowed} } drop`]);
+  }
+  const used = new Map<string, EndpointInfo>();
+  if (usesCluster) for (const e of clusterEps) used.set(endpointString(e), e);
+  if (usesLocal) for (const e of localEps) used.set(endpointString(e), e);
+  for (const e of used.values()) {
+    const eps = endpointString(e);
+    const rules = [`ip saddr ${e.ip} jump ${FIXED.MARK_MASQ}`];
+    if (p.affinityTimeoutS > 0) {
+      const set = affinitySet(p, eps, p.affinityTimeoutS);
+      out.sets.set(set, `{ type ipv4_addr; flags dynamic,timeout; timeout ${p.affinityTimeoutS}s; }`);
+      rules.push(`update @${set} { ip saddr }`);
+    }
+    rules.push(`meta l4proto ${proto} dnat to ${eps}`);
+    chains.set(sepChain(p, eps), rules);
+  }
+}
+
+/** Affinity lookups first (a client seen recently goes back to its endpoint), then a random pick. */
+function endpointDispatch(p: ServicePortInfo, eps: readonly EndpointInfo[]): string[] {
+  const rules: string[] = [];
+  if (p.affinityTimeoutS > 0) {
+    for (const e of eps) rules.push(`ip saddr @${affinitySet(p, endpointString(e), p.affinityTimeoutS)} goto ${sepChain(p, endpointString(e))}`);
+  }
+  if (eps.length === 1) rules.push(`goto ${sepChain(p, endpointString(eps[0]!))}`);
+  else rules.push(`numgen random mod ${eps.length} vmap { ${eps.map((e, i) => `${i} : goto ${sepChain(p, endpointString(e))}`).join(', ')} }`);
+  return rules;
+}
