@@ -76,7 +76,7 @@ for (const backend of backends) {
         const res = await p.sync(model, new Set(), true);
         weft.push(performance.now() - t);
         rules = res.ruleCounts.nat + res.ruleCounts.filter;
-        text = ipt.texts[0];
+        text = ipt.texts.join('');
         // Periodic full resync over existing rules.
         t = performance.now();
         await p.sync(model, new Set(), true);
@@ -93,7 +93,7 @@ for (const backend of backends) {
       // bare: the same text, iptables-restore --noflush -w, into an empty netns.
       await withNetns(async (ns) => {
         const t = performance.now();
-        await run(`iptables-${backend}-restore`, ['--noflush', '-w', '5'], { input: text, netns: ns });
+        await run(`iptables-${backend}-restore`, ['--noflush', '-w', '5'], { input: text, netns: ns, timeoutMs: 900_000 });
         bare.push(performance.now() - t);
       });
     }

@@ -241,6 +241,9 @@ static napi_value js_info(napi_env env, napi_callback_info info) {
   napi_set_named_property(env, out, "ifname", str(env, h->dp->ifname));
   napi_set_named_property(env, out, "offload", num(env, h->dp->o.offload));
   napi_set_named_property(env, out, "batch", num(env, h->dp->o.batch));
+  napi_value dead;
+  napi_get_boolean(env, __atomic_load_n(&h->dp->tun_dead, __ATOMIC_RELAXED) != 0, &dead);
+  napi_set_named_property(env, out, "tunDead", dead);
   return out;
 }
 

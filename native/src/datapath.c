@@ -320,10 +320,13 @@ static void *tx_main(void *arg) {
     struct weft_table *t = acquire(dp);
     /* Room for one more packet's worth of messages and bytes, so that
      * tx_packet never needs to flush while the read lock is held. */
+    int dead = 0;
     while (reads < dp->o.batch && st->nmsg + 64 <= MAX_BATCH && st->arena_cap - st->used >= per_read) {
       ssize_t r = read(dp->tun_fd, st->rbuf, TUN_READ_MAX);
       if (r < 0) {
         if (errno == EINTR) continue;
+        /* EBADFD / EIO: the device was deleted under us. */
+        if (errno != EAGAIN && errno != EWOULDBLOCK) dead = 1;
         break; /* EAGAIN: drained */
       }
       reads++;
@@ -341,6 +344,14 @@ static void *tx_main(void *arg) {
     add(&dp->counters[WC_TUN_READ_BYTES], bytes);
     if (st->nmsg || st->nicmp) tx_flush(dp, st);
     st->used = 0;
+    if (dead) {
+      /* poll() would report the dead fd forever: park until close, and let
+       * JS see it (info().tunDead) so that the next sync reopens the device. */
+      __atomic_store_n(&dp->tun_dead, 1, __ATOMIC_RELAXED);
+      while (wait_readable(dp, dp->stop_fd) && !dp->stopping) {
+      }
+      break;
+    }
     if (reads == 0) {
       add(&dp->counters[WC_TX_WAKEUPS], 1);
       if (!wait_readable(dp, dp->tun_fd)) break;

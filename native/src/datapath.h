@@ -57,6 +57,7 @@ struct weft_dp {
   char ifname[IFNAMSIZ]; /* actual name */
   int tun_fd, sock_fd, stop_fd;
   volatile int stopping;
+  int tun_dead; /* the TUN read side failed for good (device deleted) */
   int threads_started;
   pthread_t tx_thread, rx_thread;
   pthread_rwlock_t lock;

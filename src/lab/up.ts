@@ -36,7 +36,7 @@ export interface LabUpOptions extends LabPlanInput {
   log?: Logger;
   /**
    * Called before each step with its name ('switch', 'host h1', 'etcd',
-   * 'config', 'weftd h1', 'routes', 'pod h1-p1'). Progress lines come from
+   * 'config', 'weftd h1', 'leases', 'routes', 'pod h1-p1'). Progress lines come from
    * here; a test may throw to inject a failure.
    */
   onStep?: (step: string) => void | Promise<void>;
@@ -198,6 +198,7 @@ export async function labUp(opts: LabUpOptions = {}): Promise<LabStatus> {
     }
     await step('etcd');
     const etcd = await startEtcd(state, timeoutMs, opts.signal);
+    log.info({ endpoint: ETCD_ENDPOINT, netns: state.switchNetns }, 'etcd healthy');
     await step('config');
     await etcd.put('/coreos.com/network/config', labNetworkConfig(state.network, state.backend));
 
@@ -208,6 +209,7 @@ export async function labUp(opts: LabUpOptions = {}): Promise<LabStatus> {
         procs.push(await launchWeftd(state, h));
       }
       // Hosts acquire leases in parallel; each wait is bounded.
+      await step('leases');
       await Promise.all(
         state.hosts.map(async (h, i) => {
           const paths = weftdPaths(hostDir(state.id, h.name));
@@ -215,6 +217,7 @@ export async function labUp(opts: LabUpOptions = {}): Promise<LabStatus> {
           h.subnet = formatCidr(env.subnet);
           h.mtu = env.mtu;
           if (opts.waitReady ?? true) await waitWeftdReady(h.netns, h.name, paths.log, procs[i]!, timeoutMs, opts.signal);
+          log.info({ host: h.name, subnet: h.subnet, mtu: h.mtu, pid: procs[i]!.pid }, 'weftd holds a lease');
         }),
       );
       writeState(state);
@@ -242,6 +245,7 @@ export async function labUp(opts: LabUpOptions = {}): Promise<LabStatus> {
         });
         p.ip = res.ip;
         writeState(state);
+        log.info({ pod: p.name, ip: p.ip, attacher: attacher.name }, 'pod attached');
       }
     }
     state.phase = 'ready';

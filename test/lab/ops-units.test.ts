@@ -56,6 +56,15 @@ function expand(cmd: string, env: Record<string, string>): string[] {
   return words;
 }
 
+/** Metric families in a /metrics answer that docs/operations.md does not name. */
+function undocumentedMetrics(text: string): string[] {
+  const doc = readFileSync(join(repo, 'docs', 'operations.md'), 'utf8');
+  const names = [...text.matchAll(/^# TYPE (\S+) /gm)].map((m) => m[1]!);
+  expect(names.length).toBeGreaterThan(0);
+  // prom-client's default process_* / nodejs_* families are documented as a group.
+  return names.filter((n) => !/^(process|nodejs)_/.test(n) && !doc.includes(n));
+}
+
 describe.skipIf(!isRoot)('the installed units, run the way systemd would (in a namespace)', () => {
   const sb = new NetnsSandbox();
   const tmp = mkdtempSync(join(tmpdir(), 'weft-ops-units-'));
@@ -147,6 +156,8 @@ describe.skipIf(!isRoot)('the installed units, run the way systemd would (in a n
     // The env file's WEFTD_IP_MASQ=true reached weftd: its masquerade chain exists.
     const nat = await inHost('iptables', ['-w', '-t', 'nat', '-S']);
     expect(nat.stdout).toContain('WEFT-POSTRTG');
+    // docs/operations.md lists every metric weftd exports.
+    expect(undocumentedMetrics((await inHost('curl', ['-fsS', '--max-time', '3', 'http://127.0.0.1:9808/metrics'])).stdout)).toEqual([]);
 
     // systemctl stop: SIGTERM to the main process; nothing is torn down.
     const subnet = /FLANNEL_SUBNET=(.*)/.exec(env)![1];
@@ -169,6 +180,7 @@ describe.skipIf(!isRoot)('the installed units, run the way systemd would (in a n
     // The metrics address from the env file is served too.
     const metrics = await inHost('curl', ['-fsS', '--max-time', '3', 'http://127.0.0.1:10249/metrics']);
     expect(metrics.stdout).toMatch(/^# (HELP|TYPE) /m);
+    expect(undocumentedMetrics(metrics.stdout)).toEqual([]);
     expect(await stopService(proxy)).toBe(0);
     expect((await inHost('iptables', ['-w', '-t', 'nat', '-S'])).stdout).toContain('WEFT-SERVICES');
   });

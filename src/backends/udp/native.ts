@@ -43,7 +43,7 @@ export interface WeftNative {
   open(opts: NativeOpenOptions): NativeHandle;
   setPeers(h: NativeHandle, peers: NativePeer[], ownNet: number, ownPrefixLen: number): void;
   stats(h: NativeHandle): NativeStats;
-  info(h: NativeHandle): { ifname: string; offload: number; batch: number };
+  info(h: NativeHandle): { ifname: string; offload: number; batch: number; tunDead: boolean };
   close(h: NativeHandle): void;
   checkIpv4(pkt: Buffer): string;
   classify(peers: NativePeer[], ownNet: number, ownPrefixLen: number, srcIp: number, pkt: Buffer): string;

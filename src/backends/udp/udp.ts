@@ -1,6 +1,6 @@
 import { errorMessage, isWeftError } from '../../core/errors.js';
 import { formatCidr, formatIPv4, parseIPv4, type IPv4Net } from '../../core/ip.js';
-import { ipBatch, ip } from '../../exec/run.js';
+import { ipBatch, ip, run } from '../../exec/run.js';
 import type { Lease } from '../../store/types.js';
 import type { Backend, BackendContext, PrepareResult, SyncStats } from '../backend.js';
 import {
@@ -136,6 +136,10 @@ export class UdpBackend implements Backend {
       ],
       { netns: this.ctx.netns },
     );
+    // The overlay carries IPv4 only (as flannel's udp); without this the
+    // kernel sends router solicitations and MLD into the TUN, which would
+    // show up as tx drops (bad_version).
+    await run('sysctl', ['-qw', `net.ipv6.conf.${dev}.disable_ipv6=1`], { netns: this.ctx.netns, allowFail: true });
   }
 
   async sync(remote: Lease[]): Promise<SyncStats> {
@@ -156,6 +160,7 @@ export class UdpBackend implements Backend {
   /** Puts back the address and route if someone removed them; reopens a deleted device. */
   private async reassertDevice(): Promise<number> {
     try {
+      if (this.health().tunDead) throw new Error('TUN read side failed (device deleted?)');
       const before = await ip(['-4', 'route', 'show', 'dev', this.opts.tunName, 'scope', 'global'], {
         netns: this.ctx.netns,
         allowFail: true,
@@ -188,6 +193,12 @@ export class UdpBackend implements Backend {
     // Closing the TUN removes it with its address and route; a leftover
     // (another process, a persist flag) is deleted explicitly.
     await ip(['link', 'del', this.opts.tunName], { netns: this.ctx.netns, allowFail: true });
+  }
+
+  /** Whether the data path is open, and whether its TUN died under it (the next sync reopens it). */
+  health(): { open: boolean; tunDead: boolean } {
+    if (!this.handle || !this.native) return { open: false, tunDead: false };
+    return { open: true, tunDead: this.native.info(this.handle).tunDead };
   }
 
   /** Raw native counters; undefined before start / after stop. */

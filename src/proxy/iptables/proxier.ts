@@ -19,6 +19,8 @@ export class IptablesProxier implements ProxyModeBackend {
     private readonly ipt: IptablesChainClient,
     private readonly cfg: IptablesProxyConfig,
     private readonly log: Logger,
+    /** Rules per iptables-restore call (see renderIptables). Default 5000. */
+    private readonly maxRulesPerRestore?: number,
   ) {}
 
   async sync(model: ProxyModel, changed: ReadonlySet<string>, full: boolean): Promise<ModeSyncResult> {
@@ -31,14 +33,13 @@ export class IptablesProxier implements ProxyModeBackend {
       changed: doFull ? 'all' : changed,
       previous: this.state,
       existing,
+      maxRulesPerRestore: this.maxRulesPerRestore,
     });
-    if (r.text) {
-      try {
-        await this.ipt.restore(r.text);
-      } catch (err) {
-        this.state = undefined;
-        throw err;
-      }
+    try {
+      for (const chunk of r.chunks) await this.ipt.restore(chunk);
+    } catch (err) {
+      this.state = undefined;
+      throw err;
     }
     this.state = r.state;
     this.log.debug({ full: r.full, bytes: r.text.length, services: r.state.services.size }, 'iptables rules synced');

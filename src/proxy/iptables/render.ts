@@ -34,11 +34,25 @@ export interface IptablesRenderInput {
   previous?: IptablesRenderState;
   /** Required for a full sync so stale chains are removed and missing jumps added. */
   existing?: ExistingRules;
+  /**
+   * Split per-service chains into restores of about this many rules. Default 5000.
+   * iptables-nft-restore's cost grows faster than linearly with one
+   * transaction's size, so many small restores beat one large one.
+   */
+  maxRulesPerRestore?: number;
 }
 
 export interface IptablesRenderResult {
-  /** iptables-restore input; '' when nothing changed. */
+  /** iptables-restore input; '' when nothing changed. Equals `chunks.join('')`. */
   text: string;
+  /**
+   * The same rules as consecutive restores, each consistent on its own: every
+   * Service's chains sit whole in one chunk (endpoint chains before the chains
+   * that jump to them), and the last chunk switches the top-level dispatch
+   * chains and deletes stale chains, so at every moment a packet sees each
+   * Service either as before or as after.
+   */
+  chunks: string[];
   /** State to keep once `text` has been applied successfully. */
   state: IptablesRenderState;
   full: boolean;
@@ -107,6 +121,12 @@ export function renderIptables(input: IptablesRenderInput): IptablesRenderResult
   const state: IptablesRenderState = { services: new Map(), top: new Map() };
   const nat = new TableWriter();
   const filter = new TableWriter();
+  const maxRules = input.maxRulesPerRestore ?? 5000;
+  const svcChunks: TableWriter[] = [new TableWriter()];
+  let cur = svcChunks[0]!;
+  const serviceDone = () => {
+    if (cur.rules.length >= maxRules) svcChunks.push((cur = new TableWriter()));
+  };
   const mangle = new TableWriter();
   const changed = full ? undefined : new Set(input.changed as ReadonlySet<string>);
   const epOf = (k: string) => model.endpoints.get(k);
@@ -121,16 +141,25 @@ export function renderIptables(input: IptablesRenderInput): IptablesRenderResult
     state.services.set(name, rules);
   }
 
+  const fixed = staticChains(cfg);
   // Owned chains: write those of changed Services, remove those that disappeared.
   if (full) {
+    // Service chains jump to WEFT-MARK-MASQ: it goes first.
+    for (const [c, rules] of fixed.nat) cur.chain(c, rules);
     const wanted = new Set<string>();
-    for (const r of state.services.values()) for (const [c, rules] of r.chains) (wanted.add(c), nat.chain(c, rules));
+    for (const r of state.services.values()) {
+      for (const c of r.chains.keys()) wanted.add(c);
+      writeServiceChains(cur, r.chains);
+      serviceDone();
+    }
     for (const c of input.existing?.chains.get('nat') ?? []) if (OWNED_CHAIN_RE.test(c) && !wanted.has(c)) nat.remove(c);
   } else {
     for (const name of changed!) {
       const before = prev!.services.get(name)?.chains ?? new Map<string, string[]>();
       const after = state.services.get(name)?.chains ?? new Map<string, string[]>();
-      for (const [c, rules] of after) if (!sameLines(before.get(c), rules)) nat.chain(c, rules);
+      const write = new Map([...after].filter(([c, rules]) => !sameLines(before.get(c), rules)));
+      writeServiceChains(cur, write);
+      serviceDone();
       for (const c of before.keys()) if (!after.has(c)) nat.remove(c);
     }
   }
@@ -156,8 +185,6 @@ export function renderIptables(input: IptablesRenderInput): IptablesRenderResult
   }
 
   if (full) {
-    const fixed = staticChains(cfg);
-    for (const [c, rules] of fixed.nat) nat.chain(c, rules);
     for (const [c, rules] of fixed.filter) filter.chain(c, rules);
     nat.chain(CHAIN.CANARY, []);
     filter.chain(CHAIN.CANARY, []);
@@ -169,10 +196,17 @@ export function renderIptables(input: IptablesRenderInput): IptablesRenderResult
     }
   }
 
+  const chunks: string[] = [];
+  for (const w of svcChunks) {
+    const out: string[] = [];
+    w.emit('nat', out);
+    if (out.length) chunks.push(out.join('\n') + '\n');
+  }
   const out: string[] = [];
   filter.emit('filter', out);
   nat.emit('nat', out);
   mangle.emit('mangle', out);
+  if (out.length) chunks.push(out.join('\n') + '\n');
 
   let natCount = 0;
   let filterCount = 0;
@@ -182,13 +216,20 @@ export function renderIptables(input: IptablesRenderInput): IptablesRenderResult
     else filterCount += rules.length;
   }
   return {
-    text: out.length ? out.join('\n') + '\n' : '',
+    text: chunks.join(''),
+    chunks,
     state,
     full,
     ruleCounts: { nat: natCount, filter: filterCount },
     healthChecks,
     noLocalEndpoints: noLocal,
   };
+}
+
+/** Endpoint chains first, so that no chain of the Service jumps to one not yet written. */
+function writeServiceChains(w: TableWriter, chains: ReadonlyMap<string, readonly string[]>): void {
+  for (const [c, rules] of chains) if (c.startsWith('WEFT-SEP-')) w.chain(c, rules);
+  for (const [c, rules] of chains) if (!c.startsWith('WEFT-SEP-')) w.chain(c, rules);
 }
 
 function sameLines(a: readonly string[] | undefined, b: readonly string[]): boolean {

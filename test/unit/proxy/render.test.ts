@@ -137,3 +137,27 @@ describe('partial sync', () => {
     expect(text).toContain('-I OUTPUT -m comment --comment "weft service portals" -j WEFT-SERVICES');
   });
 });
+
+describe('chunked restores', () => {
+  it('splits a large full sync into restores that each apply cleanly on their own, in order', async () => {
+    const { FakeIptables } = await import('../../../src/netfilter/fake-iptables.js');
+    const m = new ProxyModel(() => 0);
+    for (let i = 0; i < 30; i++) {
+      m.upsert(svc(`s${i}`, { clusterIP: `10.96.1.${i + 1}` }));
+      m.upsert(slice(`s${i}`, [ep(`10.244.1.${i + 1}`), ep(`10.244.2.${i + 1}`, 'node-b')]));
+    }
+    m.applyChanges();
+    const model = { services: groupByService(m.servicePorts.values()), endpoints: m.endpoints };
+    const r = renderIptables({ model, cfg: CFG, changed: 'all', maxRulesPerRestore: 20 });
+    expect(r.chunks.length).toBeGreaterThan(3);
+    expect(r.chunks.join('')).toBe(r.text);
+    // Every Service's chains are written in one chunk.
+    for (const c of r.chunks) {
+      const svcChains = [...c.matchAll(/^:WEFT-SVC-(\S+)/gm)].length;
+      expect(svcChains).toBeLessThanOrEqual(5);
+    }
+    const ipt = new FakeIptables();
+    for (const c of r.chunks) await ipt.restore(c); // the fake refuses jumps to missing chains
+    expect(ipt.rules('nat', 'WEFT-SERVICES')!.filter((l) => l.includes('cluster IP'))).toHaveLength(30);
+  });
+});

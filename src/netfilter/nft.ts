@@ -1,0 +1,73 @@
+import { WeftError } from '../core/errors.js';
+import { run } from '../exec/run.js';
+
+/** `nft -f` refused a transaction (nothing of it was applied). */
+export class NftError extends WeftError {
+  override readonly code = 'ERR_NFT';
+}
+
+/** Names of the objects in one table. */
+export interface NftTableObjects {
+  chains: Set<string>;
+  sets: Set<string>;
+  maps: Set<string>;
+}
+
+/** The nftables operations weft-proxy needs; ExecNft runs `nft`, FakeNft keeps state in memory. */
+export interface NftClient {
+  /** Applies `nft -f` text as one atomic transaction; throws NftError and changes nothing on failure. */
+  apply(text: string): Promise<void>;
+  /** Chains, sets and maps of a table; undefined when the table does not exist. */
+  listTable(family: string, table: string): Promise<NftTableObjects | undefined>;
+  /** Rule bodies of one chain as nft prints them; undefined when the chain (or table) does not exist. */
+  listChain(family: string, table: string, chain: string): Promise<string[] | undefined>;
+}
+
+interface NftJsonObj {
+  chain?: { table: string; name: string };
+  set?: { table: string; name: string };
+  map?: { table: string; name: string };
+  table?: { name: string };
+}
+
+/** Runs the `nft` binary (optionally inside a netns); transactions go through stdin. */
+export class ExecNft implements NftClient {
+  constructor(private readonly netns?: string) {}
+
+  async apply(text: string): Promise<void> {
+    if (!text) return;
+    const r = await run('nft', ['-f', '-'], { input: text, netns: this.netns, allowFail: true });
+    if (r.code !== 0) {
+      throw new NftError(`nft -f failed (exit ${r.code}): ${r.stderr.trim().split('\n').slice(0, 3).join(' | ')}`, { exitCode: r.code, bytes: text.length });
+    }
+  }
+
+  async listTable(family: string, table: string): Promise<NftTableObjects | undefined> {
+    const list = async (what: string) => {
+      const r = await run('nft', ['-j', 'list', what, family], { netns: this.netns, allowFail: true });
+      if (r.code !== 0) throw new NftError(`nft -j list ${what} ${family} failed: ${r.stderr.trim()}`);
+      return (JSON.parse(r.stdout) as { nftables: NftJsonObj[] }).nftables;
+    };
+    const [tables, chains, sets, maps] = await Promise.all([list('tables'), list('chains'), list('sets'), list('maps')]);
+    if (!tables.some((o) => o.table?.name === table)) return undefined;
+    const names = (objs: NftJsonObj[], kind: 'chain' | 'set' | 'map') =>
+      new Set(objs.map((o) => o[kind]).filter((o): o is { table: string; name: string } => !!o && o.table === table).map((o) => o.name));
+    return { chains: names(chains, 'chain'), sets: names(sets, 'set'), maps: names(maps, 'map') };
+  }
+
+  async listChain(family: string, table: string, chain: string): Promise<string[] | undefined> {
+    const r = await run('nft', ['list', 'chain', family, table, chain], { netns: this.netns, allowFail: true });
+    if (r.code !== 0) return undefined;
+    const lines = r.stdout.split('\n').map((l) => l.trim());
+    const start = lines.findIndex((l) => l.startsWith('chain '));
+    return lines.slice(start + 1).filter((l) => l && l !== '}' && !l.startsWith('type ') && !l.startsWith('table '));
+  }
+}
+
+/**
+ * Removes a table if it exists, in one transaction that cannot fail on
+ * absence ("add" then "delete": the add is a no-op when it exists).
+ */
+export function deleteTableText(family: string, table: string): string {
+  return `add table ${family} ${table}\ndelete table ${family} ${table}\n`;
+}

@@ -1,0 +1,67 @@
+import { errorMessage } from '../../core/errors.js';
+import type { Logger } from '../../core/log.js';
+import { deleteTableText, type NftClient } from '../../netfilter/nft.js';
+import type { ModeSyncResult, ProxyModeBackend } from '../backend.js';
+import { groupByService } from '../iptables/render.js';
+import type { ProxyModel } from '../model/model.js';
+import { FIXED, NFT_FAMILY, NFT_TABLE } from './names.js';
+import { renderNftables, type NftRenderState } from './render.js';
+import type { NftProxyConfig } from './service-rules.js';
+
+/**
+ * nftables mode: renders the model with `renderNftables` and applies each
+ * sync as one `nft -f` transaction. The render state is kept only after a
+ * successful apply, so a failed sync leaves the next one full. A full sync
+ * that the kernel refuses (e.g. a table left by another weft version with
+ * other base-chain priorities) is retried once on a recreated table.
+ */
+export class NftablesProxier implements ProxyModeBackend {
+  readonly mode = 'nftables';
+  private state: NftRenderState | undefined;
+
+  constructor(
+    private readonly nft: NftClient,
+    private readonly cfg: NftProxyConfig,
+    private readonly log: Logger,
+  ) {}
+
+  async sync(model: ProxyModel, changed: ReadonlySet<string>, full: boolean): Promise<ModeSyncResult> {
+    const doFull = full || !this.state;
+    const input = {
+      model: { services: groupByService(model.servicePorts.values()), endpoints: model.endpoints },
+      cfg: this.cfg,
+      changed: doFull ? ('all' as const) : changed,
+      previous: this.state,
+      existing: doFull ? await this.nft.listTable(NFT_FAMILY, NFT_TABLE) : undefined,
+    };
+    let r = renderNftables(input);
+    try {
+      await this.nft.apply(r.text);
+    } catch (err) {
+      this.state = undefined;
+      if (!doFull || !input.existing) throw err;
+      this.log.warn({ err: errorMessage(err) }, 'full nftables sync refused; recreating the table');
+      r = renderNftables({ ...input, existing: undefined });
+      await this.nft.apply(deleteTableText(NFT_FAMILY, NFT_TABLE) + r.text);
+    }
+    this.state = r.state;
+    if (r.conflicts.length) this.log.warn({ conflicts: r.conflicts.slice(0, 5), count: r.conflicts.length }, 'service addresses claimed twice; first service keeps them');
+    this.log.debug({ full: r.full, bytes: r.text.length, services: r.state.services.size }, 'nftables rules synced');
+    return { wrote: r.text !== '', full: r.full, ruleCounts: r.ruleCounts, healthChecks: r.healthChecks, noLocalEndpoints: r.noLocalEndpoints };
+  }
+
+  /** The masquerade chain doubles as canary: gone or empty means someone flushed the table or the ruleset. */
+  async healthy(): Promise<boolean> {
+    const rules = await this.nft.listChain(NFT_FAMILY, NFT_TABLE, FIXED.MARK_MASQ);
+    return !!rules && rules.length > 0;
+  }
+
+  reset(): void {
+    this.state = undefined;
+  }
+
+  async cleanup(): Promise<void> {
+    this.state = undefined;
+    await this.nft.apply(deleteTableText(NFT_FAMILY, NFT_TABLE));
+  }
+}
