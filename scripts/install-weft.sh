@@ -38,6 +38,8 @@ Options written to /etc/weft/weftd.env (first install, or with --reconfigure):
   --etcd-endpoints URLS   comma separated. Default http://127.0.0.1:2379
   --etcd-prefix PREFIX    Default /coreos.com/network
   --no-ip-masq            do not masquerade pod traffic leaving the network (default: masquerade)
+  --no-cni-socket         weftd does not serve the CNI shim on /run/weft/cni.sock (every
+                          CNI call then starts the Node plugin: slower, same results)
   --weftd-arg ARG         extra weftd argument (repeatable)
 
 Options written to /etc/weft/weft-proxy.env:
@@ -68,6 +70,7 @@ PUBLIC_IP=
 ETCD_ENDPOINTS=http://127.0.0.1:2379
 ETCD_PREFIX=/coreos.com/network
 IP_MASQ=true
+CNI_SOCKET=/run/weft/cni.sock
 WEFTD_ARGS=()
 PROXY_MODE=iptables
 CLUSTER_CIDR=10.244.0.0/16
@@ -93,6 +96,7 @@ while [ $# -gt 0 ]; do
     --etcd-endpoints) need_arg "$@"; ETCD_ENDPOINTS=$2; shift 2 ;;
     --etcd-prefix) need_arg "$@"; ETCD_PREFIX=$2; shift 2 ;;
     --no-ip-masq) IP_MASQ=false; shift ;;
+    --no-cni-socket) CNI_SOCKET=; shift ;;
     --weftd-arg) need_arg "$@"; WEFTD_ARGS+=("$2"); shift 2 ;;
     --proxy-mode) need_arg "$@"; PROXY_MODE=$2; shift 2 ;;
     --cluster-cidr) need_arg "$@"; CLUSTER_CIDR=$2; shift 2 ;;
@@ -114,7 +118,7 @@ mkdir -p "$PREFIX" || die "cannot create --prefix $PREFIX"
 PREFIX=$(cd "$PREFIX" && pwd)
 ROOT=${PREFIX%/}            # "" for /, so "$ROOT/etc" is "/etc"
 SRC=$(cd "$SRC" && pwd)
-[ -f "$SRC/package.json" ] && grep -q '"name": "weft"' "$SRC/package.json" || die "$SRC is not a weft checkout"
+if ! grep -qs '"name": "weft"' "$SRC/package.json"; then die "$SRC is not a weft checkout"; fi
 
 # ---------------------------------------------------------------- helpers
 CHANGED=0
@@ -212,6 +216,10 @@ $(opt_line WEFTD_IFACE "$ifaces")
 $(opt_line WEFTD_PUBLIC_IP "$PUBLIC_IP")
 WEFTD_IP_MASQ=$IP_MASQ
 WEFTD_SUBNET_FILE=/run/flannel/subnet.env
+# The weft CNI shim (/opt/cni/bin/weft) hands each call to weftd here: no Node
+# start-up per container. Without it (or while weftd restarts) the shim runs
+# the standalone plugin instead.
+$(opt_line WEFTD_CNI_SOCKET "$CNI_SOCKET")
 # The unit's readiness probe polls http://WEFTD_HEALTHZ_IP:WEFTD_HEALTHZ_PORT/readyz.
 WEFTD_HEALTHZ_IP=127.0.0.1
 WEFTD_HEALTHZ_PORT=9808
@@ -294,14 +302,34 @@ manifest() {
 put_file manifest "$ROOT/var/lib/weft/install-manifest" 644 < <(manifest)
 
 # ---------------------------------------------------------------- services
+# Without a running systemd (a --prefix image root, a container, CI) the
+# units are still enabled the offline way (`systemctl --root`, which only
+# makes the wants/ symlinks), so a machine booted from that root starts them.
+enable_offline() {
+  local u
+  if ! command -v systemctl >/dev/null; then
+    say "systemd: systemctl not found; units installed but not enabled"
+    return 0
+  fi
+  for u in "${UNITS[@]}"; do
+    if ! systemctl --root="$PREFIX" is-enabled --quiet "$u" 2>/dev/null; then
+      # stderr: warnings about targets absent from the root; failures still fail.
+      systemctl --root="$PREFIX" enable --quiet "$u" 2>/dev/null || die "systemctl --root=$PREFIX enable $u failed"
+      CHANGED=$((CHANGED + 1))
+      say "enabled $u (offline, in $PREFIX)"
+    fi
+  done
+}
 if [ "$SYSTEMD" = 0 ]; then
   say "systemd: skipped (--no-systemd)"
 elif [ -n "$ROOT" ]; then
-  say "systemd: skipped (--prefix $PREFIX is not /); units are in $ROOT/etc/systemd/system"
+  enable_offline
+  say "systemd: not started (--prefix $PREFIX is not /); units are in $ROOT/etc/systemd/system"
 elif [ ! -d /run/systemd/system ] || ! command -v systemctl >/dev/null; then
-  say "systemd: skipped (systemd is not running this machine); start the programs another way"
+  enable_offline
+  say "systemd: not started (systemd is not running this machine); start the programs another way"
 else
-  [ -n "${GROUP_CHANGED[weftd]:-}${GROUP_CHANGED[weft-proxy]:-}" ] && systemctl daemon-reload
+  if [ -n "${GROUP_CHANGED[weftd]:-}${GROUP_CHANGED[weft-proxy]:-}" ]; then systemctl daemon-reload; fi
   for u in "${UNITS[@]}"; do
     systemctl is-enabled --quiet "$u" 2>/dev/null || systemctl enable --quiet "$u"
   done
@@ -313,10 +341,10 @@ else
       # otherwise start, which is a no-op for a running service.
       if [ -n "${GROUP_CHANGED[${u%.service}]:-}" ] && systemctl is-active --quiet "$u"; then
         say "systemd: restarting $u (its files changed)"
-        systemctl restart "$u"
+        systemctl restart "$u" || die "$u did not become ready (see: journalctl -u $u -b; docs/troubleshooting.md)"
       elif ! systemctl is-active --quiet "$u"; then
         say "systemd: starting $u (waits for its readiness probe)"
-        systemctl start "$u"
+        systemctl start "$u" || die "$u did not become ready (see: journalctl -u $u -b; docs/troubleshooting.md)"
       fi
     done
   fi

@@ -109,7 +109,7 @@ async function main() {
 
   const summary = {};
   for (const [name, t] of Object.entries(times)) {
-    summary[name] = { n: t.add.length, addP50: pct(t.add, 50), addP99: pct(t.add, 99), delP50: pct(t.del, 50), delP99: pct(t.del, 99) };
+    summary[name] = { n: t.add.length, addP50: pct(t.add, 50), addP99: pct(t.add, 99), delP50: pct(t.del, 50), delP99: pct(t.del, 99), ...(JSON_OUT ? { add: t.add, del: t.del } : {}) };
   }
   const r = (a, b) => (a / b).toFixed(2);
   if (JSON_OUT) {

@@ -1,10 +1,11 @@
 #!/usr/bin/env node
 // Data path benchmark: pod-to-pod iperf3 TCP across two namespace hosts for
-// weft's udp backend, kernel vxlan (a hand-made pair with flannel's layout)
-// and the plain underlay veth, in interleaved rounds within one run.
+// weft's udp backend, kernel vxlan (weft's vxlan backend; `vxlan-manual` is a
+// hand-made pair with flannel's layout) and the plain underlay veth, in
+// interleaved rounds within one run.
 //
 //   npx tsc -p tsconfig.json && npm run build:native
-//   node bench/dataplane/run.mjs [--quick] [--rounds N] [--time S] [--modes udp,vxlan,veth,udp-nogro,udp-noudpgro,udp-nooffload] [--json]
+//   node bench/dataplane/run.mjs [--quick] [--rounds N] [--time S] [--modes udp,vxlan,veth,vxlan-manual,udp-nogro,udp-noudpgro,udp-nooffload] [--json]
 //
 // Needs root and iperf3. Everything lives in namespaces named wb-<random>-*,
 // removed at the end (also on error / Ctrl-C). Nothing touches the root netns.
@@ -79,7 +80,7 @@ async function veth(a, aif, acidr, b, bif, bcidr, mtu = 1500) {
 }
 
 function startDaemon(spec) {
-  const child = spawn(process.execPath, [join(HERE, 'udp-host.mjs'), JSON.stringify(spec)], {
+  const child = spawn(process.execPath, [join(HERE, 'backend-host.mjs'), JSON.stringify(spec)], {
     stdio: ['pipe', 'pipe', 'inherit'],
   });
   daemons.push(child);
@@ -95,17 +96,19 @@ function startDaemon(spec) {
     }
   });
   const next = () => new Promise((resolve) => waiters.push(resolve));
+  const ask = async (msg) => {
+    const p = next();
+    child.stdin.write(JSON.stringify(msg) + '\n');
+    return JSON.parse(await p);
+  };
   return {
     pid: child.pid,
     ready: Promise.race([
-      next(),
-      new Promise((_, rej) => child.on('exit', (c) => rej(new Error(`udp-host exited ${c}`)))),
+      next().then((line) => JSON.parse(line)),
+      new Promise((_, rej) => child.on('exit', (c) => rej(new Error(`backend-host exited ${c}`)))),
     ]),
-    async stats() {
-      const p = next();
-      child.stdin.write('stats\n');
-      return JSON.parse(await p);
-    },
+    sync: (leases) => ask({ cmd: 'sync', leases }),
+    stats: () => ask({ cmd: 'stats' }),
   };
 }
 
@@ -116,7 +119,7 @@ async function topology(mode) {
   await veth(h1, 'eth0', '192.0.2.1/24', h2, 'eth0', '192.0.2.2/24');
   if (mode === 'veth') return { mode, hosts: [h1, h2], client: h1, server: h2, target: '192.0.2.2', daemons: [] };
   const hosts = [h1, h2];
-  const mtu = mode === 'vxlan' ? 1450 : 1472;
+  const mtu = mode.startsWith('vxlan') ? 1450 : 1472;
   const pods = [];
   for (const [i, h] of hosts.entries()) {
     const n = i + 1;
@@ -127,18 +130,23 @@ async function topology(mode) {
     pods.push(pod);
   }
   const ds = [];
-  if (mode.startsWith('udp')) {
+  if (mode.startsWith('udp') || mode === 'vxlan') {
+    const type = mode === 'vxlan' ? 'vxlan' : 'udp';
+    const opts = { offload: mode !== 'udp-nooffload', gro: mode !== 'udp-nogro', udpGro: mode !== 'udp-noudpgro' };
+    const leases = [];
     for (const [i, h] of hosts.entries()) {
-      const d = startDaemon({ netns: h, n: i + 1, peers: [2 - i], offload: mode !== 'udp-nooffload', gro: mode !== 'udp-nogro', udpGro: mode !== 'udp-noudpgro' });
-      await d.ready;
+      const d = startDaemon({ type, netns: h, n: i + 1, opts });
+      leases.push((await d.ready).lease);
       ds.push(d);
     }
-  } else if (mode === 'vxlan') {
+    // Each daemon learns the other's lease (as from etcd), then programs its peer.
+    for (const [i, d] of ds.entries()) await d.sync([leases[1 - i]]);
+  } else if (mode === 'vxlan-manual') {
     const macs = ['02:00:00:00:01:01', '02:00:00:00:01:02'];
     for (const [i, h] of hosts.entries()) {
       const n = i + 1;
       const m = 2 - i;
-      await sh('ip', ['-n', h, 'link', 'add', 'vx', 'address', macs[i], 'type', 'vxlan', 'id', '1', 'local', `192.0.2.${n}`, 'dev', 'eth0', 'dstport', '8472', 'nolearning']);
+      await sh('ip', ['-n', h, 'link', 'add', 'vx', 'address', macs[i], 'type', 'vxlan', 'id', '1', 'local', `192.0.2.${n}`, 'dev', 'eth0', 'dstport', '8472', 'nolearning', 'udpcsum']);
       await sh('ip', ['-n', h, 'link', 'set', 'vx', 'mtu', '1450', 'up']);
       await sh('ip', ['-n', h, 'addr', 'add', `10.244.${n}.0/32`, 'dev', 'vx']);
       await sh('ip', ['-n', h, 'neigh', 'replace', `10.244.${m}.0`, 'lladdr', macs[m - 1], 'dev', 'vx', 'nud', 'permanent']);
@@ -301,7 +309,7 @@ async function main() {
   for (const [m, l] of Object.entries(losses)) {
     console.log(`${m} losses (host1, host2): TUN queue drops ${l.map((x) => x.tunTxDropped).join('/')}, UDP rcvbuf errors ${l.map((x) => x.udpRcvbufErrors).join('/')}`);
   }
-  if (flag('--json')) console.log(JSON.stringify({ seconds, rounds, summary, ratios, losses, udpStats }));
+  if (flag('--json')) console.log(JSON.stringify({ seconds, rounds, summary, ratios, losses, udpStats, results }));
 }
 
 try {

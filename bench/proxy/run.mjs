@@ -11,6 +11,7 @@ import { silentLogger } from '../../dist/core/log.js';
 import { ExecIptables } from '../../dist/netfilter/iptables.js';
 import { IptablesProxier } from '../../dist/proxy/iptables/proxier.js';
 import { ProxyModel } from '../../dist/proxy/model/model.js';
+import { groupByService, parseSave, renderIptables } from '../../dist/proxy/iptables/render.js';
 
 const arg = (name, def) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -19,6 +20,8 @@ const arg = (name, def) => {
 const sizes = arg('sizes', '1000,5000,10000').split(',').map(Number);
 const backends = arg('backends', 'nft,legacy').split(',');
 const reps = Number(arg('reps', '3'));
+// Also time one restore of the same rules as a single nat transaction (kube-proxy's way); slow on nft.
+const single = !process.argv.includes('--no-single');
 const CFG = { nodeName: 'node-a', clusterCIDR: '10.244.0.0/16' };
 
 const ipOf = (base, i) => `${base}.${(i >> 8) & 255}.${i & 255}`;
@@ -97,11 +100,20 @@ for (const backend of backends) {
         bare.push(performance.now() - t);
       });
     }
-    const row = { backend, services: n, rules, weft: median(weft), bare: median(bare), resync: median(resync), change: change.length ? median(change) : undefined };
+    let one;
+    if (single) {
+      const text = renderIptables({ model: { services: groupByService(model.servicePorts.values()), endpoints: model.endpoints }, cfg: CFG, changed: 'all', existing: parseSave(''), maxRulesPerRestore: Infinity }).text;
+      await withNetns(async (ns) => {
+        const t = performance.now();
+        await run(`iptables-${backend}-restore`, ['--noflush', '-w', '5'], { input: text, netns: ns, timeoutMs: 900_000 });
+        one = performance.now() - t;
+      });
+    }
+    const row = { backend, services: n, rules, weft: median(weft), bare: median(bare), single: one, resync: median(resync), change: change.length ? median(change) : undefined };
     rows.push(row);
     console.log(
       `${backend.padEnd(6)} ${String(n).padStart(6)} services ${String(rules).padStart(6)} rules  weft full ${ms(row.weft)}  bare restore ${ms(row.bare)}  ratio ${(row.weft / row.bare).toFixed(2)}x` +
-        `  full resync ${ms(row.resync)}` + (row.change !== undefined ? `  one endpoint change ${ms(row.change)} (${(row.change / row.weft * 100).toFixed(1)}% of full)` : ''),
+        `  full resync ${ms(row.resync)}` + (one !== undefined ? `  single-transaction restore ${ms(one)} (weft ${(one / row.weft).toFixed(1)}x faster)` : '') + (row.change !== undefined ? `  one endpoint change ${ms(row.change)} (${(row.change / row.weft * 100).toFixed(1)}% of full)` : ''),
     );
   }
 }

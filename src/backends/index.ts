@@ -2,4 +2,4 @@
 // ./backend.ts (each backend's index registers itself).
 import './hostgw/index.js';
 import './vxlan/index.js';
-// udp: the udp helper adds `import './udp/index.js';` here.
+import './udp/index.js';

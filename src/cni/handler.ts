@@ -173,7 +173,6 @@ async function cmdAdd(ctx: Ctx, env: CniEnv, conf: WeftNetConf): Promise<Record<
   const log = ctx.log.child({ containerId: env.containerId, ifname: env.ifname, network: conf.name });
   const undo = new UndoStack();
   try {
-    ctx.kernel.prepareContainerBatch?.(env.netns);
     const alloc = await allocate(store, range, env.containerId, env.ifname, requested);
     if (alloc.fresh) undo.push('release address', () => store.withLock(() => store.release(alloc.ip)));
     // fsync runs in the thread pool while the kernel work goes on; awaited before replying.
@@ -255,7 +254,6 @@ async function cmdAdd(ctx: Ctx, env: CniEnv, conf: WeftNetConf): Promise<Record<
     };
     return formatResult(result, conf.cniVersion);
   } catch (err) {
-    ctx.kernel.discardContainerBatch?.(env.netns);
     const failures = await undo.rollback();
     for (const f of failures) log.warn({ step: f.what, err: errorMessage(f.error) }, 'rollback step failed');
     throw err;

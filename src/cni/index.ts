@@ -15,3 +15,4 @@ export * from './ipam/allocator.js';
 export * from './masq.js';
 export * from './plan.js';
 export * from './kernel-fake.js';
+export * from './shell-pool.js';

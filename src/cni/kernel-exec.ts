@@ -1,18 +1,14 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { ExecError } from '../core/errors.js';
 import { run, type RunResult } from '../exec/run.js';
-import { ExecIptables, type IptablesClient } from '../netfilter/iptables.js';
-import { PendingIpBatch } from './ip-proc.js';
+import { ExecIptables, detectIptablesBackend, type IptablesClient } from '../netfilter/iptables.js';
+import type { ShellPool } from './shell-pool.js';
 import type { BridgePort, BridgeState, CniKernel, ContainerLinkState } from './kernel.js';
 
 export interface ExecKernelOptions {
   /** Named netns for host-side work (tests, the lab). Default: this process's netns. */
   hostNetns?: string;
-  /**
-   * Keep one host-side `ip -batch -` process started ahead of the next
-   * request (long-lived server only: it saves a process start per ADD). Default false.
-   */
-  warmHost?: boolean;
+  /** Start commands through these warm shells instead of from Node (long-lived server). Default: src/exec run(). */
+  shells?: ShellPool;
 }
 
 interface IpAddrJson {
@@ -45,43 +41,30 @@ function notFound(r: RunResult): boolean {
 export class ExecCniKernel implements CniKernel {
   private ipForwardDone = false;
   private readonly iptablesClients = new Map<string, Promise<IptablesClient>>();
-  private warm: PendingIpBatch | undefined;
-  private readonly prepared = new Map<string, PendingIpBatch>();
 
   constructor(private readonly opts: ExecKernelOptions = {}) {}
 
-  private hostArgs(): string[] {
-    return this.opts.hostNetns ? ['-n', this.opts.hostNetns] : [];
-  }
-
-  /** Ends the warm process (server shutdown). */
+  /** Ends the shell pool, if any (server shutdown). */
   close(): void {
-    this.warm?.discard();
-    this.warm = undefined;
+    this.opts.shells?.close();
   }
 
-  prepareContainerBatch(netnsPath: string): void {
-    const name = namedNetns(netnsPath);
-    // nsenter paths keep the plain route: only `ip -n` is cheap to pre-start.
-    if (!name || this.prepared.has(netnsPath)) return;
-    this.prepared.set(netnsPath, new PendingIpBatch(['-n', name]));
+  /** Every process start goes through here: the shell pool when given, else src/exec run(). */
+  private exec(cmd: string, args: string[], input?: string, allowFail = false): Promise<RunResult> {
+    if (this.opts.shells) return this.opts.shells.run(cmd, args, { input, allowFail });
+    return run(cmd, args, { input, allowFail });
   }
 
-  discardContainerBatch(netnsPath: string): void {
-    this.prepared.get(netnsPath)?.discard();
-    this.prepared.delete(netnsPath);
-  }
-
-  private hostIp(args: string[], allowFail = false): Promise<RunResult> {
+  private hostIp(args: string[], allowFail = false, input?: string): Promise<RunResult> {
     const ns = this.opts.hostNetns;
-    return run('ip', ns ? ['-n', ns, ...args] : args, { allowFail });
+    return this.exec('ip', ns ? ['-n', ns, ...args] : args, input, allowFail);
   }
 
   /** `ip` inside a netns path: `ip -n` for named ones, else `nsenter --net=<path> ip`. */
   private nsIp(netnsPath: string, args: string[], input?: string, allowFail = false): Promise<RunResult> {
     const name = namedNetns(netnsPath);
-    if (name) return run('ip', ['-n', name, ...args], { input, allowFail });
-    return run('nsenter', [`--net=${netnsPath}`, 'ip', ...args], { input, allowFail });
+    if (name) return this.exec('ip', ['-n', name, ...args], input, allowFail);
+    return this.exec('nsenter', [`--net=${netnsPath}`, 'ip', ...args], input, allowFail);
   }
 
   async readBridge(name: string): Promise<BridgeState | undefined> {
@@ -104,38 +87,15 @@ export class ExecCniKernel implements CniKernel {
 
   async hostBatch(lines: string[]): Promise<void> {
     if (lines.length === 0) return;
-    if (!this.opts.warmHost) {
-      await run('ip', [...this.hostArgs(), '-batch', '-'], { input: lines.join('\n') + '\n' });
-      return;
-    }
-    const proc = this.warm?.usable ? this.warm : new PendingIpBatch(this.hostArgs());
-    this.warm = new PendingIpBatch(this.hostArgs()); // for the next request
-    await proc.run(lines);
+    await this.hostIp(['-batch', '-'], false, lines.join('\n') + '\n');
   }
 
   async containerBatch(netnsPath: string, lines: string[]): Promise<void> {
-    const pre = this.prepared.get(netnsPath);
-    if (pre) {
-      this.prepared.delete(netnsPath);
-      await pre.run(lines);
-      return;
-    }
     if (lines.length === 0) return;
     await this.nsIp(netnsPath, ['-batch', '-'], lines.join('\n') + '\n');
   }
 
   async deleteHostLink(name: string): Promise<boolean> {
-    if (this.opts.warmHost) {
-      const proc = this.warm?.usable ? this.warm : new PendingIpBatch(this.hostArgs());
-      this.warm = new PendingIpBatch(this.hostArgs());
-      try {
-        await proc.run([`link del dev ${name}`]);
-        return true;
-      } catch (err) {
-        if (err instanceof ExecError && /does not exist|Cannot find device|No such device/i.test(err.stderr)) return false;
-        throw err;
-      }
-    }
     const r = await this.hostIp(['link', 'del', 'dev', name], true);
     if (r.code === 0) return true;
     if (notFound(r)) return false;
@@ -149,7 +109,7 @@ export class ExecCniKernel implements CniKernel {
   async ensureIpForward(): Promise<void> {
     if (this.ipForwardDone) return;
     if (this.opts.hostNetns) {
-      await run('sysctl', ['-qw', 'net.ipv4.ip_forward=1'], { netns: this.opts.hostNetns });
+      await this.exec('ip', ['netns', 'exec', this.opts.hostNetns, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
     } else {
       const path = '/proc/sys/net/ipv4/ip_forward';
       if (readFileSync(path, 'utf8').trim() !== '1') writeFileSync(path, '1');
@@ -194,10 +154,29 @@ export class ExecCniKernel implements CniKernel {
     const key = backend ?? 'detect';
     let p = this.iptablesClients.get(key);
     if (!p) {
-      p = ExecIptables.create({ netns: this.opts.hostNetns, backend });
+      p = this.makeIptables(backend);
       this.iptablesClients.set(key, p);
       p.catch(() => this.iptablesClients.delete(key));
     }
     return p;
+  }
+
+  private async makeIptables(backend?: 'legacy' | 'nft'): Promise<IptablesClient> {
+    const ns = this.opts.hostNetns;
+    if (!this.opts.shells) return ExecIptables.create({ netns: ns, backend });
+    // Same commands as ExecIptables, started through the shell pool.
+    const b = backend ?? (await detectIptablesBackend(ns));
+    const wrap = (tool: string, args: string[]): [string, string[]] => (ns ? ['ip', ['netns', 'exec', ns, tool, ...args]] : [tool, args]);
+    return {
+      backend: b,
+      restore: async (text: string) => {
+        const [cmd, args] = wrap(`iptables-${b}-restore`, ['--noflush', '-w', '5']);
+        await this.exec(cmd, args, text);
+      },
+      save: async (table: string) => {
+        const [cmd, args] = wrap(`iptables-${b}-save`, ['-t', table]);
+        return (await this.exec(cmd, args)).stdout;
+      },
+    };
   }
 }

@@ -40,13 +40,6 @@ export interface CniKernel {
   hostBatch(lines: string[]): Promise<void>;
   /** Runs `ip` batch lines inside the container netns (a path). */
   containerBatch(netnsPath: string, lines: string[]): Promise<void>;
-  /**
-   * Optional: start the container-side process early so its start-up
-   * overlaps other work; `containerBatch` then uses it. Pair with
-   * `discardContainerBatch` when the batch will not run.
-   */
-  prepareContainerBatch?(netnsPath: string): void;
-  discardContainerBatch?(netnsPath: string): void;
   /** Deletes a host link; false when it did not exist. */
   deleteHostLink(name: string): Promise<boolean>;
   netnsExists(netnsPath: string): boolean;

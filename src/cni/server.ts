@@ -4,6 +4,7 @@ import { dirname } from 'node:path';
 import { silentLogger, type Logger } from '../core/log.js';
 import { createCniHandler, type CniHandlerOptions } from './handler.js';
 import { ExecCniKernel } from './kernel-exec.js';
+import { ShellPool } from './shell-pool.js';
 import { decodeRequest, encodeResponse } from './protocol.js';
 
 export interface CniServerOptions {
@@ -17,6 +18,8 @@ export interface CniServerOptions {
   hostNetns?: string;
   /** Bridge state cache lifetime. Default 30 s (a failed ADD batch re-reads at once). */
   bridgeCacheMs?: number;
+  /** Warm shells that start `ip` commands (see shell-pool.ts). Default 4. */
+  shells?: number;
   /** Passed to the handler (tests). */
   handler?: Omit<CniHandlerOptions, 'log' | 'hostNetns' | 'bridgeCacheMs'>;
 }
@@ -48,7 +51,9 @@ function listening(path: string): Promise<boolean> {
 export async function startCniServer(opts: CniServerOptions = {}): Promise<CniServer> {
   const socketPath = opts.socketPath ?? '/run/weft/cni.sock';
   const log = (opts.log ?? silentLogger).child({ component: 'cni-server' });
-  const kernel = opts.handler?.kernel ?? new ExecCniKernel({ hostNetns: opts.hostNetns, warmHost: true });
+  const shells = new ShellPool(opts.shells ?? 4);
+  shells.warm();
+  const kernel = opts.handler?.kernel ?? new ExecCniKernel({ hostNetns: opts.hostNetns, shells });
   const handler = createCniHandler({ ...opts.handler, kernel, log, bridgeCacheMs: opts.bridgeCacheMs ?? 30_000 });
   mkdirSync(dirname(socketPath), { recursive: true, mode: 0o755 });
   if (await listening(socketPath)) throw new Error(`${socketPath}: another server is listening`);
@@ -99,7 +104,7 @@ export async function startCniServer(opts: CniServerOptions = {}): Promise<CniSe
   const close = async () => {
     if (!server.listening) return closed;
     server.close(); // libuv unlinks the socket file
-    if (kernel instanceof ExecCniKernel) kernel.close();
+    shells.close();
     // Idle keep-alive sockets never happen (one request per connection); open ones finish.
     await closed;
     log.info({ socketPath }, 'cni server stopped');

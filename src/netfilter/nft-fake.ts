@@ -7,7 +7,7 @@ interface FakeChain {
 }
 interface FakeTable {
   chains: Map<string, FakeChain>;
-  sets: Map<string, string>;
+  sets: Map<string, { decl: string; elements: Set<string> }>;
   maps: Map<string, { type: string; elements: Map<string, string> }>;
 }
 type FakeState = Map<string, FakeTable>;
@@ -20,7 +20,7 @@ function clone(s: FakeState): FakeState {
   for (const [k, t] of s) {
     out.set(k, {
       chains: new Map([...t.chains].map(([n, c]) => [n, { decl: c.decl, rules: [...c.rules] }])),
-      sets: new Map(t.sets),
+      sets: new Map([...t.sets].map(([n, x]) => [n, { decl: x.decl, elements: new Set(x.elements) }])),
       maps: new Map([...t.maps].map(([n, m]) => [n, { type: m.type, elements: new Map(m.elements) }])),
     });
   }
@@ -121,7 +121,10 @@ export class FakeNft implements NftClient {
         out.push(`  map ${m} { ${map.type} }`);
         for (const k of [...map.elements.keys()].sort()) out.push(`    ${k} : ${map.elements.get(k)}`);
       }
-      for (const s of [...t.sets.keys()].sort()) out.push(`  set ${s} ${t.sets.get(s)}`);
+      for (const s of [...t.sets.keys()].sort()) {
+        out.push(`  set ${s} ${t.sets.get(s)!.decl}`);
+        for (const k of [...t.sets.get(s)!.elements].sort()) out.push(`    ${k}`);
+      }
       for (const c of [...t.chains.keys()].sort()) {
         const chain = t.chains.get(c)!;
         out.push(`  chain ${c}${chain.decl ? ` ${chain.decl}` : ''}`);
@@ -181,16 +184,29 @@ export class FakeNft implements NftClient {
         return;
       case 'add set': {
         const have = t.sets.get(name);
-        if (have !== undefined && have !== rest) throw new Error(`File exists (set ${name} declared differently)`);
-        t.sets.set(name, rest);
+        if (have !== undefined && have.decl !== rest) throw new Error(`File exists (set ${name} declared differently)`);
+        if (!have) t.sets.set(name, { decl: rest, elements: new Set() });
         return;
       }
+      case 'flush set':
+        this.set(t, name).elements.clear();
+        return;
       case 'delete set':
         if (!t.sets.has(name)) throw new Error(`No such file or directory (set ${name})`);
         if (this.referenced(t, name, SET_RE)) throw new Error(`Device or resource busy (set ${name} is referenced)`);
         t.sets.delete(name);
         return;
       case 'add element': {
+        if (t.sets.has(name)) {
+          const set = t.sets.get(name)!;
+          const seen = new Set<string>();
+          for (const key of items(rest)) {
+            if (seen.has(key)) throw new Error(`File exists (element ${key})`);
+            seen.add(key);
+            set.elements.add(key);
+          }
+          return;
+        }
         const map = this.map(t, name);
         const seen = new Set<string>();
         for (const it of items(rest)) {
@@ -205,6 +221,10 @@ export class FakeNft implements NftClient {
         return;
       }
       case 'delete element': {
+        if (t.sets.has(name)) {
+          for (const key of items(rest)) if (!t.sets.get(name)!.elements.delete(key)) throw new Error(`No such file or directory (element ${key})`);
+          return;
+        }
         const map = this.map(t, name);
         for (const key of items(rest)) if (!map.elements.delete(key)) throw new Error(`No such file or directory (element ${key})`);
         return;
@@ -223,6 +243,11 @@ export class FakeNft implements NftClient {
     const c = t.chains.get(name);
     if (!c) throw new Error(`No such file or directory (chain ${name})`);
     return c;
+  }
+  private set(t: FakeTable, name: string) {
+    const x = t.sets.get(name);
+    if (!x) throw new Error(`No such file or directory (set ${name})`);
+    return x;
   }
   private map(t: FakeTable, name: string) {
     const m = t.maps.get(name);

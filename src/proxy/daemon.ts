@@ -42,8 +42,14 @@ export interface ProxyOptions {
   nodePortAddresses?: string[];
   /** Default 1000 ms. */
   minSyncPeriodMs?: number;
-  /** Full resync period. Default 30 000 ms. */
+  /**
+   * Full resync period. Default 3 600 000 ms (1 h, kube-proxy's full-sync
+   * interval since 1.28); changes are synced partially in between, and a
+   * flush by someone else is caught by the canary within canaryIntervalMs.
+   */
   syncPeriodMs?: number;
+  /** /healthz turns 503 when a requested sync waits longer than this. Default 60 000 ms. */
+  healthzTimeoutMs?: number;
   /** How often the canary chains are checked. Default 10 000 ms. */
   canaryIntervalMs?: number;
   /** Default 127.0.0.1:10256; "" disables. */
@@ -131,7 +137,7 @@ export async function runProxy(o: ProxyOptions, signal: AbortSignal): Promise<vo
     onHealthChecks: (ports) => void hcServers.sync(ports),
   });
   const minSync = o.minSyncPeriodMs ?? 1000;
-  const syncPeriod = o.syncPeriodMs ?? 30_000;
+  const syncPeriod = o.syncPeriodMs ?? 3_600_000;
   const runner = new BoundedFrequencyRunner({ name: 'proxy-rules', minIntervalMs: minSync, maxIntervalMs: syncPeriod, retryMs: minSync, log }, (reasons) =>
     syncer.sync(reasons),
   );
@@ -163,7 +169,7 @@ export async function runProxy(o: ProxyOptions, signal: AbortSignal): Promise<vo
     const hz = o.healthzBindAddress ?? '127.0.0.1:10256';
     if (hz) {
       const a = parseBindAddress(hz, '--healthz-bind-address');
-      const s = healthzServer(() => ({ lastSyncAt: syncer.lastSyncAt, lastQueuedAt: syncer.lastQueuedAt }), 2 * syncPeriod);
+      const s = healthzServer(() => ({ lastSyncAt: syncer.lastSyncAt, lastQueuedAt: syncer.lastQueuedAt }), o.healthzTimeoutMs ?? 60_000);
       ports.healthz = await listen(s, a.host, a.port);
       servers.push(s);
     }

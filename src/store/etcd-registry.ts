@@ -38,6 +38,8 @@ export interface EtcdRegistryOptions {
   password?: string;
   /** Deadline for each unary call, so a hung etcd becomes an error. Default 3000 ms. */
   callTimeoutMs?: number;
+  /** Longest pause between reconnect attempts to a dead endpoint. Default 3000 ms. */
+  maxReconnectBackoffMs?: number;
   /** Dial timeout. Default 5000 ms. */
   dialTimeoutMs?: number;
 }
@@ -57,6 +59,12 @@ export class EtcdRegistry implements Registry {
       // Streams (watch) stay open; unary calls get a deadline so a paused etcd
       // turns into a StoreError the lease manager can retry, not a hang.
       defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + callTimeoutMs }),
+      // grpc's reconnect backoff grows to 120 s by default: after a 30 s etcd
+      // restart we would sit idle for a minute. Cap it at a few seconds.
+      grpcOptions: {
+        'grpc.initial_reconnect_backoff_ms': 500,
+        'grpc.max_reconnect_backoff_ms': opts.maxReconnectBackoffMs ?? 3000,
+      },
     };
     if (opts.caFile || opts.certFile || opts.keyFile) {
       options.credentials = {

@@ -40,3 +40,13 @@ describe('docs/operations.md flags tables', () => {
     expect(undocumented).toEqual([]);
   });
 });
+
+describe('docs/operations.md installer table', () => {
+  it('lists every option of scripts/install-weft.sh --help', async () => {
+    const r = await run('bash', [join(repo, 'scripts', 'install-weft.sh'), '--help'], { allowFail: true });
+    expect(r.code).toBe(0);
+    const opts = [...r.stdout.matchAll(/^ {2}(--[a-z0-9-]+)/gm)].map((m) => m[1]!);
+    expect(opts.length).toBeGreaterThan(10);
+    expect(opts.filter((o) => !tableRows.some((row) => row.includes(`\`${o}`) || row.includes(`${o}\``) || row.includes(` ${o} `)))).toEqual([]);
+  });
+});

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -18,6 +18,7 @@ function snapshot(dir: string): Record<string, string> {
     for (const e of readdirSync(d, { withFileTypes: true })) {
       const p = join(d, e.name);
       if (e.isDirectory()) walk(p);
+      else if (e.isSymbolicLink()) out[relative(dir, p)] = `-> ${readlinkSync(p)} ${lstatSync(p).mtimeMs}`;
       else {
         const st = statSync(p);
         const sha = createHash('sha256').update(readFileSync(p)).digest('hex').slice(0, 16);
@@ -73,7 +74,7 @@ describe('scripts/install-weft.sh into a temp prefix', () => {
   it('installs and skips systemctl with a message', () => {
     expect(first.stderr).toBe('');
     expect(first.code).toBe(0);
-    expect(first.stdout).toMatch(/systemd: skipped \(--prefix .* is not \/\)/);
+    expect(first.stdout).toMatch(/systemd: not started \(--prefix .* is not \/\)/);
     expect(first.stdout).toMatch(/done: [1-9]\d* file\(s\) changed/);
   });
 
@@ -102,6 +103,7 @@ describe('scripts/install-weft.sh into a temp prefix', () => {
       WEFTD_IP_MASQ: 'true',
       WEFTD_HEALTHZ_IP: '127.0.0.1',
       WEFTD_HEALTHZ_PORT: '9808',
+      WEFTD_CNI_SOCKET: '/run/weft/cni.sock',
     });
     // Unset options stay commented out: an empty WEFTD_PUBLIC_IP= would be a value.
     expect(envFile(f)).not.toHaveProperty('WEFTD_PUBLIC_IP');
@@ -112,6 +114,13 @@ describe('scripts/install-weft.sh into a temp prefix', () => {
         WEFT_PROXY_HOSTNAME_OVERRIDE: 'node1',
         WEFT_PROXY_HEALTHZ_BIND_ADDRESS: '127.0.0.1:10256',
       });
+    }
+  });
+
+  it.runIf(existsSync('/usr/bin/systemctl'))('enables the units offline (wants/ symlinks in the prefix)', () => {
+    for (const u of ['weftd.service', ...(haveProxy ? ['weft-proxy.service'] : [])]) {
+      expect(readlinkSync(join(prefix, 'etc/systemd/system/multi-user.target.wants', u))).toBe(`/etc/systemd/system/${u}`);
+      expect(first.stdout).toContain(`enabled ${u} (offline`);
     }
   });
 
@@ -175,6 +184,17 @@ describe('scripts/install-weft.sh into a temp prefix', () => {
     } finally {
       rmSync(empty, { recursive: true, force: true });
     }
+  });
+});
+
+describe('scripts/install-deps.sh', () => {
+  // CI (.ci/run) and scripts/test.sh run it before the tests, so here it is
+  // the second run: it must find everything and change nothing.
+  it('a second run finds every package installed and exits 0', async () => {
+    const r = await run('bash', [join(repo, 'scripts', 'install-deps.sh')], { allowFail: true, timeoutMs: 600_000 });
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('install-deps: all Debian packages present');
   });
 });
 

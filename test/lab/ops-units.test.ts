@@ -104,6 +104,16 @@ describe.skipIf(!isRoot)('the installed units, run the way systemd would (in a n
     return inHost(cmd!, args, 150_000);
   };
 
+  /** The probe while the service runs: a service that dies first fails at once, with its stderr. */
+  async function probeRunning(unit: Unit, child: ChildProcess): Promise<{ code: number | null; why: string }> {
+    const tail = () => (child as ChildProcess & { tail: () => string }).tail();
+    const died = new Promise<{ code: number | null; why: string }>((resolve) => {
+      if (child.exitCode !== null) resolve({ code: -1, why: `exited ${child.exitCode}: ${tail()}` });
+      child.once('exit', (code) => resolve({ code: -1, why: `exited ${code}: ${tail()}` }));
+    });
+    return Promise.race([probe(unit).then((r) => ({ code: r.code, why: `${r.stderr}\n${tail()}` })), died]);
+  }
+
   beforeAll(async () => {
     host = await sb.create('opsh');
     const peer = await sb.create('opsp');
@@ -127,6 +137,7 @@ describe.skipIf(!isRoot)('the installed units, run the way systemd would (in a n
     const envPath = join(prefix, 'etc/weft/weftd.env');
     const text = readFileSync(envPath, 'utf8')
       .replace(/^WEFTD_SUBNET_FILE=.*$/m, `WEFTD_SUBNET_FILE=${join(tmp, 'subnet.env')}`)
+      .replace(/^WEFTD_CNI_SOCKET=.*$/m, `WEFTD_CNI_SOCKET=${join(tmp, 'cni.sock')}`)
       .concat(`WEFTD_STATE_DIR=${join(tmp, 'state')}\n`);
     writeFileSync(envPath, text, { mode: 0o600 });
   });
@@ -148,14 +159,16 @@ describe.skipIf(!isRoot)('the installed units, run the way systemd would (in a n
   it('weftd starts from the env file, the probe passes, subnet.env appears', async () => {
     const unit = unitOf('weftd.service');
     const weftd = startService(unit);
-    const r = await probe(unit);
-    expect(r.code, (weftd as ChildProcess & { tail: () => string }).tail()).toBe(0);
+    const r = await probeRunning(unit, weftd);
+    expect(r.code, r.why).toBe(0);
     const env = readFileSync(join(tmp, 'subnet.env'), 'utf8');
     expect(env).toContain('FLANNEL_NETWORK=10.244.0.0/16');
     expect(env).toContain('FLANNEL_IPMASQ=true');
     // The env file's WEFTD_IP_MASQ=true reached weftd: its masquerade chain exists.
     const nat = await inHost('iptables', ['-w', '-t', 'nat', '-S']);
     expect(nat.stdout).toContain('WEFT-POSTRTG');
+    // WEFTD_CNI_SOCKET reached weftd: it serves the CNI shim there.
+    expect(existsSync(join(tmp, 'cni.sock'))).toBe(true);
     // docs/operations.md lists every metric weftd exports.
     expect(undocumentedMetrics((await inHost('curl', ['-fsS', '--max-time', '3', 'http://127.0.0.1:9808/metrics'])).stdout)).toEqual([]);
 
@@ -167,7 +180,8 @@ describe.skipIf(!isRoot)('the installed units, run the way systemd would (in a n
 
     // Restart=always: a new start is ready again with the same subnet.
     const again = startService(unit);
-    expect((await probe(unit)).code).toBe(0);
+    const r2 = await probeRunning(unit, again);
+    expect(r2.code, r2.why).toBe(0);
     expect(readFileSync(join(tmp, 'subnet.env'), 'utf8')).toContain(`FLANNEL_SUBNET=${subnet}`);
     expect(await stopService(again)).toBe(0);
   });
@@ -175,8 +189,8 @@ describe.skipIf(!isRoot)('the installed units, run the way systemd would (in a n
   it('weft-proxy starts from the env file, the probe passes, rules stay after stop', async () => {
     const unit = unitOf('weft-proxy.service');
     const proxy = startService(unit);
-    const r = await probe(unit);
-    expect(r.code, (proxy as ChildProcess & { tail: () => string }).tail()).toBe(0);
+    const r = await probeRunning(unit, proxy);
+    expect(r.code, r.why).toBe(0);
     // The metrics address from the env file is served too.
     const metrics = await inHost('curl', ['-fsS', '--max-time', '3', 'http://127.0.0.1:10249/metrics']);
     expect(metrics.stdout).toMatch(/^# (HELP|TYPE) /m);

@@ -17,6 +17,7 @@ const config = parseNetworkConfig({ Network: '10.244.0.0/16', Backend: { Type: '
 let etcd: TestEtcd;
 let prefixNo = 0;
 const cleanups: Array<() => unknown> = [];
+const aborts: AbortController[] = [];
 
 beforeAll(async () => {
   etcd = await startEtcd();
@@ -26,6 +27,8 @@ afterAll(async () => {
 });
 afterEach(async () => {
   etcd.resume();
+  // Stop loops first, then wait for them, then close clients.
+  for (const ac of aborts.splice(0)) ac.abort();
   for (const fn of cleanups.splice(0).reverse()) await fn();
 });
 
@@ -38,7 +41,7 @@ function registry(prefix = `/weft-test-${process.pid}-${++prefixNo}/network`): E
 
 function stopper(): AbortSignal {
   const ac = new AbortController();
-  cleanups.push(() => ac.abort());
+  aborts.push(ac);
   return ac.signal;
 }
 

@@ -73,11 +73,15 @@ describe.skipIf(!!skip)('udp data path recovery', () => {
 
   it('reopens the TUN when someone deletes it, on the next sync', async () => {
     const [h1, h2] = lab.hosts;
+    const asked: string[] = [];
+    h2!.backend.onNeedSync = (why) => asked.push(why);
     await run('ip', ['link', 'del', 'weft-udp'], { netns: h2!.ns });
     const lost = await run('ping', ['-c', '1', '-W', '1', h2!.podIp], { netns: h1!.pod, allowFail: true });
     expect(parsePing(lost.stdout).received).toBe(0);
     // The reader thread notices and parks instead of spinning on the dead fd.
     await waitFor(() => h2!.backend.health().tunDead, { timeoutMs: 5_000, what: 'tunDead' });
+    // ... and the backend asks the daemon for an early sync.
+    await waitFor(() => asked.length > 0, { timeoutMs: 10_000, what: 'onNeedSync' });
     const stats = await h2!.backend.sync([h1!.lease]);
     expect(stats.fixes).toBeGreaterThan(0);
     expect(stats.peers).toBe(1);

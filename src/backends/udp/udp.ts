@@ -35,6 +35,8 @@ export class UdpBackend implements Backend {
   private mtu = 0;
   private peers: NativePeer[] = [];
   private lastRemote: Lease[] = [];
+  private watchdog?: NodeJS.Timeout;
+  private deadReported = false;
 
   constructor(
     private readonly ctx: BackendContext,
@@ -60,6 +62,25 @@ export class UdpBackend implements Backend {
     if (!this.native || !this.mtu) await this.prepare();
     this.own = own;
     await this.openDatapath();
+    this.startWatchdog();
+  }
+
+  /**
+   * The native side cannot call into JS, so a cheap timer asks it whether the
+   * TUN died (device deleted, e.g. by a network restart) and requests an
+   * early sync, which reopens it.
+   */
+  private startWatchdog(): void {
+    clearInterval(this.watchdog);
+    this.watchdog = setInterval(() => {
+      const { open, tunDead } = this.health();
+      if (open && tunDead && !this.deadReported) {
+        this.deadReported = true;
+        this.ctx.log.warn({ device: this.opts.tunName }, 'udp TUN device lost; requesting sync');
+        this.onNeedSync?.('udp TUN device lost');
+      }
+    }, 2000);
+    this.watchdog.unref();
   }
 
   private async openDatapath(): Promise<void> {
@@ -139,7 +160,7 @@ export class UdpBackend implements Backend {
     // The overlay carries IPv4 only (as flannel's udp); without this the
     // kernel sends router solicitations and MLD into the TUN, which would
     // show up as tx drops (bad_version).
-    await run('sysctl', ['-qw', `net.ipv6.conf.${dev}.disable_ipv6=1`], { netns: this.ctx.netns, allowFail: true });
+    await run('sysctl', ['-qw', `net/ipv6/conf/${dev}/disable_ipv6=1`], { netns: this.ctx.netns, allowFail: true });
   }
 
   async sync(remote: Lease[]): Promise<SyncStats> {
@@ -176,11 +197,14 @@ export class UdpBackend implements Backend {
       if (this.handle) this.native!.close(this.handle);
       this.handle = undefined;
       await this.openDatapath();
+      this.deadReported = false;
       return 1;
     }
   }
 
   async stop(): Promise<void> {
+    clearInterval(this.watchdog);
+    this.watchdog = undefined;
     if (this.handle && this.native) {
       this.native.close(this.handle);
       this.ctx.log.info({ device: this.opts.tunName }, 'udp data path stopped');

@@ -19,9 +19,19 @@ export function base32(buf: Uint8Array): string {
   return out;
 }
 
+const cache = new Map<string, string>();
+/** Bound on remembered names; past it the cache starts over (names are cheap to recompute). */
+const CACHE_MAX = 500_000;
+
 /** kube-proxy's scheme: first 16 base32 chars of sha256(text); keeps names under iptables' 28-char limit. */
 export function hash16(text: string): string {
-  return base32(createHash('sha256').update(text).digest()).slice(0, 16);
+  let h = cache.get(text);
+  if (h === undefined) {
+    h = base32(createHash('sha256').update(text).digest()).slice(0, 16);
+    if (cache.size >= CACHE_MAX) cache.clear();
+    cache.set(text, h);
+  }
+  return h;
 }
 
 /** Fixed chains; every name starts with WEFT- so weft never touches kube-proxy's or flannel's. */

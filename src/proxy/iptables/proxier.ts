@@ -25,8 +25,9 @@ export class IptablesProxier implements ProxyModeBackend {
 
   async sync(model: ProxyModel, changed: ReadonlySet<string>, full: boolean): Promise<ModeSyncResult> {
     const doFull = full || !this.state;
-    let existing: ExistingRules | undefined;
-    if (doFull) existing = await this.readExisting();
+    // A full sync reads what the host holds: stale chains go, missing jumps come back,
+    // and chains that already hold the right rules are not rewritten.
+    const existing = doFull ? await this.readExisting() : undefined;
     const r = renderIptables({
       model: { services: groupByService(model.servicePorts.values()), endpoints: model.endpoints },
       cfg: this.cfg,
@@ -63,8 +64,8 @@ export class IptablesProxier implements ProxyModeBackend {
   }
 
   private async readExisting(): Promise<ExistingRules> {
-    const [nat, filter] = await Promise.all([this.ipt.save('nat'), this.ipt.save('filter')]);
-    return parseSave(`${nat}\n${filter}`);
+    const [nat, filter, mangle] = await Promise.all([this.ipt.save('nat'), this.ipt.save('filter'), this.ipt.save('mangle')]);
+    return parseSave(`${nat}\n${filter}\n${mangle}`);
   }
 }
 

@@ -16,6 +16,12 @@ export interface ExistingRules {
   chains: ReadonlyMap<string, ReadonlySet<string>>;
   /** "table/BUILTIN/TARGET" for each jump from a built-in chain to one of ours. */
   jumps: ReadonlySet<string>;
+  /**
+   * "table/CHAIN" -> normalized rules of our chains. When present, a full sync
+   * skips chains that already hold exactly what it would write, so a resync
+   * of an unchanged host (or a restart) writes next to nothing.
+   */
+  rules?: ReadonlyMap<string, readonly string[]>;
 }
 
 /** What the previous successful sync wrote; owned by the proxier, opaque to others. */
@@ -90,7 +96,10 @@ class TableWriter {
   readonly decl: string[] = [];
   readonly rules: string[] = [];
   readonly tail: string[] = [];
+  /** Returns true when the host already holds `rules` in `name` (full sync diffing). */
+  constructor(private readonly holds: (name: string, rules: readonly string[]) => boolean = () => false) {}
   chain(name: string, rules: readonly string[]): void {
+    if (this.holds(name, rules)) return;
     this.decl.push(`:${name} - [0:0]`);
     for (const r of rules) this.rules.push(r);
   }
@@ -119,15 +128,22 @@ export function renderIptables(input: IptablesRenderInput): IptablesRenderResult
   const full = input.changed === 'all' || !input.previous;
   const prev = full ? undefined : input.previous!;
   const state: IptablesRenderState = { services: new Map(), top: new Map() };
-  const nat = new TableWriter();
-  const filter = new TableWriter();
+  const held = full ? input.existing?.rules : undefined;
+  const holds = (table: string) => (name: string, rules: readonly string[]) => {
+    if (!held) return false;
+    const have = held.get(`${table}/${name}`);
+    if (!have) return rules.length === 0 && !!input.existing?.chains.get(table)?.has(name);
+    return sameNormalized(have, rules);
+  };
+  const nat = new TableWriter(holds('nat'));
+  const filter = new TableWriter(holds('filter'));
   const maxRules = input.maxRulesPerRestore ?? 5000;
-  const svcChunks: TableWriter[] = [new TableWriter()];
+  const svcChunks: TableWriter[] = [new TableWriter(holds('nat'))];
   let cur = svcChunks[0]!;
   const serviceDone = () => {
-    if (cur.rules.length >= maxRules) svcChunks.push((cur = new TableWriter()));
+    if (cur.rules.length >= maxRules) svcChunks.push((cur = new TableWriter(holds('nat'))));
   };
-  const mangle = new TableWriter();
+  const mangle = new TableWriter(holds('mangle'));
   const changed = full ? undefined : new Set(input.changed as ReadonlySet<string>);
   const epOf = (k: string) => model.endpoints.get(k);
 
@@ -152,7 +168,6 @@ export function renderIptables(input: IptablesRenderInput): IptablesRenderResult
       writeServiceChains(cur, r.chains);
       serviceDone();
     }
-    for (const c of input.existing?.chains.get('nat') ?? []) if (OWNED_CHAIN_RE.test(c) && !wanted.has(c)) nat.remove(c);
   } else {
     for (const name of changed!) {
       const before = prev!.services.get(name)?.chains ?? new Map<string, string[]>();
@@ -186,13 +201,8 @@ export function renderIptables(input: IptablesRenderInput): IptablesRenderResult
 
   if (full) {
     for (const [c, rules] of fixed.filter) filter.chain(c, rules);
-    nat.chain(CHAIN.CANARY, []);
-    filter.chain(CHAIN.CANARY, []);
-    mangle.chain(CHAIN.CANARY, []);
-    for (const j of JUMPS) {
-      if (input.existing?.jumps.has(`${j.table}/${j.chain}/${j.target}`)) continue;
-      const w = j.table === 'nat' ? nat : filter;
-      w.rules.push(`-I ${j.chain} ${j.extra ? j.extra + ' ' : ''}-m comment --comment "${j.comment}" -j ${j.target}`);
+    for (const [w, t] of [[nat, 'nat'], [filter, 'filter'], [mangle, 'mangle']] as const) {
+      if (!input.existing?.chains.get(t)?.has(CHAIN.CANARY)) w.chain(CHAIN.CANARY, []);
     }
   }
 
@@ -207,6 +217,10 @@ export function renderIptables(input: IptablesRenderInput): IptablesRenderResult
   nat.emit('nat', out);
   mangle.emit('mangle', out);
   if (out.length) chunks.push(out.join('\n') + '\n');
+  if (full && input.existing) {
+    const extra = renderFullSyncFinish(input.existing, state);
+    if (extra) chunks.push(extra);
+  }
 
   let natCount = 0;
   let filterCount = 0;
@@ -226,10 +240,54 @@ export function renderIptables(input: IptablesRenderInput): IptablesRenderResult
   };
 }
 
+/**
+ * The tail of a full sync, which needs to know what the host holds (from
+ * iptables-save, read while the rest is rendered and restored): owned
+ * chains no Service wants any more are flushed and deleted, and jumps from
+ * built-in chains that are missing are inserted. Both come after the
+ * top-level chains were rewritten, so nothing references a deleted chain.
+ */
+export function renderFullSyncFinish(existing: ExistingRules, state: IptablesRenderState): string {
+  const wanted = new Set<string>();
+  for (const r of state.services.values()) for (const c of r.chains.keys()) wanted.add(c);
+  const nat = new TableWriter();
+  const filter = new TableWriter();
+  for (const c of existing.chains.get('nat') ?? []) if (OWNED_CHAIN_RE.test(c) && !wanted.has(c)) nat.remove(c);
+  for (const j of JUMPS) {
+    if (existing.jumps.has(`${j.table}/${j.chain}/${j.target}`)) continue;
+    (j.table === 'nat' ? nat : filter).rules.push(`-I ${j.chain} ${j.extra ? j.extra + ' ' : ''}-m comment --comment "${j.comment}" -j ${j.target}`);
+  }
+  const out: string[] = [];
+  filter.emit('filter', out);
+  nat.emit('nat', out);
+  return out.length ? out.join('\n') + '\n' : '';
+}
+
 /** Endpoint chains first, so that no chain of the Service jumps to one not yet written. */
 function writeServiceChains(w: TableWriter, chains: ReadonlyMap<string, readonly string[]>): void {
   for (const [c, rules] of chains) if (c.startsWith('WEFT-SEP-')) w.chain(c, rules);
   for (const [c, rules] of chains) if (!c.startsWith('WEFT-SEP-')) w.chain(c, rules);
+}
+
+/**
+ * iptables-save prints a rule slightly differently from how it was written
+ * (probabilities with 11 decimals, quotes only where needed); compare in a
+ * form both agree on.
+ */
+export function normalizeRule(line: string): string {
+  return line
+    // The kernel keeps the probability as a 31-bit fraction and save prints 11 digits of it.
+    .replace(/--probability (\S+)/, (_m, p: string) => `--probability ${Number(p).toFixed(9)}`)
+    .replace(/--or-mark (\S+)/, '--set-xmark $1/$1')
+    .replace(/--xor-mark (\S+)/, '--set-xmark $1/0x0')
+    .replace(/ -j REJECT --reject-with icmp-port-unreachable$/, ' -j REJECT')
+    .replace(/"/g, '');
+}
+
+function sameNormalized(have: readonly string[], want: readonly string[]): boolean {
+  if (have.length !== want.length) return false;
+  for (let i = 0; i < have.length; i++) if (have[i] !== normalizeRule(want[i]!)) return false;
+  return true;
 }
 
 function sameLines(a: readonly string[] | undefined, b: readonly string[]): boolean {
@@ -254,6 +312,7 @@ export function groupByService(ports: Iterable<ServicePortInfo>): Map<string, Se
 export function parseSave(text: string): ExistingRules {
   const chains = new Map<string, Set<string>>();
   const jumps = new Set<string>();
+  const rules = new Map<string, string[]>();
   let table = '';
   for (const line of text.split('\n')) {
     if (line.startsWith('*')) {
@@ -263,9 +322,16 @@ export function parseSave(text: string): ExistingRules {
       chains.get(table)?.add(line.slice(1).split(' ')[0]!);
     } else if (line.startsWith('-A ')) {
       const chain = line.split(' ')[1]!;
+      if (chain.startsWith('WEFT-')) {
+        const key = `${table}/${chain}`;
+        const list = rules.get(key);
+        if (list) list.push(normalizeRule(line));
+        else rules.set(key, [normalizeRule(line)]);
+        continue;
+      }
       const m = / -j (WEFT-[A-Z-]+)(\s|$)/.exec(line);
       if (m && /^[A-Z]+$/.test(chain)) jumps.add(`${table}/${chain}/${m[1]}`);
     }
   }
-  return { chains, jumps };
+  return { chains, jumps, rules };
 }

@@ -64,7 +64,8 @@ function dport(p: ServicePortInfo, port: number): string {
 
 /**
  * Renders one Service (all its ports) with kube-proxy's iptables semantics.
- * Pure: same input, same lines.
+ * Pure: same input, same lines. Options are written in the order and form
+ * iptables-save prints them, so a full sync can tell an unchanged chain.
  */
 export function renderServiceRules(
   ports: readonly ServicePortInfo[],
@@ -164,7 +165,7 @@ function renderPort(p: ServicePortInfo, all: readonly EndpointInfo[], cfg: Iptab
     const rules: string[] = [];
     const cip = dest(p, p.clusterIP);
     if (cfg.masqueradeAll) rules.push(`-A ${svc} ${cip} -m comment --comment ${q(`${key} cluster IP`)} -j WEFT-MARK-MASQ`);
-    else if (cfg.clusterCIDR) rules.push(`-A ${svc} ${cip} ! -s ${cfg.clusterCIDR} -m comment --comment ${q(`${key} cluster IP`)} -j WEFT-MARK-MASQ`);
+    else if (cfg.clusterCIDR) rules.push(`-A ${svc} ! -s ${cfg.clusterCIDR} ${cip} -m comment --comment ${q(`${key} cluster IP`)} -j WEFT-MARK-MASQ`);
     rules.push(...endpointJumps(svc, p, clusterEps));
     chains.set(svc, rules);
   }
@@ -196,7 +197,7 @@ function renderPort(p: ServicePortInfo, all: readonly EndpointInfo[], cfg: Iptab
   for (const e of used.values()) {
     const sep = sepChain(key, p.protocol, endpointString(e));
     const proto = p.protocol.toLowerCase();
-    const affinity = p.affinityTimeoutS > 0 ? ` -m recent --name ${sep} --set` : '';
+    const affinity = p.affinityTimeoutS > 0 ? ` -m recent --set --name ${sep} --mask 255.255.255.255 --rsource` : '';
     chains.set(sep, [
       `-A ${sep} -s ${e.ip}/32 -m comment --comment ${q(key)} -j WEFT-MARK-MASQ`,
       `-A ${sep} -p ${proto} -m ${proto} -m comment --comment ${q(key)}${affinity} -j DNAT --to-destination ${endpointString(e)}`,
@@ -211,7 +212,7 @@ function endpointJumps(chain: string, p: ServicePortInfo, eps: readonly Endpoint
   if (p.affinityTimeoutS > 0) {
     for (const { e, sep } of seps) {
       rules.push(
-        `-A ${chain} -m comment --comment ${q(`${p.key} -> ${endpointString(e)}`)} -m recent --name ${sep} --rcheck --seconds ${p.affinityTimeoutS} --reap -j ${sep}`,
+        `-A ${chain} -m comment --comment ${q(`${p.key} -> ${endpointString(e)}`)} -m recent --rcheck --seconds ${p.affinityTimeoutS} --reap --name ${sep} --mask 255.255.255.255 --rsource -j ${sep}`,
       );
     }
   }

@@ -21,6 +21,10 @@ export const MAP = {
 
 export type MapName = (typeof MAP)[keyof typeof MAP];
 
+/** "endpoint IP . endpoint IP" of every endpoint in use: a pod that reached itself through a service is masqueraded. */
+export const HAIRPIN_SET = 'hairpin-endpoints';
+export const HAIRPIN_SET_DECL = '{ type ipv4_addr . ipv4_addr; }';
+
 export const MAP_TYPES: Record<MapName, string> = {
   'service-ips': 'ipv4_addr . inet_proto . inet_service : verdict',
   'service-nodeports': 'inet_proto . inet_service : verdict',

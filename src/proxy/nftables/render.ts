@@ -1,7 +1,7 @@
 import type { HealthCheckPort } from '../backend.js';
 import type { EndpointInfo } from '../model/endpoints.js';
 import type { ServicePortInfo } from '../model/service-port.js';
-import { MAP, MAP_TYPES, NFT_FAMILY, NFT_TABLE, OWNED_CHAIN_RE, OWNED_SET_RE, type MapName } from './names.js';
+import { HAIRPIN_SET, HAIRPIN_SET_DECL, MAP, MAP_TYPES, NFT_FAMILY, NFT_TABLE, OWNED_CHAIN_RE, OWNED_SET_RE, type MapName } from './names.js';
 import { renderNftService, type NftProxyConfig, type NftServiceRules } from './service-rules.js';
 import { BASE_CHAINS, baseChainDecl, fixedChains } from './static.js';
 
@@ -31,6 +31,8 @@ export interface NftRenderState {
   services: Map<string, NftServiceRules>;
   /** "map key" -> element. */
   elements: Map<string, ElementState>;
+  /** Endpoint IP -> how many Services DNAT to it (hairpin set elements are shared). */
+  hairpin: Map<string, number>;
   ruleCount: number;
 }
 
@@ -68,6 +70,8 @@ class Tx {
   readonly flushMaps: string[] = [];
   readonly delElems = new Map<MapName, string[]>();
   readonly addElems = new Map<MapName, string[]>();
+  readonly delHairpin: string[] = [];
+  readonly addHairpin: string[] = [];
   readonly staleFlush: string[] = [];
   readonly staleDelete: string[] = [];
 
@@ -93,6 +97,8 @@ class Tx {
     const out = [...this.decl, ...this.rules, ...this.flushMaps];
     for (const m of MAPS) if (this.delElems.has(m)) out.push(`delete element ${T} ${m} { ${this.delElems.get(m)!.join(', ')} }`);
     for (const m of MAPS) if (this.addElems.has(m)) out.push(`add element ${T} ${m} { ${this.addElems.get(m)!.join(', ')} }`);
+    if (this.delHairpin.length) out.push(`delete element ${T} ${HAIRPIN_SET} { ${this.delHairpin.map((ip) => `${ip} . ${ip}`).join(', ')} }`);
+    if (this.addHairpin.length) out.push(`add element ${T} ${HAIRPIN_SET} { ${this.addHairpin.map((ip) => `${ip} . ${ip}`).join(', ')} }`);
     out.push(...this.staleFlush, ...this.staleDelete);
     return out.length ? out.join('\n') + '\n' : '';
   }
@@ -126,12 +132,13 @@ function renderService(input: NftRenderInput, name: string): NftServiceRules | u
 function renderFull(input: NftRenderInput): NftRenderResult {
   const { cfg, existing } = input;
   const tx = new Tx();
-  const state: NftRenderState = { services: new Map(), elements: new Map(), ruleCount: 0 };
+  const state: NftRenderState = { services: new Map(), elements: new Map(), hairpin: new Map(), ruleCount: 0 };
   const conflicts: string[] = [];
   const has = (c: string) => existing?.chains.has(c) ?? false;
 
   tx.decl.push(`add table ${T} { comment "weft-proxy service rules (nftables mode)"; }`);
   for (const m of MAPS) tx.decl.push(`add map ${T} ${m} { type ${MAP_TYPES[m]}; }`);
+  tx.decl.push(`add set ${T} ${HAIRPIN_SET} ${HAIRPIN_SET_DECL}`);
   for (const b of BASE_CHAINS) tx.decl.push(`add chain ${T} ${b.name} ${baseChainDecl(b)}`);
   const fixed = fixedChains(cfg);
   for (const [c, rules] of fixed) {
@@ -160,8 +167,13 @@ function renderFull(input: NftRenderInput): NftRenderResult {
       state.elements.set(id, { value: e.value, owner: name });
       tx.addElement(e.map, e.key, e.value);
     }
+    for (const ip of r.hairpin) state.hairpin.set(ip, (state.hairpin.get(ip) ?? 0) + 1);
   }
-  if (existing) for (const m of MAPS) tx.flushMaps.push(`flush map ${T} ${m}`);
+  tx.addHairpin.push(...state.hairpin.keys());
+  if (existing) {
+    for (const m of MAPS) tx.flushMaps.push(`flush map ${T} ${m}`);
+    tx.flushMaps.push(`flush set ${T} ${HAIRPIN_SET}`);
+  }
   for (const c of existing?.chains ?? []) if (OWNED_CHAIN_RE.test(c) && !wantedChains.has(c)) tx.removeChain(c);
   for (const s of existing?.sets ?? []) if (OWNED_SET_RE.test(s) && !wantedSets.has(s)) tx.removeSet(s);
   return result(tx, state, true, conflicts);
@@ -169,7 +181,7 @@ function renderFull(input: NftRenderInput): NftRenderResult {
 
 function renderPartial(input: NftRenderInput, prev: NftRenderState, changedIn: ReadonlySet<string>): NftRenderResult {
   const tx = new Tx();
-  const state: NftRenderState = { services: new Map(prev.services), elements: new Map(prev.elements), ruleCount: prev.ruleCount };
+  const state: NftRenderState = { services: new Map(prev.services), elements: new Map(prev.elements), hairpin: new Map(prev.hairpin), ruleCount: prev.ruleCount };
   const conflicts: string[] = [];
   const changed = new Set(changedIn);
   // A Service the previous sync never saw is a change whatever the caller says.
@@ -225,6 +237,19 @@ function renderPartial(input: NftRenderInput, prev: NftRenderState, changedIn: R
       state.elements.set(id, { value: e.value, owner: name });
       tx.addElement(e.map, e.key, e.value);
     }
+  }
+  // Hairpin elements are shared: count references, write only the ones that appear or vanish.
+  const touched = new Set<string>();
+  for (const name of names) {
+    for (const ip of prev.services.get(name)?.hairpin ?? []) (state.hairpin.set(ip, state.hairpin.get(ip)! - 1), touched.add(ip));
+    for (const ip of after.get(name)?.hairpin ?? []) (state.hairpin.set(ip, (state.hairpin.get(ip) ?? 0) + 1), touched.add(ip));
+  }
+  for (const ip of touched) {
+    const was = prev.hairpin.get(ip) ?? 0;
+    const now = state.hairpin.get(ip)!;
+    if (now === 0) state.hairpin.delete(ip);
+    if (was > 0 && now === 0) tx.delHairpin.push(ip);
+    if (was === 0 && now > 0) tx.addHairpin.push(ip);
   }
   return result(tx, state, false, conflicts);
 }

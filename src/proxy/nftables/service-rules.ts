@@ -27,6 +27,8 @@ export interface NftServiceRules {
   /** Owned affinity sets: name -> declaration ("{ type ...; }"). */
   sets: Map<string, string>;
   elements: NftElement[];
+  /** Endpoint IPs DNATed to by this Service (shared set: a pod reaching itself is masqueraded). */
+  hairpin: string[];
   noLocalEndpoints: number;
   healthChecks: HealthCheckPort[];
 }
@@ -46,7 +48,7 @@ export function renderNftService(
   endpointsOf: (key: string) => readonly EndpointInfo[] | undefined,
   cfg: NftProxyConfig,
 ): NftServiceRules {
-  const out: NftServiceRules = { chains: new Map(), sets: new Map(), elements: [], noLocalEndpoints: 0, healthChecks: [] };
+  const out: NftServiceRules = { chains: new Map(), sets: new Map(), elements: [], hairpin: [], noLocalEndpoints: 0, healthChecks: [] };
   for (const p of ports) renderPort(p, endpointsOf(p.key) ?? [], cfg, out);
   return out;
 }
@@ -124,25 +126,38 @@ function renderPort(p: ServicePortInfo, all: readonly EndpointInfo[], cfg: NftPr
   if (usesCluster) for (const e of clusterEps) used.set(endpointString(e), e);
   if (usesLocal) for (const e of localEps) used.set(endpointString(e), e);
   for (const e of used.values()) {
+    if (!out.hairpin.includes(e.ip)) out.hairpin.push(e.ip);
+    if (p.affinityTimeoutS <= 0) continue;
+    // Affinity needs to remember the choice, so each endpoint gets a chain that records the client.
     const eps = endpointString(e);
-    const rules = [`ip saddr ${e.ip} jump ${FIXED.MARK_MASQ}`];
-    if (p.affinityTimeoutS > 0) {
-      const set = affinitySet(p, eps, p.affinityTimeoutS);
-      out.sets.set(set, `{ type ipv4_addr; flags dynamic,timeout; timeout ${p.affinityTimeoutS}s; }`);
-      rules.push(`update @${set} { ip saddr }`);
-    }
-    rules.push(`meta l4proto ${proto} dnat to ${eps}`);
-    chains.set(sepChain(p, eps), rules);
+    const set = affinitySet(p, eps, p.affinityTimeoutS);
+    out.sets.set(set, `{ type ipv4_addr; flags dynamic,timeout; timeout ${p.affinityTimeoutS}s; }`);
+    chains.set(sepChain(p, eps), [`update @${set} { ip saddr }`, `meta l4proto ${proto} dnat to ${eps}`]);
   }
 }
 
-/** Affinity lookups first (a client seen recently goes back to its endpoint), then a random pick. */
+/**
+ * Affinity lookups first (a client seen recently goes back to its endpoint),
+ * then a uniform random pick: endpoint i of n is taken with probability
+ * 1/(n-i). Without affinity the DNAT is inline (dnat is a terminal
+ * statement), so a Service costs one chain, not one per endpoint: nft loads
+ * every chain of the table before each transaction, so the chain count sets
+ * the price of a one-endpoint change. One rule per endpoint rather than
+ * `numgen random mod n vmap { ... }`: each such vmap is an anonymous set and
+ * the kernel's loop check walks every set of the table on each jump (a
+ * 10 000-service load took 60 s instead of 1 s; docs/proxy-nftables.md).
+ */
 function endpointDispatch(p: ServicePortInfo, eps: readonly EndpointInfo[]): string[] {
   const rules: string[] = [];
-  if (p.affinityTimeoutS > 0) {
+  const proto = p.protocol.toLowerCase();
+  const aff = p.affinityTimeoutS > 0;
+  if (aff) {
     for (const e of eps) rules.push(`ip saddr @${affinitySet(p, endpointString(e), p.affinityTimeoutS)} goto ${sepChain(p, endpointString(e))}`);
   }
-  if (eps.length === 1) rules.push(`goto ${sepChain(p, endpointString(eps[0]!))}`);
-  else rules.push(`numgen random mod ${eps.length} vmap { ${eps.map((e, i) => `${i} : goto ${sepChain(p, endpointString(e))}`).join(', ')} }`);
+  eps.forEach((e, i) => {
+    const n = eps.length - i;
+    const pick = n > 1 ? `numgen random mod ${n} == 0 ` : '';
+    rules.push(aff ? `${pick}goto ${sepChain(p, endpointString(e))}` : `${pick}meta l4proto ${proto} dnat to ${endpointString(e)}`);
+  });
   return rules;
 }

@@ -1,5 +1,5 @@
 import { DEFAULT_MASQ_MARK } from '../iptables/service-rules.js';
-import { FIXED, MAP } from './names.js';
+import { FIXED, HAIRPIN_SET, MAP } from './names.js';
 import type { NftProxyConfig } from './service-rules.js';
 
 /** A base chain: where it hooks into netfilter. */
@@ -56,6 +56,8 @@ export function fixedChains(cfg: NftProxyConfig): Map<string, string[]> {
     [
       FIXED.MASQUERADING,
       [
+        // Hairpin: the DNAT sent a pod to itself; without SNAT it would answer itself directly.
+        `ct status dnat ip saddr . ip daddr @${HAIRPIN_SET} masquerade fully-random`,
         `meta mark & ${mark} == 0 return`,
         // Clear the bit so that a second traversal (another netns behind a veth) is not masqueraded twice.
         `meta mark set meta mark ^ ${mark}`,

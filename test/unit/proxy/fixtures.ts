@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { expect } from 'vitest';
 import type { EndpointSlice, Service, SliceEndpoint } from '../../../src/proxy/model/k8s.js';
 import { ProxyModel } from '../../../src/proxy/model/model.js';
-import { groupByService, renderIptables } from '../../../src/proxy/iptables/render.js';
+import { groupByService, parseSave, renderIptables } from '../../../src/proxy/iptables/render.js';
 import type { IptablesProxyConfig } from '../../../src/proxy/iptables/service-rules.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -48,7 +48,7 @@ export function renderFull(objects: Array<Service | EndpointSlice>, cfg: Iptable
   const m = new ProxyModel(() => 0);
   for (const o of objects) m.upsert(o);
   m.applyChanges();
-  return renderIptables({ model: { services: groupByService(m.servicePorts.values()), endpoints: m.endpoints }, cfg, changed: 'all' }).text;
+  return renderIptables({ model: { services: groupByService(m.servicePorts.values()), endpoints: m.endpoints }, cfg, changed: 'all', existing: parseSave('') }).text;
 }
 
 /** Only the lines of per-service chains and top-level service rules (drops the fixed boilerplate). */

@@ -9,6 +9,9 @@ import {
   subnetCount,
   subnetsOf,
 } from '../../../src/store/netconfig.js';
+import { loadNetworkConfig } from '../../../src/store/config-loader.js';
+import { MemoryRegistry } from '../../../src/store/memory-registry.js';
+import { createLogger } from '../../../src/core/log.js';
 
 /** Runs fn, expects a ConfigError, returns it (tests assert on code and field). */
 function configError(fn: () => unknown): ConfigError {
@@ -126,5 +129,43 @@ describe('buildNetworkConfig', () => {
     expect(configError(() => buildNetworkConfig({ network: '10.244.0.0/16', subnetMin: '10.244.5.0/25' })).field).toBe(
       'SubnetMin',
     );
+  });
+});
+
+describe('loadNetworkConfig', () => {
+  const fastSleep = async () => {
+    await new Promise((r) => setTimeout(r, 1));
+  };
+
+  it('waits until a config is stored, through store errors', async () => {
+    const reg = new MemoryRegistry();
+    reg.failNext(2);
+    const lines: string[] = [];
+    const log = createLogger({ write: (l) => lines.push(l) });
+    let polls = 0;
+    const sleep = async () => {
+      if (++polls === 4) await reg.putConfig('{"Network":"10.244.0.0/16","Backend":{"Type":"host-gw"}}');
+      await fastSleep();
+    };
+    const c = await loadNetworkConfig(reg, { signal: new AbortController().signal, log, sleep });
+    expect(c.backend.type).toBe('host-gw');
+    // two different problems (store down, then no config), each logged once
+    expect(lines.filter((l) => l.includes('WARN'))).toHaveLength(2);
+  });
+
+  it('refuses an invalid stored config at once, or waits for a fix when asked to', async () => {
+    const reg = new MemoryRegistry();
+    await reg.putConfig('{"Network":"10.244.0.0/16","SubnetLen":8}');
+    await expect(loadNetworkConfig(reg, { signal: new AbortController().signal, sleep: fastSleep })).rejects.toMatchObject({
+      code: 'ERR_CONFIG',
+      field: 'SubnetLen',
+    });
+    let polls = 0;
+    const sleep = async () => {
+      if (++polls === 2) await reg.putConfig('{"Network":"10.244.0.0/16"}');
+      await fastSleep();
+    };
+    const c = await loadNetworkConfig(reg, { signal: new AbortController().signal, retryInvalid: true, sleep });
+    expect(c.backend.type).toBe('udp');
   });
 });

@@ -144,6 +144,18 @@ describe.skipIf(!native)('TTL, ICMP, checksum completion, TSO split (C)', () => 
     expect(n.finishCsum(p, 60, 6)).toBe(false);
   });
 
+  it('computes checksums right for every tail length (0-200 bytes and large)', () => {
+    for (const size of [...Array.from({ length: 201 }, (_, i) => i), 1471, 8999, 65000]) {
+      const udp = Buffer.alloc(8 + size);
+      for (let i = 8; i < udp.length; i++) udp[i] = (i * 89 + size) & 255;
+      udp.writeUInt16BE(udp.length, 4);
+      const p = ipv4({ proto: 17, payload: udp });
+      p.writeUInt16BE(~checksum(pseudoHeader(p, udp.length)) & 0xffff, 26);
+      expect(n.finishCsum(p, 20, 6)).toBe(true);
+      expect(l4ChecksumOk(p), `size ${size}`).toBe(true);
+    }
+  });
+
   it('splits a TSO packet into MSS-sized segments with valid checksums', () => {
     const payload = Buffer.alloc(10_000);
     for (let i = 0; i < payload.length; i++) payload[i] = (i * 31) & 255;

@@ -1,0 +1,131 @@
+#!/usr/bin/env node
+// Memory: resident set of weftd watching 1000 vxlan peers (leases in etcd,
+// Network /16 with SubnetLen 26) and of weft-proxy holding 10000 services x
+// 2 endpoints (manifest directory), each next to the same daemon idle in
+// the same run. Goals: weftd <= 80 MB, weft-proxy <= 200 MB (MB = 10^6 bytes).
+//
+//   node bench/memory/run.mjs [--quick] [--parts weftd,proxy] [--peers 1000] [--services 10000] [--proxy-modes iptables] [--json FILE]
+//
+// Needs root and a built dist/. Labs are named mm<hex> and always removed.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { makePeers, subnetsOf } from '../convergence/model.mjs';
+import { REPO, argOf, labExec, labSpawn, labStop, memoryOf, runProbe, startWatcher, waitUntil, withLab } from '../convergence/lab.mjs';
+import { manifestFiles, metricValue } from './manifests.mjs';
+
+const argv = process.argv.slice(2);
+const parts = argOf(argv, '--parts', 'weftd,proxy').split(',');
+const peers = Number(argOf(argv, '--peers', '1000'));
+const services = Number(argOf(argv, '--services', '10000'));
+const proxyModes = argOf(argv, '--proxy-modes', 'iptables').split(',');
+const jsonFile = argOf(argv, '--json');
+const say = (m) => process.stderr.write(`memory: ${m}\n`);
+const MB = 1e6 / 2 ** 20; // MiB per MB
+const GOALS = { weftd: 80, proxy: 200 };
+
+/** Median and max of `n` RSS readings `gapMs` apart (RSS wanders with GC), in MB. */
+async function sampleRss(pid, n = 8, gapMs = 250) {
+  const xs = [];
+  let hwm = 0;
+  for (let i = 0; i < n; i++) {
+    const m = memoryOf(pid);
+    xs.push(m.rssMiB / MB);
+    hwm = m.hwmMiB / MB;
+    if (i < n - 1) await new Promise((r) => setTimeout(r, gapMs));
+  }
+  xs.sort((a, b) => a - b);
+  return { samples: xs, p50: xs[Math.floor(xs.length / 2)], min: xs[0], max: xs[xs.length - 1], peakMB: hwm };
+}
+
+async function metrics(id, port) {
+  const r = await labExec(id, 'h1', ['curl', '-s', '--max-time', '5', `http://127.0.0.1:${port}/metrics`], { allowFail: true, timeoutMs: 10_000 });
+  return r.stdout;
+}
+
+async function weftdMemory(id) {
+  const NETWORK = '10.244.0.0/16';
+  const w = await startWatcher(id, { Network: NETWORK, SubnetLen: 26, Backend: { Type: 'vxlan' } });
+  const idle = await sampleRss(w.pid);
+  say(`weftd idle ${idle.p50.toFixed(1)} MB; writing ${peers} vxlan leases`);
+  const list = makePeers(subnetsOf(NETWORK, 26, [w.subnet]).slice(0, peers));
+  await runProbe(id, { mode: 'fill', backend: 'vxlan', peers: list });
+  await waitUntil(async () => metricValue(await metrics(id, 9808), 'weftd_peers') === peers, `weftd_peers = ${peers}`, 180_000, 500);
+  const routes = (await labExec(id, 'h1', ['ip', '-4', 'route', 'show', 'dev', 'weft.1'])).stdout.trim().split('\n').length;
+  const loaded = await sampleRss(w.pid);
+  say(`weftd with ${peers} peers ${loaded.p50.toFixed(1)} MB (peak ${loaded.peakMB.toFixed(1)} MB; goal <= ${GOALS.weftd} MB)`);
+  return { peers, routes, idle, loaded, ratioToIdle: loaded.p50 / idle.p50, goalMB: GOALS.weftd, meetsGoal: loaded.p50 <= GOALS.weftd };
+}
+
+async function proxyMemory(id, mode, dir) {
+  const argvProxy = [
+    process.execPath, join(REPO, 'dist', 'cli', 'weft-proxy.js'),
+    '--etcd-endpoints=', '--manifests', dir, '--proxy-mode', mode,
+    '--hostname-override', 'node-a', '--cluster-cidr', '10.244.0.0/16', '--log-level', 'warn',
+  ];
+  const p = await labSpawn(id, 'h1', argvProxy);
+  try {
+    const t0 = Date.now();
+    await waitUntil(async () => (metricValue(await metrics(id, 10249), 'kubeproxy_sync_proxy_rules_last_timestamp_seconds') ?? 0) > 0, `weft-proxy ${mode} first sync`, 300_000, 500);
+    const firstSyncS = (Date.now() - t0) / 1000;
+    const m = await metrics(id, 10249);
+    const loaded = await sampleRss(p.pid);
+    say(`weft-proxy ${mode} with ${services} services ${loaded.p50.toFixed(1)} MB (peak ${loaded.peakMB.toFixed(1)} MB; goal <= ${GOALS.proxy} MB), first sync after ${firstSyncS.toFixed(1)} s`);
+    return { mode, services, endpoints: services * 2, natRules: metricValue(m, 'kubeproxy_sync_proxy_rules_iptables_total', 'table="nat"'), firstSyncS, loaded, goalMB: GOALS.proxy, meetsGoal: loaded.p50 <= GOALS.proxy };
+  } finally {
+    await labStop(id, p.key);
+    // The next mode starts from an empty ruleset.
+    await labExec(id, 'h1', [process.execPath, join(REPO, 'dist', 'cli', 'weft-proxy.js'), '--cleanup', '--etcd-endpoints='], { allowFail: true, timeoutMs: 120_000 });
+  }
+}
+
+async function proxyIdle(id, dir) {
+  // Same daemon, empty manifest directory: the baseline in the same run.
+  const p = await labSpawn(id, 'h1', [process.execPath, join(REPO, 'dist', 'cli', 'weft-proxy.js'), '--etcd-endpoints=', '--manifests', dir, '--log-level', 'warn']);
+  try {
+    await waitUntil(async () => (metricValue(await metrics(id, 10249), 'kubeproxy_sync_proxy_rules_last_timestamp_seconds') ?? 0) > 0, 'idle weft-proxy first sync', 60_000, 300);
+    return await sampleRss(p.pid);
+  } finally {
+    await labStop(id, p.key);
+  }
+}
+
+const out = { parts: {} };
+let failed = false;
+await withLab({ prefix: 'mm', hosts: 1, podsPerHost: 0, backend: 'vxlan', network: '10.244.0.0/16', startWeftd: false }, async (id) => {
+  if (parts.includes('weftd')) {
+    try {
+      out.parts.weftd = await weftdMemory(id);
+    } catch (err) {
+      failed = true;
+      out.parts.weftd = { error: err.message };
+      say(`weftd failed: ${err.stack ?? err}`);
+    }
+  }
+  if (parts.includes('proxy')) {
+    const empty = mkdtempSync(join(tmpdir(), 'weft-bench-empty-'));
+    const dir = mkdtempSync(join(tmpdir(), 'weft-bench-manifests-'));
+    try {
+      for (const f of manifestFiles(services)) writeFileSync(join(dir, f.name), f.text);
+      const idle = await proxyIdle(id, empty);
+      say(`weft-proxy idle ${idle.p50.toFixed(1)} MB`);
+      out.parts.proxy = { idle, modes: {} };
+      for (const mode of proxyModes) {
+        try {
+          const r = await proxyMemory(id, mode, dir);
+          out.parts.proxy.modes[mode] = { ...r, ratioToIdle: r.loaded.p50 / idle.p50 };
+        } catch (err) {
+          failed = true;
+          out.parts.proxy.modes[mode] = { error: err.message };
+          say(`weft-proxy ${mode} failed: ${err.stack ?? err}`);
+        }
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+      rmSync(empty, { recursive: true, force: true });
+    }
+  }
+});
+if (jsonFile) writeFileSync(jsonFile, JSON.stringify(out));
+else console.log(JSON.stringify(out));
+if (failed) process.exitCode = 1;

@@ -1,0 +1,10 @@
+export * from './types.js';
+export * from './netconfig.js';
+export * from './registry.js';
+export * from './memory-registry.js';
+export * from './etcd-registry.js';
+export * from './subnet-policy.js';
+export * from './lease-manager.js';
+export * from './backoff.js';
+export * from './config-loader.js';
+export { registryFromOptions, ConfigMissingError, type EtcdCliOptions } from './cli.js';
