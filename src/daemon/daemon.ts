@@ -1,6 +1,5 @@
 import type { Server } from 'node:http';
-import { delay } from '../core/async.js';
-import { AbortedError, errorMessage } from '../core/errors.js';
+import { AbortedError } from '../core/errors.js';
 import { formatCidr, sameNet, subnetKey } from '../core/ip.js';
 import type { Logger } from '../core/log.js';
 import { BoundedFrequencyRunner } from '../core/runner.js';
@@ -9,6 +8,7 @@ import '../backends/index.js';
 import { createKernel } from '../kernel/kernel.js';
 import { selectInterface } from '../kernel/iface.js';
 import { ExecIptables } from '../netfilter/iptables.js';
+import { loadNetworkConfig } from '../store/config-loader.js';
 import { parseNetworkConfig } from '../store/netconfig.js';
 import type { Registry } from '../store/registry.js';
 import { EtcdRegistry } from '../store/etcd-registry.js';
@@ -38,26 +38,6 @@ function registryOf(opts: WeftdOptions): Registry {
     username: opts.etcdUsername,
     password: opts.etcdPassword,
   });
-}
-
-/** Waits for `<prefix>/config` to exist and parse; logs once per distinct problem. */
-async function loadNetworkConfig(registry: Registry, opts: WeftdOptions, log: Logger, signal: AbortSignal, metrics: WeftdMetrics): Promise<NetworkConfig> {
-  let lastProblem = '';
-  for (;;) {
-    let problem: string;
-    try {
-      const raw = await registry.getConfig();
-      if (raw !== undefined) return parseNetworkConfig(raw);
-      problem = `no network config at ${opts.etcdPrefix}/config (set one with: weftctl config set --network 10.244.0.0/16 --backend vxlan)`;
-    } catch (err) {
-      if ((err as { code?: string }).code === 'ERR_CONFIG') throw err;
-      metrics.etcdErrors.inc({ op: 'get-config' });
-      problem = `cannot read network config: ${errorMessage(err)}`;
-    }
-    if (problem !== lastProblem) log.warn({}, `${problem}; retrying`);
-    lastProblem = problem;
-    await delay(1000, signal);
-  }
 }
 
 /**
@@ -98,8 +78,7 @@ export async function runWeftd(opts: WeftdOptions, deps: DaemonDeps): Promise<vo
     }
 
     readyReason = 'waiting for network config';
-    const config = await loadNetworkConfig(registry, opts, log, signal, metrics);
-    log.info({ network: formatCidr(config.network), subnetLen: config.subnetLen, backend: config.backend.type }, 'network config loaded');
+    const config = await loadNetworkConfig(registry, { signal, log });
 
     const iface = await selectInterface({ ifaces: opts.iface, ifaceRegex: opts.ifaceRegex, publicIp: opts.publicIp }, kernel);
     log.info({ iface: iface.name, ifaceAddr: iface.ifaceAddr, publicIp: iface.publicIp, mtu: iface.mtu }, 'using interface');
@@ -128,7 +107,9 @@ export async function runWeftd(opts: WeftdOptions, deps: DaemonDeps): Promise<vo
           runner?.request('own lease moved');
         }
       },
-      onError: () => metrics.etcdErrors.inc({ op: 'lease' }),
+      onError: (err) => {
+        if ((err as { code?: string }).code !== 'ERR_LEASE_CONFLICT') metrics.etcdErrors.inc({ op: 'lease' });
+      },
     });
     const writeEnv = (lease: Lease) => {
       writeSubnetEnv(opts.subnetFile, { network: config.network, subnet: lease.subnet, mtu: prepared.mtu, ipMasq: opts.ipMasq });

@@ -147,7 +147,7 @@ function renderPort(p: ServicePortInfo, all: readonly EndpointInfo[], cfg: Iptab
     if (hasEndpoints) top['nat/WEFT-NODEPORTS'].push(`-A WEFT-NODEPORTS ${dport(p, p.nodePort)} -m comment --comment ${q(key)} -j ${ext}`);
     if (!hasExternalEndpoints) {
       top['filter/WEFT-EXTERNAL-SERVICES'].push(
-        `-A WEFT-EXTERNAL-SERVICES -m addrtype --dst-type LOCAL ${dport(p, p.nodePort)} -m comment --comment ${extComment} -j ${extTarget}`,
+        `-A WEFT-EXTERNAL-SERVICES -p ${p.protocol.toLowerCase()} -m addrtype --dst-type LOCAL -m ${p.protocol.toLowerCase()} --dport ${p.nodePort} -m comment --comment ${extComment} -j ${extTarget}`,
       );
     }
   }

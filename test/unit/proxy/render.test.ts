@@ -43,7 +43,7 @@ describe('renderIptables golden', () => {
   it('externalTrafficPolicy Local without local endpoints: DROP for node port', () => {
     const s = svc('web', { type: 'NodePort', ports: [{ name: 'http', port: 80, nodePort: 30080 }], externalTrafficPolicy: 'Local' });
     const text = serviceLines(renderFull([s, slice('web', [ep('10.244.2.2', 'node-b')])]));
-    expect(text).toMatch(/-A WEFT-EXTERNAL-SERVICES -m addrtype --dst-type LOCAL -p tcp -m tcp --dport 30080 .*has no local endpoints.* -j DROP/);
+    expect(text).toMatch(/-A WEFT-EXTERNAL-SERVICES -p tcp -m addrtype --dst-type LOCAL -m tcp --dport 30080 .*has no local endpoints.* -j DROP/);
     expectGolden('etp-local-none', text);
   });
   it('internalTrafficPolicy Local: ClusterIP to SVL; none local -> DROP', () => {
