@@ -153,6 +153,7 @@ NODE=$(readlink -f "$NODE")
 node_major=$("$NODE" -p 'process.versions.node.split(".")[0]')
 [ "$node_major" -ge 20 ] || die "Node.js 20 or newer is required (found $("$NODE" --version))"
 
+BUILT=0
 PROGRAMS=(weftd weftctl)
 [ "$PROXY" = 1 ] && PROGRAMS+=(weft-proxy)
 
@@ -172,6 +173,14 @@ if [ "$BUILD" = always ] || missing_build >/dev/null; then
   say "npm run build in $SRC"
   (cd "$SRC" && npm run build)
   if m=$(missing_build); then die "the build did not produce $SRC/$m"; fi
+  BUILT=1
+fi
+# The CNI plugin pair (dist/cni/weft + weft-cni.cjs) comes from
+# scripts/build-cni.mjs; (re)make it after a build, or when a build lacks it.
+if [ "$CNI" = 1 ] && [ -f "$SRC/scripts/build-cni.mjs" ] && { [ "$BUILT" = 1 ] || [ ! -f "$SRC/dist/cni/weft-cni.cjs" ]; }; then
+  [ "$BUILD" = never ] && die "$SRC/dist/cni/weft-cni.cjs is missing and --no-build was given (run node scripts/build-cni.mjs, or give --no-cni)"
+  say "node scripts/build-cni.mjs in $SRC"
+  (cd "$SRC" && "$NODE" scripts/build-cni.mjs)
 fi
 
 # ---------------------------------------------------------------- programs
@@ -265,12 +274,10 @@ fi
 # what differs. That keeps a re-run from touching unchanged files and
 # replaces the plugin by rename (a runtime may be executing it right now).
 if [ "$CNI" = 1 ]; then
-  "$NODE" "$SRC/dist/cli/weftctl.js" install-cni --help >/dev/null 2>&1 \
-    || die "this build's weftctl has no install-cni command (give --no-cni to skip the CNI plugin)"
   stage=$(mktemp -d)
   trap 'rm -rf "$stage"' EXIT
   "$NODE" "$SRC/dist/cli/weftctl.js" install-cni --bin-dir "$stage/bin" --conf-dir "$stage/conf" >/dev/null \
-    || die "weftctl install-cni failed"
+    || die "weftctl install-cni failed (give --no-cni to leave the CNI plugin out)"
   # Data files before executables: the plugin must never find its bundle missing.
   for pass in data exec; do
     for f in "$stage"/bin/*; do

@@ -43,13 +43,22 @@ function slice(name, ips) {
     ports: [{ name: 'http', port: 8080, protocol: 'TCP' }],
   };
 }
+const live = new Set();
+for (const sig of ['SIGINT', 'SIGTERM']) {
+  process.once(sig, async () => {
+    for (const ns of live) await run('ip', ['netns', 'del', ns], { allowFail: true });
+    process.exit(130);
+  });
+}
 async function withNetns(fn) {
   const ns = `weft-bench-${randomBytes(3).toString('hex')}`;
   await run('ip', ['netns', 'add', ns]);
+  live.add(ns);
   try {
     return await fn(ns);
   } finally {
     await run('ip', ['netns', 'del', ns], { allowFail: true });
+    live.delete(ns);
   }
 }
 /** Wraps the client to capture the text weft sends (the bare restore replays it). */

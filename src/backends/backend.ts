@@ -1,4 +1,5 @@
 import type { Logger } from '../core/log.js';
+import type { Kernel } from '../kernel/kernel.js';
 import type { Lease, NetworkConfig } from '../store/types.js';
 
 /** The underlay interface weftd uses (chosen by --iface / --iface-regex / default route). */
@@ -20,6 +21,8 @@ export interface BackendContext {
   stateDir: string;
   /** Run `ip` etc. inside this netns (tests); undefined = the current one. */
   netns?: string;
+  /** Kernel adapters to use (a FakeKernel in unit tests); default: the real ones in `netns`. */
+  kernel?: Kernel;
 }
 
 export interface PrepareResult {

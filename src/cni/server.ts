@@ -1,5 +1,5 @@
 import { chmodSync, mkdirSync, unlinkSync } from 'node:fs';
-import { connect, createServer, type Socket } from 'node:net';
+import { connect, createServer } from 'node:net';
 import { dirname } from 'node:path';
 import { silentLogger, type Logger } from '../core/log.js';
 import { createCniHandler, type CniHandlerOptions } from './handler.js';
@@ -26,6 +26,8 @@ export interface CniServerOptions {
 
 export interface CniServer {
   readonly socketPath: string;
+  /** Requests answered so far (tests, metrics). */
+  readonly served: number;
   /** Resolves when the server has stopped. */
   readonly closed: Promise<void>;
   close(): Promise<void>;
@@ -62,11 +64,11 @@ export async function startCniServer(opts: CniServerOptions = {}): Promise<CniSe
   } catch {
     /* no stale socket */
   }
-  const sockets = new Set<Socket>();
+  let served = 0;
   // allowHalfOpen: the shim shuts its write side after the request; the answer still has to go back.
   const server = createServer({ allowHalfOpen: true }, (sock) => {
-    sockets.add(sock);
-    sock.on('close', () => sockets.delete(sock));
+    // A client that never finishes its request must not hold a socket forever.
+    sock.setTimeout(60_000, () => sock.destroy());
     let buf = Buffer.alloc(0);
     let started = false;
     sock.on('data', (chunk: Buffer) => {
@@ -83,7 +85,10 @@ export async function startCniServer(opts: CniServerOptions = {}): Promise<CniSe
       if (!req) return;
       started = true;
       handler(req)
-        .then((res) => sock.end(encodeResponse(res.exitCode, res.stdout, res.stderr ?? '')))
+        .then((res) => {
+          served++;
+          sock.end(encodeResponse(res.exitCode, res.stdout, res.stderr ?? ''));
+        })
         .catch((err) => {
           log.error({ err: String(err) }, 'handler threw');
           sock.destroy();
@@ -113,5 +118,12 @@ export async function startCniServer(opts: CniServerOptions = {}): Promise<CniSe
     if (opts.signal.aborted) await close();
     else opts.signal.addEventListener('abort', () => void close(), { once: true });
   }
-  return { socketPath, closed, close };
+  return {
+    socketPath,
+    closed,
+    close,
+    get served() {
+      return served;
+    },
+  };
 }

@@ -5,9 +5,9 @@ import type { Logger } from '../core/log.js';
 import { BoundedFrequencyRunner } from '../core/runner.js';
 import { createBackend, type Backend } from '../backends/backend.js';
 import '../backends/index.js';
-import { createKernel } from '../kernel/kernel.js';
+import { createKernel, type Kernel } from '../kernel/kernel.js';
 import { selectInterface } from '../kernel/iface.js';
-import { ExecIptables } from '../netfilter/iptables.js';
+import { ExecIptables, type IptablesClient } from '../netfilter/iptables.js';
 import { loadNetworkConfig } from '../store/config-loader.js';
 import { parseNetworkConfig } from '../store/netconfig.js';
 import type { Registry } from '../store/registry.js';
@@ -26,6 +26,10 @@ export interface DaemonDeps {
   signal: AbortSignal;
   /** Injected in tests; default: built from the options. */
   registry?: Registry;
+  /** Injected in tests (FakeKernel); default: the real kernel. */
+  kernel?: Kernel;
+  /** Injected in tests; default: detected iptables when --ip-masq. */
+  iptables?: IptablesClient;
 }
 
 function registryOf(opts: WeftdOptions): Registry {
@@ -49,7 +53,7 @@ export async function runWeftd(opts: WeftdOptions, deps: DaemonDeps): Promise<vo
   const { log, signal } = deps;
   const metrics = new WeftdMetrics();
   const registry = deps.registry ?? registryOf(opts);
-  const kernel = createKernel({ log });
+  const kernel = deps.kernel ?? createKernel({ log });
   let server: Server | undefined;
   let cni: CniServer | undefined;
   let backend: Backend | undefined;
@@ -83,7 +87,7 @@ export async function runWeftd(opts: WeftdOptions, deps: DaemonDeps): Promise<vo
     const iface = await selectInterface({ ifaces: opts.iface, ifaceRegex: opts.ifaceRegex, publicIp: opts.publicIp }, kernel);
     log.info({ iface: iface.name, ifaceAddr: iface.ifaceAddr, publicIp: iface.publicIp, mtu: iface.mtu }, 'using interface');
 
-    backend = createBackend({ config, iface, log: log.child({ backend: config.backend.type }), stateDir: opts.stateDir });
+    backend = createBackend({ config, iface, log: log.child({ backend: config.backend.type }), stateDir: opts.stateDir, kernel });
     const prepared = await backend.prepare();
 
     readyReason = 'acquiring lease';
@@ -123,7 +127,7 @@ export async function runWeftd(opts: WeftdOptions, deps: DaemonDeps): Promise<vo
     metrics.leaseExpiration = () => manager.expiration;
 
     await backend.start(own);
-    const ipt = opts.ipMasq ? await ExecIptables.create() : undefined;
+    const ipt = opts.ipMasq ? (deps.iptables ?? (await ExecIptables.create())) : undefined;
 
     runner = new BoundedFrequencyRunner(
       { name: 'datapath', minIntervalMs: 50, maxIntervalMs: opts.reconcileIntervalMs, retryMs: 1000, log },

@@ -7,4 +7,4 @@ export * from './plan.js';
 export * from './device.js';
 export * from './state.js';
 
-registerBackend('vxlan', (ctx) => new VxlanBackend(ctx));
+registerBackend('vxlan', (ctx) => new VxlanBackend(ctx, ctx.kernel ? { kernel: ctx.kernel } : {}));

@@ -69,6 +69,11 @@ export function extChain(p: PortId): string {
 export function fwChain(p: PortId): string {
   return `fw-${h8(`${p.key}${p.protocol}`)}-${portPart(p)}`;
 }
+/** The four per-port chain names with one hash (rendering 10 000 Services hashes once per port). */
+export function portChains(p: PortId): { svc: string; svl: string; ext: string; fw: string } {
+  const tail = `${h8(`${p.key}${p.protocol}`)}-${portPart(p)}`;
+  return { svc: `svc-${tail}`, svl: `svl-${tail}`, ext: `ext-${tail}`, fw: `fw-${tail}` };
+}
 /** `ep` is "ip:port". */
 export function sepChain(p: PortId, ep: string): string {
   return `sep-${h8(`${p.key}${p.protocol}${ep}`)}-${portPart(p)}__${ep.replace(':', '/')}`;

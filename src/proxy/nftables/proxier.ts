@@ -4,8 +4,9 @@ import { deleteTableText, type NftClient } from '../../netfilter/nft.js';
 import type { ModeSyncResult, ProxyModeBackend } from '../backend.js';
 import { groupByService } from '../iptables/render.js';
 import type { ProxyModel } from '../model/model.js';
+import type { ServicePortInfo } from '../model/service-port.js';
 import { FIXED, NFT_FAMILY, NFT_TABLE } from './names.js';
-import { renderNftables, type NftRenderState } from './render.js';
+import { renderNftables, summarize, type NftRenderState } from './render.js';
 import type { NftProxyConfig } from './service-rules.js';
 
 /**
@@ -28,7 +29,7 @@ export class NftablesProxier implements ProxyModeBackend {
   async sync(model: ProxyModel, changed: ReadonlySet<string>, full: boolean): Promise<ModeSyncResult> {
     const doFull = full || !this.state;
     const input = {
-      model: { services: groupByService(model.servicePorts.values()), endpoints: model.endpoints },
+      model: { services: doFull ? groupByService(model.servicePorts.values()) : portsOf(model, changed), endpoints: model.endpoints },
       cfg: this.cfg,
       changed: doFull ? ('all' as const) : changed,
       previous: this.state,
@@ -44,10 +45,10 @@ export class NftablesProxier implements ProxyModeBackend {
       r = renderNftables({ ...input, existing: undefined });
       await this.nft.apply(deleteTableText(NFT_FAMILY, NFT_TABLE) + r.text);
     }
-    this.state = r.state;
+    this.state = r.commit();
     if (r.conflicts.length) this.log.warn({ conflicts: r.conflicts.slice(0, 5), count: r.conflicts.length }, 'service addresses claimed twice; first service keeps them');
-    this.log.debug({ full: r.full, bytes: r.text.length, services: r.state.services.size }, 'nftables rules synced');
-    return { wrote: r.text !== '', full: r.full, ruleCounts: r.ruleCounts, healthChecks: r.healthChecks, noLocalEndpoints: r.noLocalEndpoints };
+    this.log.debug({ full: r.full, bytes: r.text.length, services: this.state.services.size }, 'nftables rules synced');
+    return { wrote: r.text !== '', full: r.full, ...summarize(this.state) };
   }
 
   /** The masquerade chain doubles as canary: gone or empty means someone flushed the table or the ruleset. */
@@ -64,4 +65,18 @@ export class NftablesProxier implements ProxyModeBackend {
     this.state = undefined;
     await this.nft.apply(deleteTableText(NFT_FAMILY, NFT_TABLE));
   }
+}
+
+/** Ports of the given Services only (a partial sync must not walk 10 000 Services). */
+function portsOf(model: ProxyModel, services: ReadonlySet<string>): Map<string, ServicePortInfo[]> {
+  const out = new Map<string, ServicePortInfo[]>();
+  if (services.size === 0) return out;
+  for (const p of model.servicePorts.values()) {
+    if (!services.has(p.service)) continue;
+    const list = out.get(p.service);
+    if (list) list.push(p);
+    else out.set(p.service, [p]);
+  }
+  for (const list of out.values()) list.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  return out;
 }

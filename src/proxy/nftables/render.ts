@@ -2,13 +2,18 @@ import type { HealthCheckPort } from '../backend.js';
 import type { EndpointInfo } from '../model/endpoints.js';
 import type { ServicePortInfo } from '../model/service-port.js';
 import { HAIRPIN_SET, HAIRPIN_SET_DECL, MAP, MAP_TYPES, NFT_FAMILY, NFT_TABLE, OWNED_CHAIN_RE, OWNED_SET_RE, type MapName } from './names.js';
-import { renderNftService, type NftProxyConfig, type NftServiceRules } from './service-rules.js';
-import { BASE_CHAINS, baseChainDecl, fixedChains } from './static.js';
+import { renderNftService, type NftElement, type NftProxyConfig, type NftServiceRules } from './service-rules.js';
+import { BASE_CHAINS, fixedChains } from './static.js';
 
 const T = `${NFT_FAMILY} ${NFT_TABLE}`;
 const MAPS = Object.values(MAP) as MapName[];
+const BASE = new Map(BASE_CHAINS.map((b) => [b.name, b]));
 
-/** What a sync reads from the model: ports grouped by Service, endpoints by port key. */
+/**
+ * What a sync reads from the model. `services` holds ports grouped by
+ * Service; a partial sync looks up only the Services in `changed` (a changed
+ * Service missing from the map was deleted), so callers may pass just those.
+ */
 export interface NftRenderModel {
   services: ReadonlyMap<string, readonly ServicePortInfo[]>;
   endpoints: ReadonlyMap<string, readonly EndpointInfo[]>;
@@ -26,13 +31,16 @@ interface ElementState {
   owner: string;
 }
 
-/** What the last successful sync wrote; kept by the proxier. */
+/** What the last successful sync wrote; owned by the proxier and updated in place by `commit()`. */
 export interface NftRenderState {
   services: Map<string, NftServiceRules>;
   /** "map key" -> element. */
   elements: Map<string, ElementState>;
   /** Endpoint IP -> how many Services DNAT to it (hairpin set elements are shared). */
   hairpin: Map<string, number>;
+  /** Services with health-check node ports. */
+  healthCheckServices: Set<string>;
+  noLocalEndpoints: number;
   ruleCount: number;
 }
 
@@ -41,7 +49,7 @@ export interface NftRenderInput {
   cfg: NftProxyConfig;
   /** Services to re-render, or 'all' for a full sync. */
   changed: ReadonlySet<string> | 'all';
-  /** Absent: full sync. */
+  /** Absent: full sync. Not modified until `commit()`. */
   previous?: NftRenderState;
   /** What the table holds now; absent on a full sync means "the table does not exist". */
   existing?: NftExisting;
@@ -50,57 +58,38 @@ export interface NftRenderInput {
 export interface NftRenderResult {
   /** `nft -f` input, one transaction; '' when nothing changed. */
   text: string;
-  state: NftRenderState;
   full: boolean;
-  /** Map keys claimed by two Services; the first (by name) keeps them. */
+  /** Map keys claimed by two Services; the first keeps them. */
   conflicts: string[];
-  ruleCounts: Record<string, number>;
-  healthChecks: HealthCheckPort[];
-  noLocalEndpoints: number;
+  /**
+   * Call once `text` has been applied: returns the state to keep (for a
+   * partial sync, `previous` updated in place - no copy of 10 000 entries).
+   */
+  commit(): NftRenderState;
 }
 
-/**
- * Commands of one transaction, grouped so that every reference resolves in
- * order: declarations, chain contents, element deletions, element additions,
- * then stale chains flushed and deleted (after nothing points at them).
- */
-class Tx {
-  readonly decl: string[] = [];
-  readonly rules: string[] = [];
-  readonly flushMaps: string[] = [];
-  readonly delElems = new Map<MapName, string[]>();
-  readonly addElems = new Map<MapName, string[]>();
-  readonly delHairpin: string[] = [];
-  readonly addHairpin: string[] = [];
-  readonly staleFlush: string[] = [];
-  readonly staleDelete: string[] = [];
+/** Counts and health-check ports of a committed state (for the sync result and metrics). */
+export function summarize(state: NftRenderState): { ruleCounts: Record<string, number>; healthChecks: HealthCheckPort[]; noLocalEndpoints: number } {
+  return {
+    ruleCounts: { nftables: state.ruleCount, 'nftables-elements': state.elements.size + state.hairpin.size },
+    healthChecks: [...state.healthCheckServices].sort().flatMap((n) => state.services.get(n)?.healthChecks ?? []),
+    noLocalEndpoints: state.noLocalEndpoints,
+  };
+}
 
-  chain(name: string, rules: readonly string[], opts: { add?: boolean; flush?: boolean }): void {
-    if (opts.add) this.decl.push(`add chain ${T} ${name}`);
-    if (opts.flush) this.rules.push(`flush chain ${T} ${name}`);
-    for (const r of rules) this.rules.push(`add rule ${T} ${name} ${r}`);
+/** Element and hairpin changes of a transaction, written after the chains they point to. */
+class Elements {
+  readonly del = new Map<string, string[]>();
+  readonly add = new Map<string, string[]>();
+  addElement(map: string, item: string): void {
+    push(this.add, map, item);
   }
-  removeChain(name: string): void {
-    this.staleFlush.push(`flush chain ${T} ${name}`);
-    this.staleDelete.push(`delete chain ${T} ${name}`);
+  deleteElement(map: string, key: string): void {
+    push(this.del, map, key);
   }
-  removeSet(name: string): void {
-    this.staleDelete.push(`delete set ${T} ${name}`);
-  }
-  addElement(map: MapName, key: string, value: string): void {
-    push(this.addElems, map, `${key} : ${value}`);
-  }
-  deleteElement(map: MapName, key: string): void {
-    push(this.delElems, map, key);
-  }
-  text(): string {
-    const out = [...this.decl, ...this.rules, ...this.flushMaps];
-    for (const m of MAPS) if (this.delElems.has(m)) out.push(`delete element ${T} ${m} { ${this.delElems.get(m)!.join(', ')} }`);
-    for (const m of MAPS) if (this.addElems.has(m)) out.push(`add element ${T} ${m} { ${this.addElems.get(m)!.join(', ')} }`);
-    if (this.delHairpin.length) out.push(`delete element ${T} ${HAIRPIN_SET} { ${this.delHairpin.map((ip) => `${ip} . ${ip}`).join(', ')} }`);
-    if (this.addHairpin.length) out.push(`add element ${T} ${HAIRPIN_SET} { ${this.addHairpin.map((ip) => `${ip} . ${ip}`).join(', ')} }`);
-    out.push(...this.staleFlush, ...this.staleDelete);
-    return out.length ? out.join('\n') + '\n' : '';
+  emit(out: string[]): void {
+    for (const [m, keys] of this.del) out.push(`delete element ${T} ${m} { ${keys.join(', ')} }`);
+    for (const [m, items] of this.add) out.push(`add element ${T} ${m} { ${items.join(', ')} }`);
   }
 }
 
@@ -110,14 +99,18 @@ function push<K, V>(m: Map<K, V[]>, k: K, v: V): void {
   else m.set(k, [v]);
 }
 
-const elemId = (map: string, key: string) => `${map} ${key}`;
+const elemId = (e: NftElement) => `${e.map} ${e.key}`;
+const hairpinItem = (ip: string) => `${ip} . ${ip}`;
 
 /**
- * Renders one sync as a single `nft -f` transaction. Full: every object
- * (idempotent `add`s, chains flushed and refilled, maps flushed and refilled,
- * stale chains and sets removed) - affinity sets keep their entries. Partial:
- * only changed Services' chains, their map elements, and what they no longer
- * need - an unchanged model renders ''. Pure.
+ * Renders one sync as a single `nft -f` transaction. Full: the whole table
+ * in nft's block syntax (chains that exist are flushed first, maps and the
+ * hairpin set flushed and refilled, stale chains and sets removed; affinity
+ * sets keep their entries). Partial: commands for the changed Services'
+ * chains, their map elements, and what they no longer need - an unchanged
+ * model renders ''. Order inside a transaction: declarations, chain
+ * contents, element deletions, element additions, stale chains flushed,
+ * then deleted (nothing points at them any more). Pure.
  */
 export function renderNftables(input: NftRenderInput): NftRenderResult {
   const full = input.changed === 'all' || !input.previous;
@@ -126,151 +119,171 @@ export function renderNftables(input: NftRenderInput): NftRenderResult {
 
 function renderService(input: NftRenderInput, name: string): NftServiceRules | undefined {
   const ports = input.model.services.get(name);
-  return ports ? renderNftService(ports, (k) => input.model.endpoints.get(k), input.cfg) : undefined;
+  return ports && ports.length ? renderNftService(ports, (k) => input.model.endpoints.get(k), input.cfg) : undefined;
 }
 
 function renderFull(input: NftRenderInput): NftRenderResult {
   const { cfg, existing } = input;
-  const tx = new Tx();
-  const state: NftRenderState = { services: new Map(), elements: new Map(), hairpin: new Map(), ruleCount: 0 };
+  const state: NftRenderState = { services: new Map(), elements: new Map(), hairpin: new Map(), healthCheckServices: new Set(), noLocalEndpoints: 0, ruleCount: 0 };
   const conflicts: string[] = [];
+  const head: string[] = [`add table ${T} { comment "weft-proxy service rules (nftables mode)"; }`];
+  const block: string[] = [`table ${T} {`];
+  const els = new Elements();
   const has = (c: string) => existing?.chains.has(c) ?? false;
-
-  tx.decl.push(`add table ${T} { comment "weft-proxy service rules (nftables mode)"; }`);
-  for (const m of MAPS) tx.decl.push(`add map ${T} ${m} { type ${MAP_TYPES[m]}; }`);
-  tx.decl.push(`add set ${T} ${HAIRPIN_SET} ${HAIRPIN_SET_DECL}`);
-  for (const b of BASE_CHAINS) tx.decl.push(`add chain ${T} ${b.name} ${baseChainDecl(b)}`);
-  const fixed = fixedChains(cfg);
-  for (const [c, rules] of fixed) {
-    tx.chain(c, rules, { add: !BASE_CHAINS.some((b) => b.name === c), flush: has(c) });
+  const chain = (name: string, rules: readonly string[]) => {
+    if (has(name)) head.push(`flush chain ${T} ${name}`);
+    const b = BASE.get(name);
+    block.push(`chain ${name} {`);
+    if (b) block.push(`type ${b.type} hook ${b.hook} priority ${b.priority}; policy accept;`);
+    for (const r of rules) block.push(r);
+    block.push('}');
     state.ruleCount += rules.length;
+  };
+
+  for (const m of MAPS) block.push(`map ${m} { type ${MAP_TYPES[m]}; }`);
+  block.push(`set ${HAIRPIN_SET} ${HAIRPIN_SET_DECL}`);
+  if (existing) {
+    for (const m of MAPS) head.push(`flush map ${T} ${m}`);
+    head.push(`flush set ${T} ${HAIRPIN_SET}`);
   }
+  for (const [c, rules] of fixedChains(cfg)) chain(c, rules);
 
   const wantedChains = new Set<string>();
   const wantedSets = new Set<string>();
   for (const name of [...input.model.services.keys()].sort()) {
-    const r = renderService(input, name)!;
+    const r = renderService(input, name);
+    if (!r) continue;
     state.services.set(name, r);
-    for (const [set, decl] of r.sets) (wantedSets.add(set), tx.decl.push(`add set ${T} ${set} ${decl}`));
-    for (const [c, rules] of r.chains) {
-      wantedChains.add(c);
-      tx.chain(c, rules, { add: true, flush: has(c) });
-      state.ruleCount += rules.length;
-    }
+    for (const [set, decl] of r.sets) (wantedSets.add(set), block.push(`set ${set} ${decl}`));
+    for (const [c, rules] of r.chains) (wantedChains.add(c), chain(c, rules));
     for (const e of r.elements) {
-      const id = elemId(e.map, e.key);
+      const id = elemId(e);
       const other = state.elements.get(id);
       if (other) {
         conflicts.push(`${id} (${other.owner}, ${name})`);
         continue;
       }
       state.elements.set(id, { value: e.value, owner: name });
-      tx.addElement(e.map, e.key, e.value);
+      els.addElement(e.map, `${e.key} : ${e.value}`);
     }
     for (const ip of r.hairpin) state.hairpin.set(ip, (state.hairpin.get(ip) ?? 0) + 1);
+    if (r.healthChecks.length) state.healthCheckServices.add(name);
+    state.noLocalEndpoints += r.noLocalEndpoints;
   }
-  tx.addHairpin.push(...state.hairpin.keys());
-  if (existing) {
-    for (const m of MAPS) tx.flushMaps.push(`flush map ${T} ${m}`);
-    tx.flushMaps.push(`flush set ${T} ${HAIRPIN_SET}`);
-  }
-  for (const c of existing?.chains ?? []) if (OWNED_CHAIN_RE.test(c) && !wantedChains.has(c)) tx.removeChain(c);
-  for (const s of existing?.sets ?? []) if (OWNED_SET_RE.test(s) && !wantedSets.has(s)) tx.removeSet(s);
-  return result(tx, state, true, conflicts);
+  block.push('}');
+  for (const ip of state.hairpin.keys()) els.addElement(HAIRPIN_SET, hairpinItem(ip));
+  const out = [...head, ...block];
+  els.emit(out);
+  for (const c of existing?.chains ?? []) if (OWNED_CHAIN_RE.test(c) && !wantedChains.has(c)) out.push(`flush chain ${T} ${c}`);
+  for (const c of existing?.chains ?? []) if (OWNED_CHAIN_RE.test(c) && !wantedChains.has(c)) out.push(`delete chain ${T} ${c}`);
+  for (const s of existing?.sets ?? []) if (OWNED_SET_RE.test(s) && !wantedSets.has(s)) out.push(`delete set ${T} ${s}`);
+  return { text: out.join('\n') + '\n', full: true, conflicts, commit: () => state };
 }
 
-function renderPartial(input: NftRenderInput, prev: NftRenderState, changedIn: ReadonlySet<string>): NftRenderResult {
-  const tx = new Tx();
-  const state: NftRenderState = { services: new Map(prev.services), elements: new Map(prev.elements), hairpin: new Map(prev.hairpin), ruleCount: prev.ruleCount };
+function renderPartial(input: NftRenderInput, prev: NftRenderState, changed: ReadonlySet<string>): NftRenderResult {
+  const decl: string[] = [];
+  const rules: string[] = [];
+  const staleFlush: string[] = [];
+  const staleDelete: string[] = [];
+  const els = new Elements();
   const conflicts: string[] = [];
-  const changed = new Set(changedIn);
-  // A Service the previous sync never saw is a change whatever the caller says.
-  for (const name of input.model.services.keys()) if (!prev.services.has(name)) changed.add(name);
   const names = [...changed].sort();
   const after = new Map<string, NftServiceRules | undefined>(names.map((n) => [n, renderService(input, n)]));
+  let ruleDelta = 0;
 
   for (const name of names) {
-    const before = prev.services.get(name);
-    const now = after.get(name);
-    if (now) state.services.set(name, now);
-    else state.services.delete(name);
-    const b = before ?? { chains: new Map<string, string[]>(), sets: new Map<string, string>() };
-    const a = now ?? { chains: new Map<string, string[]>(), sets: new Map<string, string>() };
-    for (const [set, decl] of a.sets) if (!b.sets.has(set)) tx.decl.push(`add set ${T} ${set} ${decl}`);
-    for (const [c, rules] of a.chains) {
+    const b = prev.services.get(name) ?? EMPTY;
+    const a = after.get(name) ?? EMPTY;
+    for (const [set, d] of a.sets) if (!b.sets.has(set)) decl.push(`add set ${T} ${set} ${d}`);
+    for (const [c, rs] of a.chains) {
       const old = b.chains.get(c);
-      if (old && sameLines(old, rules)) continue;
-      tx.chain(c, rules, { add: !old, flush: !!old });
-      state.ruleCount += rules.length - (old?.length ?? 0);
+      if (old && sameLines(old, rs)) continue;
+      if (old) rules.push(`flush chain ${T} ${c}`);
+      else decl.push(`add chain ${T} ${c}`);
+      for (const r of rs) rules.push(`add rule ${T} ${c} ${r}`);
+      ruleDelta += rs.length - (old?.length ?? 0);
     }
-    for (const [c, rules] of b.chains) {
+    for (const [c, rs] of b.chains) {
       if (a.chains.has(c)) continue;
-      tx.removeChain(c);
-      state.ruleCount -= rules.length;
+      staleFlush.push(`flush chain ${T} ${c}`);
+      staleDelete.push(`delete chain ${T} ${c}`);
+      ruleDelta -= rs.length;
     }
-    for (const set of b.sets.keys()) if (!a.sets.has(set)) tx.removeSet(set);
+    for (const set of b.sets.keys()) if (!a.sets.has(set)) staleDelete.push(`delete set ${T} ${set}`);
   }
 
-  // Elements: first release what changed Services no longer claim, then claim, so a key may move between Services.
-  const wanted = new Map<string, Map<string, { map: MapName; key: string; value: string }>>();
+  // Elements, seen through an overlay on the previous state (committed later):
+  // first release what changed Services no longer claim, then claim, so a key may move between Services.
+  const removed = new Set<string>();
+  const added = new Map<string, ElementState>();
+  const current = (id: string) => added.get(id) ?? (removed.has(id) ? undefined : prev.elements.get(id));
   for (const name of names) {
-    const w = new Map<string, { map: MapName; key: string; value: string }>();
-    for (const e of after.get(name)?.elements ?? []) w.set(elemId(e.map, e.key), e);
-    wanted.set(name, w);
+    const want = new Map((after.get(name)?.elements ?? []).map((e) => [elemId(e), e]));
     for (const e of prev.services.get(name)?.elements ?? []) {
-      const id = elemId(e.map, e.key);
-      const cur = state.elements.get(id);
-      if (!cur || cur.owner !== name) continue;
-      const next = w.get(id);
-      if (next && next.value === cur.value) continue;
-      tx.deleteElement(e.map, e.key);
-      state.elements.delete(id);
+      const id = elemId(e);
+      const cur = prev.elements.get(id);
+      if (!cur || cur.owner !== name || removed.has(id)) continue;
+      if (want.get(id)?.value === cur.value) continue;
+      els.deleteElement(e.map, e.key);
+      removed.add(id);
     }
   }
   for (const name of names) {
-    for (const [id, e] of wanted.get(name)!) {
-      const cur = state.elements.get(id);
+    for (const e of after.get(name)?.elements ?? []) {
+      const id = elemId(e);
+      const cur = current(id);
       if (cur) {
         if (cur.owner !== name) conflicts.push(`${id} (${cur.owner}, ${name})`);
         continue;
       }
-      state.elements.set(id, { value: e.value, owner: name });
-      tx.addElement(e.map, e.key, e.value);
+      added.set(id, { value: e.value, owner: name });
+      els.addElement(e.map, `${e.key} : ${e.value}`);
     }
   }
+
   // Hairpin elements are shared: count references, write only the ones that appear or vanish.
-  const touched = new Set<string>();
+  const counts = new Map<string, number>();
+  const count = (ip: string) => counts.get(ip) ?? prev.hairpin.get(ip) ?? 0;
   for (const name of names) {
-    for (const ip of prev.services.get(name)?.hairpin ?? []) (state.hairpin.set(ip, state.hairpin.get(ip)! - 1), touched.add(ip));
-    for (const ip of after.get(name)?.hairpin ?? []) (state.hairpin.set(ip, (state.hairpin.get(ip) ?? 0) + 1), touched.add(ip));
+    for (const ip of prev.services.get(name)?.hairpin ?? []) counts.set(ip, count(ip) - 1);
+    for (const ip of after.get(name)?.hairpin ?? []) counts.set(ip, count(ip) + 1);
   }
-  for (const ip of touched) {
+  for (const [ip, now] of counts) {
     const was = prev.hairpin.get(ip) ?? 0;
-    const now = state.hairpin.get(ip)!;
-    if (now === 0) state.hairpin.delete(ip);
-    if (was > 0 && now === 0) tx.delHairpin.push(ip);
-    if (was === 0 && now > 0) tx.addHairpin.push(ip);
+    if (was > 0 && now === 0) els.deleteElement(HAIRPIN_SET, hairpinItem(ip));
+    if (was === 0 && now > 0) els.addElement(HAIRPIN_SET, hairpinItem(ip));
   }
-  return result(tx, state, false, conflicts);
+
+  const out = [...decl, ...rules];
+  els.emit(out);
+  out.push(...staleFlush, ...staleDelete);
+
+  let committed = false;
+  const commit = () => {
+    if (committed) return prev;
+    committed = true;
+    for (const name of names) {
+      const b = prev.services.get(name);
+      const a = after.get(name);
+      prev.noLocalEndpoints += (a?.noLocalEndpoints ?? 0) - (b?.noLocalEndpoints ?? 0);
+      if (a) prev.services.set(name, a);
+      else prev.services.delete(name);
+      if (a?.healthChecks.length) prev.healthCheckServices.add(name);
+      else prev.healthCheckServices.delete(name);
+    }
+    for (const id of removed) prev.elements.delete(id);
+    for (const [id, e] of added) prev.elements.set(id, e);
+    for (const [ip, n] of counts) {
+      if (n > 0) prev.hairpin.set(ip, n);
+      else prev.hairpin.delete(ip);
+    }
+    prev.ruleCount += ruleDelta;
+    return prev;
+  };
+  return { text: out.length ? out.join('\n') + '\n' : '', full: false, conflicts, commit };
 }
 
-function result(tx: Tx, state: NftRenderState, full: boolean, conflicts: string[]): NftRenderResult {
-  let noLocal = 0;
-  const healthChecks: HealthCheckPort[] = [];
-  for (const r of state.services.values()) {
-    noLocal += r.noLocalEndpoints;
-    if (r.healthChecks.length) healthChecks.push(...r.healthChecks);
-  }
-  return {
-    text: tx.text(),
-    state,
-    full,
-    conflicts,
-    ruleCounts: { nftables: state.ruleCount, 'nftables-elements': state.elements.size },
-    healthChecks,
-    noLocalEndpoints: noLocal,
-  };
-}
+const EMPTY: NftServiceRules = { chains: new Map(), sets: new Map(), elements: [], hairpin: [], noLocalEndpoints: 0, healthChecks: [] };
 
 function sameLines(a: readonly string[], b: readonly string[]): boolean {
   if (a.length !== b.length) return false;

@@ -2,7 +2,7 @@ import type { HealthCheckPort } from '../backend.js';
 import { endpointString, usableEndpoints, type EndpointInfo } from '../model/endpoints.js';
 import type { ServicePortInfo } from '../model/service-port.js';
 import type { IptablesProxyConfig } from '../iptables/service-rules.js';
-import { FIXED, MAP, affinitySet, extChain, fwChain, sepChain, svcChain, svlChain, type MapName } from './names.js';
+import { FIXED, MAP, affinitySet, portChains, sepChain, type MapName } from './names.js';
 
 /** Node-level settings: the same as iptables mode's (node name, cluster CIDR, mark, node port addresses). */
 export type NftProxyConfig = IptablesProxyConfig;
@@ -58,10 +58,7 @@ function renderPort(p: ServicePortInfo, all: readonly EndpointInfo[], cfg: NftPr
   const clusterEps = usableEndpoints(all);
   const localEps = usableEndpoints(all.filter((e) => e.nodeName !== '' && e.nodeName === cfg.nodeName));
   const external = p.nodePort > 0 || p.externalIPs.length > 0 || p.loadBalancerIPs.length > 0;
-  const svc = svcChain(p);
-  const svl = svlChain(p);
-  const ext = extChain(p);
-  const fw = fwChain(p);
+  const { svc, svl, ext, fw } = portChains(p);
 
   const hasEndpoints = clusterEps.length > 0;
   // As in iptables mode: the cluster chain also serves ETP=Local's short-circuit for pods and the host.
