@@ -116,18 +116,20 @@ EOF
   wait_for "etcd at $ETCD" 60 curl -fsS --max-time 2 "$ETCD/health"
 }
 
-# The network config is written once: an existing one (maybe edited by the
+# The network config is written once, validated, with weftctl (built in
+# /opt/weft, not installed yet): an existing one (maybe edited by the
 # operator, maybe holding another backend) is left alone.
 write_network_config() {
   [ "$IP" = "$ETCD_IP" ] || return 0
-  local key=/coreos.com/network/config
-  if [ -n "$(etcdctl --endpoints "$ETCD" get "$key" --print-value-only)" ]; then
-    say "network config present: $(etcdctl --endpoints "$ETCD" get "$key" --print-value-only)"
+  local ctl=("$(command -v node)" "$WEFT/dist/cli/weftctl.js" --etcd-endpoints "$ETCD") current err
+  if current=$("${ctl[@]}" config get 2>/tmp/weft-config-get.err); then
+    say "network config present: $(echo "$current" | tr -d '\n')"
     return
   fi
-  local conf="{\"Network\": \"$NETWORK\", \"SubnetLen\": 24, \"Backend\": {\"Type\": \"$BACKEND\"}}"
-  etcdctl --endpoints "$ETCD" put "$key" "$conf" >/dev/null
-  say "network config written: $conf"
+  err=$(cat /tmp/weft-config-get.err)
+  [[ "$err" == *ERR_CONFIG_MISSING* ]] || die "reading the network config failed: $err"
+  "${ctl[@]}" config set --network "$NETWORK" --subnet-len 24 --backend "$BACKEND"
+  say "network config written: $("${ctl[@]}" config get | tr -d '\n')"
 }
 
 # Bridged pod-to-pod answers must pass conntrack, or a pod calling a

@@ -12,6 +12,11 @@
  *   WEFT_CNI_BUNDLE  standalone plugin script (default <this exe>-cni.cjs)
  *   WEFT_NODE        node binary              (default /usr/bin/node, else PATH)
  *
+ * The server works on the network namespace it runs in, so the shim tells it
+ * which one the runtime called from (WEFT_NETNS_ID, the nsfs inode); a server
+ * in another namespace (lab hosts share one filesystem) answers "not mine"
+ * and the shim falls back to the standalone plugin with the same stdin.
+ *
  * Wire format: see src/cni/protocol.ts.
  */
 #define _GNU_SOURCE
@@ -20,7 +25,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -109,6 +116,17 @@ static void exec_fallback(void) {
   exit(1);
 }
 
+/* Fallback after stdin was read: hand the bytes to the plugin through a memfd. */
+static void exec_fallback_with(const char *data, size_t len) {
+  int fd = memfd_create("weft-cni-stdin", 0);
+  if (fd < 0 || write_all(fd, data, len) != 0 || lseek(fd, 0, SEEK_SET) != 0 || dup2(fd, 0) < 0) {
+    printf("{\"cniVersion\":\"1.0.0\",\"code\":5,\"msg\":\"weft: cannot pass stdin to the standalone plugin: %s\"}\n", strerror(errno));
+    exit(1);
+  }
+  close(fd);
+  exec_fallback();
+}
+
 /* The server went away mid-call: the state is unknown, so ask for a retry (11). */
 static void fail_io(const char *what) {
   printf("{\"cniVersion\":\"1.0.0\",\"code\":11,\"msg\":\"weft: %s: %s\"}\n", what, strerror(errno));
@@ -135,6 +153,13 @@ int main(void) {
     if (req.len > env_start) buf_add(&req, "", 1);
     buf_add(&req, *e, strlen(*e));
   }
+  struct stat st;
+  if (stat("/proc/self/ns/net", &st) == 0) {
+    char id[80];
+    int n = snprintf(id, sizeof id, "WEFT_NETNS_ID=%lu:%lu", (unsigned long)st.st_dev, (unsigned long)st.st_ino);
+    if (req.len > env_start) buf_add(&req, "", 1);
+    buf_add(&req, id, (size_t)n);
+  }
   put_u32(req.data + 4, (uint32_t)(req.len - env_start));
   size_t len_at = req.len;
   buf_add(&req, hdr, 4);
@@ -152,6 +177,11 @@ int main(void) {
   unsigned char head[12];
   if (read_all(fd, head, 12) != 0 || memcmp(head, "WCN1", 4) != 0) fail_io("reading from the weft server");
   int32_t code = (int32_t)get_u32(head + 4);
+  if (code == -2) {
+    /* Server in another netns: run the call here instead. */
+    close(fd);
+    exec_fallback_with(req.data + len_at + 4, req.len - len_at - 4);
+  }
   uint32_t out_len = get_u32(head + 8);
   char *out = malloc(out_len + 4);
   if (!out || read_all(fd, out, out_len + 4) != 0) fail_io("reading from the weft server");

@@ -59,6 +59,8 @@ export interface Backend {
   stop(): Promise<void>;
   /** Remove everything the backend programmed (`weftd --cleanup`). */
   cleanup(): Promise<void>;
+  /** Optional: backend counters as Prometheus text, appended to weftd's /metrics. */
+  metricsText?(): string;
 }
 
 export type BackendFactory = (ctx: BackendContext) => Backend;

@@ -5,6 +5,10 @@
  * All integers big-endian. One request per connection.
  */
 export const MAGIC = Buffer.from('WCN1', 'latin1');
+/** Response exit code meaning "I serve another network namespace": the shim runs the standalone plugin. */
+export const WRONG_NETNS = -2;
+/** Request "env" entry the shim adds: `<st_dev>:<st_ino>` of its /proc/self/ns/net. */
+export const NETNS_ID_KEY = 'WEFT_NETNS_ID';
 /** A request larger than this is refused (CNI configs are a few KiB). */
 export const MAX_REQUEST = 4 * 1024 * 1024;
 

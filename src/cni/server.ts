@@ -1,11 +1,11 @@
-import { chmodSync, mkdirSync, unlinkSync } from 'node:fs';
+import { chmodSync, mkdirSync, statSync, unlinkSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import { dirname } from 'node:path';
 import { silentLogger, type Logger } from '../core/log.js';
 import { createCniHandler, type CniHandlerOptions } from './handler.js';
 import { ExecCniKernel } from './kernel-exec.js';
 import { ShellPool } from './shell-pool.js';
-import { decodeRequest, encodeResponse } from './protocol.js';
+import { NETNS_ID_KEY, WRONG_NETNS, decodeRequest, encodeResponse } from './protocol.js';
 
 export interface CniServerOptions {
   /** Unix socket the shim connects to. Default /run/weft/cni.sock. */
@@ -33,6 +33,12 @@ export interface CniServer {
   close(): Promise<void>;
 }
 
+/** `<dev>:<ino>` of a netns file, as the shim reports its own. */
+export function netnsId(path: string): string {
+  const st = statSync(path);
+  return `${st.dev}:${st.ino}`;
+}
+
 /** True when something accepts connections on `path`. */
 function listening(path: string): Promise<boolean> {
   return new Promise((resolve) => {
@@ -57,6 +63,7 @@ export async function startCniServer(opts: CniServerOptions = {}): Promise<CniSe
   shells.warm();
   const kernel = opts.handler?.kernel ?? new ExecCniKernel({ hostNetns: opts.hostNetns, shells });
   const handler = createCniHandler({ ...opts.handler, kernel, log, bridgeCacheMs: opts.bridgeCacheMs ?? 30_000 });
+  const ownNs = netnsId(opts.hostNetns ? `/var/run/netns/${opts.hostNetns}` : '/proc/self/ns/net');
   mkdirSync(dirname(socketPath), { recursive: true, mode: 0o755 });
   if (await listening(socketPath)) throw new Error(`${socketPath}: another server is listening`);
   try {
@@ -84,6 +91,13 @@ export async function startCniServer(opts: CniServerOptions = {}): Promise<CniSe
       }
       if (!req) return;
       started = true;
+      const callerNs = req.env[NETNS_ID_KEY];
+      if (callerNs !== undefined && callerNs !== ownNs) {
+        log.debug({ callerNs, ownNs }, 'request from another netns; shim falls back');
+        sock.end(encodeResponse(WRONG_NETNS, '', ''));
+        return;
+      }
+      delete req.env[NETNS_ID_KEY];
       handler(req)
         .then((res) => {
           served++;

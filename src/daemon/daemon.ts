@@ -193,8 +193,7 @@ function recordLease(metrics: WeftdMetrics, lease: Lease, backend: string): void
 }
 
 function backendMetricsText(backend: Backend | undefined): string {
-  const b = backend as (Backend & { metricsText?: () => string }) | undefined;
-  return b?.metricsText?.() ?? '';
+  return backend?.metricsText?.() ?? '';
 }
 
 /** `weftd --cleanup`: removes masquerade rules and what the configured backend programmed. */

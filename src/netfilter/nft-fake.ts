@@ -35,6 +35,43 @@ function items(body: string): string[] {
 }
 
 /**
+ * Turns nft's block syntax ("table ip t {", "chain c {", rules, "}") into the
+ * equivalent commands: declarations first, then rules, as nft resolves
+ * references to chains declared later in the same block.
+ */
+function expandBlocks(lines: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < lines.length; i++) {
+    const t = /^table (\S+) (\S+) \{$/.exec(lines[i]!);
+    if (!t) {
+      out.push(lines[i]!);
+      continue;
+    }
+    const tbl = `${t[1]} ${t[2]}`;
+    const decls = [`add table ${tbl}`];
+    const rules: string[] = [];
+    for (i++; i < lines.length && lines[i] !== '}'; i++) {
+      const line = lines[i]!;
+      const obj = /^(map|set) (\S+) (\{.*\})$/.exec(line);
+      if (obj) {
+        decls.push(`add ${obj[1]} ${tbl} ${obj[2]} ${obj[3]}`);
+        continue;
+      }
+      const c = /^chain (\S+) \{$/.exec(line);
+      if (!c) throw new NftError(`nft -f failed: syntax error in table block: ${line}`);
+      let decl = '';
+      for (i++; i < lines.length && lines[i] !== '}'; i++) {
+        if (lines[i]!.startsWith('type ')) decl = ` { ${lines[i]} }`;
+        else rules.push(`add rule ${tbl} ${c[1]} ${lines[i]}`);
+      }
+      decls.push(`add chain ${tbl} ${c[1]}${decl}`);
+    }
+    out.push(...decls, ...rules);
+  }
+  return out;
+}
+
+/**
  * A stateful nftables stand-in for unit tests. It understands the command
  * subset weft-proxy writes and refuses what the kernel refuses: rules and
  * map elements pointing at missing chains, sets or maps; deleting chains
@@ -56,7 +93,7 @@ export class FakeNft implements NftClient {
       throw new NftError('nft -f failed (injected)');
     }
     const next = clone(this.state);
-    const lines = text.split('\n').filter((l) => l.trim() && !l.trim().startsWith('#'));
+    const lines = expandBlocks(text.split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#')));
     lines.forEach((line, i) => {
       try {
         this.exec(next, line.trim());

@@ -27,6 +27,8 @@ const programs: Array<[string, string, string[]]> = [
   ['weftctl', 'weftctl.js', []],
   ['weftctl install-cni', 'weftctl.js', ['install-cni']],
   ['weftctl apply', 'weftctl.js', ['apply']],
+  ['weftctl config set', 'weftctl.js', ['config', 'set']],
+  ['weftctl leases', 'weftctl.js', ['leases']],
 ];
 
 describe('docs/operations.md flags tables', () => {

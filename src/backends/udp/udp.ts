@@ -11,7 +11,7 @@ import {
   type UdpBackendOptions,
   type UdpNetworkConfig,
 } from './config.js';
-import { udpMetrics, type MetricSample } from './metrics.js';
+import { renderSamples, udpMetrics, type MetricSample } from './metrics.js';
 import { loadNative, UdpDatapathError, type NativeHandle, type NativePeer, type NativeStats, type WeftNative } from './native.js';
 import { diffPeers, planPeers } from './peers.js';
 
@@ -231,6 +231,10 @@ export class UdpBackend implements Backend {
   }
 
   /** Samples for /metrics (shape documented in docs/udp.md). */
+  metricsText(): string {
+    return renderSamples(this.metrics());
+  }
+
   metrics(): MetricSample[] {
     const s = this.stats();
     return s ? udpMetrics(s, this.peers.length) : [];

@@ -9,7 +9,7 @@ import type { EndpointSlice, Service } from '../../../src/proxy/model/k8s.js';
 import { ProxyModel } from '../../../src/proxy/model/model.js';
 import { NFT_FAMILY, NFT_TABLE, svcChain } from '../../../src/proxy/nftables/names.js';
 import { NftablesProxier } from '../../../src/proxy/nftables/proxier.js';
-import { renderNftables, type NftRenderState } from '../../../src/proxy/nftables/render.js';
+import { renderNftables, summarize, type NftRenderState } from '../../../src/proxy/nftables/render.js';
 import type { NftProxyConfig } from '../../../src/proxy/nftables/service-rules.js';
 import { CFG, ep, slice, svc } from './fixtures.js';
 
@@ -38,7 +38,7 @@ async function fullInto(objects: Array<Service | EndpointSlice>, cfg: NftProxyCo
   const nft = new FakeNft();
   const r = renderNftables({ model: input(modelOf(objects)), cfg, changed: 'all' });
   await nft.apply(r.text);
-  return { r, nft, text: r.text };
+  return { r, nft, text: r.text, summary: summarize(r.commit()) };
 }
 
 /** Only service-specific lines (drops the fixed boilerplate) of a fake dump. */
@@ -89,17 +89,17 @@ describe('renderNftables golden (full sync into an empty table, checked by the s
 
   it('externalTrafficPolicy Local: local endpoints for outside traffic, all for pods and host, health-check port', async () => {
     const s = svc('web', { type: 'LoadBalancer', ports: [{ name: 'http', port: 80, nodePort: 30080 }], externalTrafficPolicy: 'Local', healthCheckNodePort: 30999 });
-    const { nft, r } = await fullInto([s, two]);
-    expect(r.healthChecks).toEqual([{ service: 'default/web', port: 30999, localEndpoints: 1 }]);
+    const { nft, summary } = await fullInto([s, two]);
+    expect(summary.healthChecks).toEqual([{ service: 'default/web', port: 30999, localEndpoints: 1 }]);
     expectGolden('etp-local', serviceDump(nft));
   });
 
   it('externalTrafficPolicy Local without local endpoints: node port dropped (not rejected), counted', async () => {
     const s = svc('web', { type: 'NodePort', ports: [{ name: 'http', port: 80, nodePort: 30080 }], externalTrafficPolicy: 'Local' });
-    const { nft, r } = await fullInto([s, slice('web', [ep('10.244.2.2', 'node-b')])]);
+    const { nft, summary } = await fullInto([s, slice('web', [ep('10.244.2.2', 'node-b')])]);
     expect(nft.element(...T, 'no-endpoint-nodeports', 'tcp . 30080')).toBe('drop');
     expect(nft.element(...T, 'service-nodeports', 'tcp . 30080')).toMatch(/^goto ext-/);
-    expect(r.noLocalEndpoints).toBe(1);
+    expect(summary.noLocalEndpoints).toBe(1);
   });
 
   it('internalTrafficPolicy Local: ClusterIP goes to the local chain; none local -> drop', async () => {
@@ -144,16 +144,17 @@ describe('partial syncs', () => {
     let state: NftRenderState | undefined;
     const first = renderNftables({ model: input(model), cfg: CFG, changed: 'all' });
     await nft.apply(first.text);
-    state = first.state;
+    state = first.commit();
     return {
       nft,
       model,
+      state: () => state!,
       async step(mutate: (m: ProxyModel) => void) {
         mutate(model);
         const c = model.applyChanges();
         const r = renderNftables({ model: input(model), cfg: CFG, changed: c.changed, previous: state });
         await nft.apply(r.text);
-        state = r.state;
+        state = r.commit();
         return r;
       },
     };
@@ -198,14 +199,17 @@ describe('partial syncs', () => {
       (m) => m.upsert(slice('lb', [ep('10.244.1.2'), ep('10.244.1.9', 'node-b')])),
       (m) => m.upsert(svc('lb', { ...lb.spec, loadBalancerSourceRanges: [] }, { status: lb.status })),
       (m) => m.upsert(svc('web', { clusterIP: '10.96.0.40', type: 'NodePort', ports: [{ name: 'http', port: 80, nodePort: 30080 }], externalTrafficPolicy: 'Local' })),
+      (m) => m.upsert(svc('web', { clusterIP: '10.96.0.40', type: 'LoadBalancer', ports: [{ name: 'http', port: 80, nodePort: 30080 }], externalTrafficPolicy: 'Local', healthCheckNodePort: 30999 })),
       (m) => m.remove('Service', 'default/lb'),
       (m) => (m.upsert(svc('new', { clusterIP: '10.96.0.50' })), m.upsert(slice('new', [ep('10.244.8.8')]))),
     ];
     for (const step of steps) {
       await s.step(step);
       const fresh = new FakeNft();
-      await fresh.apply(renderNftables({ model: input(s.model), cfg: CFG, changed: 'all' }).text);
+      const f = renderNftables({ model: input(s.model), cfg: CFG, changed: 'all' });
+      await fresh.apply(f.text);
       expect(s.nft.dump()).toBe(fresh.dump());
+      expect(summarize(s.state())).toEqual(summarize(f.commit()));
     }
   });
 
