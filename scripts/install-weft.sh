@@ -9,7 +9,8 @@
 # a runtime executing the CNI plugin never sees a half-written file.
 #
 # --prefix DIR installs below DIR (like DESTDIR: the files still name the
-# final paths, /usr/local/bin/weftd etc.) and never calls systemctl; CI and
+# final paths, /usr/local/bin/weftd etc.), enables the units offline
+# (systemctl --root) and never starts anything; CI and
 # tests use it. Run with --help for every option. Used by vagrant/provision.sh.
 set -euo pipefail
 
@@ -18,7 +19,8 @@ usage() {
 usage: install-weft.sh [options]
 
 Where and what:
-  --prefix DIR            install below DIR instead of / (no systemctl). Default /
+  --prefix DIR            install below DIR instead of / (units enabled offline,
+                          never started). Default /
   --src DIR               weft checkout to run from. Default: this script's checkout
   --no-build              never run npm ci / npm run build (fail if the build is missing)
   --build                 run npm run build even when dist/ exists
@@ -31,6 +33,9 @@ Where and what:
   --reconfigure           rewrite existing env files from the options below
                           (the old file is kept as <file>.bak). Without it an
                           existing env file is the operator's and is left alone.
+  --uninstall             stop and disable the units and remove what the last install
+                          listed in /var/lib/weft/install-manifest, except the env files
+  --purge                 with --uninstall: remove the env files too
 
 Options written to /etc/weft/weftd.env (first install, or with --reconfigure):
   --iface NAME|IP         underlay interface (repeatable). Default: the default route's
@@ -65,6 +70,8 @@ CNI=1
 CNI_BIN_DIR=/opt/cni/bin
 CNI_CONF_DIR=/etc/cni/net.d
 RECONFIGURE=0
+UNINSTALL=0
+PURGE=0
 IFACES=()
 PUBLIC_IP=
 ETCD_ENDPOINTS=http://127.0.0.1:2379
@@ -91,6 +98,8 @@ while [ $# -gt 0 ]; do
     --cni-bin-dir) need_arg "$@"; CNI_BIN_DIR=$2; shift 2 ;;
     --cni-conf-dir) need_arg "$@"; CNI_CONF_DIR=$2; shift 2 ;;
     --reconfigure) RECONFIGURE=1; shift ;;
+    --uninstall) UNINSTALL=1; shift ;;
+    --purge) PURGE=1; shift ;;
     --iface) need_arg "$@"; IFACES+=("$2"); shift 2 ;;
     --public-ip) need_arg "$@"; PUBLIC_IP=$2; shift 2 ;;
     --etcd-endpoints) need_arg "$@"; ETCD_ENDPOINTS=$2; shift 2 ;;
@@ -107,6 +116,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 
+[ "$PURGE" = 0 ] || [ "$UNINSTALL" = 1 ] || usage_error "--purge goes with --uninstall"
 case "$PROXY_MODE" in iptables|nftables|ipvs) ;; *) usage_error "--proxy-mode must be iptables, nftables or ipvs" ;; esac
 # Values end up in env files read by systemd and in wrapper scripts: refuse
 # characters that would need quoting rather than quote them subtly wrong.
@@ -146,6 +156,59 @@ put_file() {
   say "wrote $dest"
 }
 
+# ---------------------------------------------------------------- uninstall
+# Removes exactly what the manifest lists. The data path (routes, devices,
+# rules) stays, as on any stop: run `weftd --cleanup` / `weft-proxy --cleanup`
+# first to remove it. Safe to repeat.
+systemd_live() { [ -z "$ROOT" ] && [ -d /run/systemd/system ] && command -v systemctl >/dev/null; }
+if [ "$UNINSTALL" = 1 ]; then
+  manifest_file=$ROOT/var/lib/weft/install-manifest
+  if [ ! -f "$manifest_file" ]; then
+    say "nothing to uninstall ($manifest_file is missing)"
+    exit 0
+  fi
+  removed=0
+  kept=()
+  mapfile -t listed < <(grep -v '^#' "$manifest_file")
+  for f in "${listed[@]}"; do
+    case "$f" in
+      /etc/systemd/system/*.service)
+        u=$(basename "$f")
+        if systemd_live; then
+          systemctl disable --now --quiet "$u" 2>/dev/null || true
+        elif command -v systemctl >/dev/null; then
+          systemctl --root="$PREFIX" disable --quiet "$u" 2>/dev/null || true
+        fi
+        ;;
+    esac
+  done
+  for f in "${listed[@]}"; do
+    case "$f" in
+      /etc/weft/*.env)
+        if [ "$PURGE" = 0 ] && [ -e "$ROOT$f" ]; then
+          say "kept $ROOT$f (--uninstall --purge removes it)"
+          kept+=("$f")
+          continue
+        fi
+        ;;
+    esac
+    if [ -e "$ROOT$f" ] || [ -L "$ROOT$f" ]; then
+      rm -f "$ROOT$f" "$ROOT$f.bak"
+      removed=$((removed + 1))
+      say "removed $ROOT$f"
+    fi
+  done
+  if [ ${#kept[@]} -gt 0 ]; then
+    # Still ours: a later --uninstall --purge finds them here.
+    printf '%s\n' "# kept by install-weft.sh --uninstall (no --purge)" "${kept[@]}" >"$manifest_file"
+  else
+    rm -f "$manifest_file"
+  fi
+  if systemd_live; then systemctl daemon-reload; fi
+  say "uninstalled: $removed file(s) removed; routes, devices and rules stay (weftd --cleanup, weft-proxy --cleanup remove them)"
+  exit 0
+fi
+
 # ---------------------------------------------------------------- build
 NODE=$(command -v node || true)
 [ -n "$NODE" ] || die "Node.js 20 or newer is required (node not found)"
@@ -153,7 +216,6 @@ NODE=$(readlink -f "$NODE")
 node_major=$("$NODE" -p 'process.versions.node.split(".")[0]')
 [ "$node_major" -ge 20 ] || die "Node.js 20 or newer is required (found $("$NODE" --version))"
 
-BUILT=0
 PROGRAMS=(weftd weftctl)
 [ "$PROXY" = 1 ] && PROGRAMS+=(weft-proxy)
 
@@ -173,11 +235,11 @@ if [ "$BUILD" = always ] || missing_build >/dev/null; then
   say "npm run build in $SRC"
   (cd "$SRC" && npm run build)
   if m=$(missing_build); then die "the build did not produce $SRC/$m"; fi
-  BUILT=1
 fi
 # The CNI plugin pair (dist/cni/weft + weft-cni.cjs) comes from
-# scripts/build-cni.mjs; (re)make it after a build, or when a build lacks it.
-if [ "$CNI" = 1 ] && [ -f "$SRC/scripts/build-cni.mjs" ] && { [ "$BUILT" = 1 ] || [ ! -f "$SRC/dist/cni/weft-cni.cjs" ]; }; then
+# scripts/build-cni.mjs, part of npm run build; make it for a checkout built
+# without it.
+if [ "$CNI" = 1 ] && [ -f "$SRC/scripts/build-cni.mjs" ] && [ ! -f "$SRC/dist/cni/weft-cni.cjs" ]; then
   [ "$BUILD" = never ] && die "$SRC/dist/cni/weft-cni.cjs is missing and --no-build was given (run node scripts/build-cni.mjs, or give --no-cni)"
   say "node scripts/build-cni.mjs in $SRC"
   (cd "$SRC" && "$NODE" scripts/build-cni.mjs)

@@ -3,6 +3,9 @@
 #
 #   provision.sh install NAME IP ETCD_IP ALL_NODES BACKEND PROXY_MODE
 #   provision.sh verify  NAME IP ETCD_IP ALL_NODES BACKEND PROXY_MODE
+#   provision.sh manifest    NAME IP ETCD_IP ALL_NODES BACKEND PROXY_MODE POD_IP
+#   provision.sh verify-args NAME IP ETCD_IP ALL_NODES BACKEND PROXY_MODE POD_IP NETNS < slices.json
+#   provision.sh iface       NAME IP ...   (the underlay interface weftd will be given)
 #
 # ALL_NODES is "node1=192.168.56.11,node2=...". `install` is safe to re-run:
 # it builds weft from the synced checkout, runs the same install scripts CI
@@ -222,11 +225,9 @@ pod_netns() { podman inspect -f '{{.NetworkSettings.SandboxKey}}' "$DEMO"; }
 
 # The Service once (any node may apply it: apply is create-or-update), and
 # one EndpointSlice per node holding that node's container.
-apply_service() {
-  local ip
-  ip=$(pod_ip)
-  [ -n "$ip" ] || die "$DEMO has no IP"
-  weftctl apply -f - <<EOF
+# demo_manifest POD_IP: the Service and this node's EndpointSlice.
+demo_manifest() {
+  cat <<EOF
 apiVersion: v1
 kind: Service
 metadata:
@@ -255,18 +256,26 @@ ports:
     protocol: TCP
     port: 8080
 endpoints:
-  - addresses: ["$ip"]
+  - addresses: ["$1"]
     nodeName: $NAME
     conditions: { ready: true }
 EOF
+}
+
+apply_service() {
+  local ip
+  ip=$(pod_ip)
+  [ -n "$ip" ] || die "$DEMO has no IP"
+  demo_manifest "$ip" | weftctl apply -f -
 }
 
 # verify arguments from the Service's EndpointSlices: a --pod for every demo
 # container registered so far (this node's own one with its netns path, so
 # the checks run from inside it) and a --host for every node that has one
 # (nodes not provisioned yet are left out).
+# verify_args OWN_IP OWN_NETNS < `weftctl get endpointslices -o json`
 verify_args() {
-  weftctl get endpointslices -n default -o json | node -e '
+  node -e '
     const [ownIp, ownNs, svc, allNodes] = process.argv.slice(1);
     const nodeIps = new Map(allNodes.split(",").map((kv) => kv.split("=")));
     let text = "";
@@ -284,12 +293,12 @@ verify_args() {
         }
       }
       for (const h of hosts) console.log("--host\n" + h);
-    });' "$(pod_ip)" "$(pod_netns)" "$DEMO" "$ALL_NODES"
+    });' "$1" "$2" "$DEMO" "$ALL_NODES"
 }
 
 verify() {
   local args=() rc=0
-  mapfile -t args < <(verify_args)
+  mapfile -t args < <(weftctl get endpointslices -n default -o json | verify_args "$(pod_ip)" "$(pod_netns)")
   printf '%s\n' "${args[@]}" | grep -q '@' || die "this node's $DEMO is not among the Service's endpoints (run the weft provisioner)"
   local pods
   pods=$(printf '%s\n' "${args[@]}" | grep -c '^--pod$' || true)
@@ -329,5 +338,16 @@ case "$ACTION" in
   verify)
     verify
     ;;
-  *) die "unknown action $ACTION (install | verify)" ;;
+  # For inspection and tests: the demo manifests for a pod IP, and the verify
+  # arguments computed from EndpointSlice JSON on stdin.
+  manifest)
+    demo_manifest "${8:?pod IP}"
+    ;;
+  verify-args)
+    verify_args "${8:?own pod IP}" "${9:?own pod netns}"
+    ;;
+  iface)
+    private_iface
+    ;;
+  *) die "unknown action $ACTION (install | verify | manifest | verify-args | iface)" ;;
 esac

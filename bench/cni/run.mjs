@@ -109,16 +109,16 @@ async function main() {
 
   const summary = {};
   for (const [name, t] of Object.entries(times)) {
-    summary[name] = { n: t.add.length, addP50: pct(t.add, 50), addP99: pct(t.add, 99), delP50: pct(t.del, 50), delP99: pct(t.del, 99), ...(JSON_OUT ? { add: t.add, del: t.del } : {}) };
+    summary[name] = { n: t.add.length, addP50: pct(t.add, 50), addP90: pct(t.add, 90), addP99: pct(t.add, 99), delP50: pct(t.del, 50), delP90: pct(t.del, 90), delP99: pct(t.del, 99), ...(JSON_OUT ? { add: t.add, del: t.del } : {}) };
   }
   const r = (a, b) => (a / b).toFixed(2);
   if (JSON_OUT) {
     console.log(JSON.stringify(summary));
   } else {
     console.log(`CNI ADD/DEL wall time per call, ms (spawn to exit, via ip netns exec), load ${spawnSync('cat', ['/proc/loadavg'], { encoding: 'utf8' }).stdout.trim()}`);
-    console.log('plugin            n    ADD p50  ADD p99  DEL p50  DEL p99');
+    console.log('plugin            n    ADD p50  ADD p90  ADD p99  DEL p50  DEL p90  DEL p99');
     for (const [name, s] of Object.entries(summary)) {
-      console.log(`${name.padEnd(16)} ${String(s.n).padStart(3)}  ${s.addP50.toFixed(1).padStart(7)}  ${s.addP99.toFixed(1).padStart(7)}  ${s.delP50.toFixed(1).padStart(7)}  ${s.delP99.toFixed(1).padStart(7)}`);
+      console.log(`${name.padEnd(16)} ${String(s.n).padStart(3)}  ${[s.addP50, s.addP90, s.addP99, s.delP50, s.delP90, s.delP99].map((x) => x.toFixed(1).padStart(7)).join('  ')}`);
     }
     const w = summary.weft;
     const ref = summary.reference;

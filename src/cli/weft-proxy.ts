@@ -10,10 +10,11 @@ const env = (name: string) => process.env[`WEFT_PROXY_${name}`];
 const list = (v: string | undefined) => (v ? v.split(',').map((s) => s.trim()).filter(Boolean) : []);
 
 const program = new Command('weft-proxy')
-  .description("weft's service proxy: renders Services and EndpointSlices (from etcd and/or a manifest directory) into iptables rules with kube-proxy's semantics.\nEvery flag can also be set as WEFT_PROXY_<FLAG>.")
+  .description("weft's service proxy: renders Services and EndpointSlices (from etcd and/or a manifest directory) into iptables, nftables or ipvs rules with kube-proxy's semantics.\nEvery flag can also be set as WEFT_PROXY_<FLAG>.")
   .option('--etcd-endpoints <urls>', 'etcd endpoints, comma separated ("" = none)', env('ETCD_ENDPOINTS') ?? 'http://127.0.0.1:2379')
   .option('--manifests <dir>', 'also read Service/EndpointSlice manifests from this directory (watched)', env('MANIFESTS'))
   .addOption(new Option('--proxy-mode <mode>', 'proxy mode').choices([...PROXY_MODES]).default(env('PROXY_MODE') ?? 'iptables'))
+  .option('--ipvs-scheduler <name>', 'ipvs scheduler for --proxy-mode ipvs (rr, wrr, lc, wlc, sh, ...)', env('IPVS_SCHEDULER') ?? 'rr')
   .option('--hostname-override <name>', 'node name (endpoints with this nodeName are local)', env('HOSTNAME_OVERRIDE'))
   .option('--node-ip <ip>', "this node's primary IP", env('NODE_IP'))
   .option('--cluster-cidr <cidr>', 'pod network; traffic from outside it to a ClusterIP is masqueraded', env('CLUSTER_CIDR'))
@@ -37,6 +38,7 @@ const program = new Command('weft-proxy')
       etcdEndpoints: list(o.etcdEndpoints),
       manifestsDir: o.manifests || undefined,
       mode: o.proxyMode as ProxyMode,
+      ipvsScheduler: o.ipvsScheduler,
       nodeName: o.hostnameOverride || undefined,
       nodeIP: o.nodeIp || undefined,
       clusterCIDR: o.clusterCidr || undefined,

@@ -8,6 +8,8 @@ import { BoundedFrequencyRunner } from '../core/runner.js';
 import { ExecConntrack, type ConntrackClient } from '../netfilter/conntrack.js';
 import { ExecIptables, type IptablesBackend, type IptablesChainClient } from '../netfilter/iptables.js';
 import type { ProxyModeBackend } from './backend.js';
+import type { NftClient } from '../netfilter/nft.js';
+import { RemovingLeftovers, createMode, removeLeftovers } from './nftables/modes.js';
 import { close, healthzServer, listen, metricsServer, parseBindAddress, ServiceHealthServers } from './http.js';
 import { IptablesProxier } from './iptables/proxier.js';
 import type { IptablesProxyConfig } from './iptables/service-rules.js';
@@ -26,8 +28,10 @@ export interface ProxyOptions {
   etcdEndpoints?: string[];
   /** Directory of Service/EndpointSlice manifests, watched. */
   manifestsDir?: string;
-  /** Default 'iptables' (the only mode so far). */
+  /** Default 'iptables'. */
   mode?: ProxyMode;
+  /** ipvs scheduler for --proxy-mode ipvs. Default 'rr'. */
+  ipvsScheduler?: string;
   /** This node's name (endpoints' nodeName). Default os.hostname(). */
   nodeName?: string;
   /** This node's primary IP; `--nodeport-addresses primary` means it. */
@@ -63,6 +67,7 @@ export interface ProxyOptions {
   /** Injected kernel clients (tests); default: real commands. */
   iptables?: IptablesChainClient;
   conntrack?: ConntrackClient;
+  nft?: NftClient;
   /** Run inside this netns (tests): iptables and conntrack commands only. */
   netns?: string;
   log: Logger;
@@ -94,13 +99,13 @@ export function iptablesConfig(o: ProxyOptions): IptablesProxyConfig {
   };
 }
 
-async function modeBackend(o: ProxyOptions, cfg: IptablesProxyConfig): Promise<{ backend: ProxyModeBackend; ipt: IptablesChainClient }> {
+async function modeBackend(o: ProxyOptions, cfg: IptablesProxyConfig): Promise<{ backend: ProxyModeBackend; ipt?: IptablesChainClient }> {
   const mode = o.mode ?? 'iptables';
-  if (mode !== 'iptables') {
-    throw new InvalidArgumentError('--proxy-mode', `${mode} mode is not available yet (issue 7); use --proxy-mode iptables`);
-  }
+  if (mode !== 'iptables') return { backend: await createMode(mode, o, cfg) };
   const ipt = o.iptables ?? (await ExecIptables.create({ netns: o.netns, backend: o.iptablesBackend }));
-  return { backend: new IptablesProxier(ipt, cfg, o.log), ipt };
+  const px = new IptablesProxier(ipt, cfg, o.log);
+  // Switching from another mode: its rules go after our first sync (not with injected test clients).
+  return { backend: o.iptables ? px : new RemovingLeftovers(px, 'iptables', o, cfg), ipt };
 }
 
 /** `weft-proxy --cleanup`: removes every rule weft-proxy wrote, in every backend that holds some. */
@@ -112,6 +117,8 @@ export async function cleanupProxy(o: ProxyOptions): Promise<void> {
     await new IptablesProxier(ipt, cfg, o.log).cleanup().catch((err) => o.log.warn({ backend: b, err: errorMessage(err) }, 'cleanup failed'));
     o.log.info({ backend: b }, 'removed weft-proxy iptables rules');
   }
+  // And the nftables table and ipvs mode's servers, device, rules and ipsets.
+  await removeLeftovers('iptables', o, cfg);
 }
 
 /**

@@ -57,6 +57,21 @@ describe.skipIf(!isRoot)('weft CNI under load and under SIGKILL', () => {
     await waitFor(async () => (await ports()).length === 0, { timeoutMs: 10_000, what: 'bridge ports gone' });
   });
 
+  it('a shim called from another netns is not served there: it falls back and works in its own netns', async () => {
+    const other = await sb.create('other');
+    const [ns] = await makeNamespaces('o', 1);
+    const before = server.served;
+    const add = await ws.exec(other, cniEnv('ADD', 'elsewhere', `/var/run/netns/${ns}`), conf(), { WEFT_CNI_SOCKET: sock });
+    expect(add.code, add.stdout + add.stderr).toBe(0);
+    expect(server.served).toBe(before);
+    // The bridge was made in the caller's netns, not in the server's.
+    expect((await run('ip', ['-n', other, 'link', 'show', bridge], { allowFail: true })).code).toBe(0);
+    expect((await run('ip', ['-n', other, '-o', 'link', 'show', 'master', bridge])).stdout).toContain('veth');
+    const del = await ws.exec(other, cniEnv('DEL', 'elsewhere', `/var/run/netns/${ns}`), conf(), { WEFT_CNI_SOCKET: sock });
+    expect(del.code, del.stdout).toBe(0);
+    expect(reservations()).toEqual([]);
+  });
+
   it('concurrent standalone plugins (separate processes) never hand out one address twice', async () => {
     const nss = await makeNamespaces('x', 8);
     const adds = await Promise.all(nss.map((ns, i) => ws.exec(host, cniEnv('ADD', `solo${i}`, `/var/run/netns/${ns}`), conf())));

@@ -42,10 +42,8 @@ function envFile(path: string): Record<string, string> {
 
 describe('scripts/install-weft.sh into a temp prefix', () => {
   const prefix = mkdtempSync(join(tmpdir(), 'weft-ops-install-'));
-  // Parts another area may not have built yet are left out explicitly, so
-  // the test states what it covered.
-  const haveProxy = existsSync(join(repo, 'dist', 'cli', 'weft-proxy.js'));
-  let haveCni = false;
+  // The whole install (npm run build makes every part it needs).
+  const units = ['weftd.service', 'weft-proxy.service'];
   let args: string[] = [];
   let first: RunResult;
   let firstSnap: Record<string, string>;
@@ -53,16 +51,12 @@ describe('scripts/install-weft.sh into a temp prefix', () => {
   const install = (extra: string[] = []) => run('bash', [script, ...args, ...extra], { allowFail: true, timeoutMs: 120_000 });
 
   beforeAll(async () => {
-    const cni = await run(process.execPath, [join(repo, 'dist', 'cli', 'weftctl.js'), 'install-cni', '--help'], { allowFail: true });
-    // The CNI build artefacts come from scripts/build-cni.mjs (the CNI area).
-    haveCni = cni.code === 0 && existsSync(join(repo, 'dist', 'cni', 'weft-cni.cjs'));
     args = [
       '--prefix', prefix, '--no-build',
       '--iface', 'eth1', '--iface', '192.0.2.1',
       '--etcd-endpoints', 'http://192.0.2.254:2379',
       '--cni-bin-dir', '/opt/cni/bin', '--cni-conf-dir', '/etc/cni/net.d',
-      ...(haveProxy ? ['--hostname-override', 'node1'] : ['--no-proxy']),
-      ...(haveCni ? [] : ['--no-cni']),
+      '--hostname-override', 'node1',
     ];
     first = await install();
     firstSnap = snapshot(prefix);
@@ -71,7 +65,7 @@ describe('scripts/install-weft.sh into a temp prefix', () => {
     rmSync(prefix, { recursive: true, force: true });
   });
 
-  it('installs and skips systemctl with a message', () => {
+  it('installs without starting anything (prefix), saying so', () => {
     expect(first.stderr).toBe('');
     expect(first.code).toBe(0);
     expect(first.stdout).toMatch(/systemd: not started \(--prefix .* is not \/\)/);
@@ -79,13 +73,12 @@ describe('scripts/install-weft.sh into a temp prefix', () => {
   });
 
   it('writes wrappers that run this checkout\'s build with this node', () => {
-    const programs = ['weftd', 'weftctl', ...(haveProxy ? ['weft-proxy'] : [])];
+    const programs = ['weftd', 'weftctl', 'weft-proxy'];
     for (const p of programs) {
       const f = join(prefix, 'usr/local/bin', p);
       expect(statSync(f).mode & 0o777).toBe(0o755);
       expect(readFileSync(f, 'utf8')).toContain(`exec ${process.execPath} ${repo}/dist/cli/${p}.js "$@"`);
     }
-    if (!haveProxy) expect(existsSync(join(prefix, 'usr/local/bin/weft-proxy'))).toBe(false);
   });
 
   it('the installed weftctl wrapper runs', async () => {
@@ -107,34 +100,28 @@ describe('scripts/install-weft.sh into a temp prefix', () => {
     });
     // Unset options stay commented out: an empty WEFTD_PUBLIC_IP= would be a value.
     expect(envFile(f)).not.toHaveProperty('WEFTD_PUBLIC_IP');
-    if (haveProxy) {
-      expect(envFile(join(prefix, 'etc/weft/weft-proxy.env'))).toMatchObject({
-        WEFT_PROXY_ETCD_ENDPOINTS: 'http://192.0.2.254:2379',
-        WEFT_PROXY_PROXY_MODE: 'iptables',
-        WEFT_PROXY_HOSTNAME_OVERRIDE: 'node1',
-        WEFT_PROXY_HEALTHZ_BIND_ADDRESS: '127.0.0.1:10256',
-      });
-    }
+    expect(envFile(join(prefix, 'etc/weft/weft-proxy.env'))).toMatchObject({
+      WEFT_PROXY_ETCD_ENDPOINTS: 'http://192.0.2.254:2379',
+      WEFT_PROXY_PROXY_MODE: 'iptables',
+      WEFT_PROXY_HOSTNAME_OVERRIDE: 'node1',
+      WEFT_PROXY_HEALTHZ_BIND_ADDRESS: '127.0.0.1:10256',
+    });
   });
 
   it.runIf(existsSync('/usr/bin/systemctl'))('enables the units offline (wants/ symlinks in the prefix)', () => {
-    for (const u of ['weftd.service', ...(haveProxy ? ['weft-proxy.service'] : [])]) {
+    for (const u of units) {
       expect(readlinkSync(join(prefix, 'etc/systemd/system/multi-user.target.wants', u))).toBe(`/etc/systemd/system/${u}`);
       expect(first.stdout).toContain(`enabled ${u} (offline`);
     }
   });
 
   it('copies the unit files verbatim', () => {
-    for (const u of ['weftd.service', ...(haveProxy ? ['weft-proxy.service'] : [])]) {
+    for (const u of units) {
       expect(readFileSync(join(prefix, 'etc/systemd/system', u), 'utf8')).toBe(readFileSync(join(repo, 'systemd', u), 'utf8'));
     }
   });
 
-  it('installs the CNI plugin and a conflist when weftctl install-cni exists', () => {
-    if (!haveCni) {
-      expect(existsSync(join(prefix, 'opt/cni/bin'))).toBe(false);
-      return;
-    }
+  it('installs the CNI plugin pair and a conflist (weftctl install-cni, via staging)', () => {
     expect(statSync(join(prefix, 'opt/cni/bin/weft')).mode & 0o777).toBe(0o755);
     expect(existsSync(join(prefix, 'opt/cni/bin/weft-cni.cjs'))).toBe(true);
     const conflist = JSON.parse(readFileSync(join(prefix, 'etc/cni/net.d/10-weft.conflist'), 'utf8'));
@@ -184,6 +171,50 @@ describe('scripts/install-weft.sh into a temp prefix', () => {
     } finally {
       rmSync(empty, { recursive: true, force: true });
     }
+  });
+});
+
+describe('scripts/install-weft.sh --uninstall', () => {
+  const prefix = mkdtempSync(join(tmpdir(), 'weft-ops-uninstall-'));
+  afterAll(() => rmSync(prefix, { recursive: true, force: true }));
+  const files = () => Object.keys(snapshot(prefix)).sort();
+  const sh = (args: string[]) => run('bash', [script, '--prefix', prefix, ...args], { allowFail: true, timeoutMs: 120_000 });
+
+  it('removes what the manifest lists, keeps the env files until --purge, and can be repeated', async () => {
+    expect((await sh(['--no-build'])).code).toBe(0);
+    expect(files()).toContain('usr/local/bin/weftd');
+
+    const un = await sh(['--uninstall']);
+    expect(un.code).toBe(0);
+    expect(un.stdout).toMatch(/uninstalled: [1-9]\d* file\(s\) removed/);
+    expect(files()).toEqual(['etc/weft/weft-proxy.env', 'etc/weft/weftd.env', 'var/lib/weft/install-manifest']);
+
+    const purge = await sh(['--uninstall', '--purge']);
+    expect(purge.code).toBe(0);
+    expect(files()).toEqual([]);
+
+    const again = await sh(['--uninstall']);
+    expect(again.code).toBe(0);
+    expect(again.stdout).toContain('nothing to uninstall');
+  });
+});
+
+describe('scripts/install-weft.sh --no-proxy --no-cni (a node that keeps kube-proxy and its CNI)', () => {
+  const prefix = mkdtempSync(join(tmpdir(), 'weft-ops-partial-'));
+  afterAll(() => rmSync(prefix, { recursive: true, force: true }));
+
+  it('installs weftd and weftctl only, and lists only them', async () => {
+    const r = await run('bash', [script, '--prefix', prefix, '--no-build', '--no-proxy', '--no-cni'], { allowFail: true, timeoutMs: 120_000 });
+    expect(r.code, r.stderr).toBe(0);
+    const files = Object.keys(snapshot(prefix)).filter((f) => !f.includes('.wants/')).sort();
+    expect(files).toEqual([
+      'etc/systemd/system/weftd.service',
+      'etc/weft/weftd.env',
+      'usr/local/bin/weftctl',
+      'usr/local/bin/weftd',
+      'var/lib/weft/install-manifest',
+    ]);
+    expect(readFileSync(join(prefix, 'var/lib/weft/install-manifest'), 'utf8')).not.toMatch(/proxy|cni/);
   });
 });
 

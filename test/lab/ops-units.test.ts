@@ -14,6 +14,8 @@ import { NetnsSandbox, isRoot } from '../helpers/netns.js';
 // readiness probe, stop with SIGTERM to the main process (KillMode=mixed) and
 // start again (Restart=always). It proves the env files are understood by
 // the programs, the probe waits for readiness and no teardown happens on stop.
+// The same etcd also checks vagrant/provision.sh's demo manifests and its
+// verify-argument extraction against the real weftctl and weft-proxy.
 const repo = join(import.meta.dirname, '..', '..');
 const script = join(repo, 'scripts', 'install-weft.sh');
 const SYSTEMD_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
@@ -186,6 +188,31 @@ describe.skipIf(!isRoot)('the installed units, run the way systemd would (in a n
     expect(await stopService(again)).toBe(0);
   });
 
+  // vagrant/provision.sh's demo objects, through the real weftctl and etcd:
+  // they must pass validation, and its verify arguments must come out of
+  // `weftctl get endpointslices -o json` as the VMs would compute them.
+  const provision = join(repo, 'vagrant', 'provision.sh');
+  const ALL = 'node1=192.168.56.11,node2=192.168.56.12,node3=192.168.56.13';
+  const weftctl = (args: string[], input?: string) =>
+    run('ip', ['netns', 'exec', host, process.execPath, join(repo, 'dist/cli/weftctl.js'), '--etcd-endpoints', 'http://127.0.0.1:2379', ...args], { input, allowFail: true });
+
+  it('the Vagrant demo manifests apply, and verify arguments come from the slices', async () => {
+    for (const [node, ip] of [['node1', '10.244.1.2'], ['node2', '10.244.2.2']] as const) {
+      const m = await run('bash', [provision, 'manifest', node, '192.168.56.11', '192.168.56.11', ALL, 'vxlan', 'iptables', ip]);
+      const applied = await weftctl(['apply', '-f', '-'], m.stdout);
+      expect(applied.code, applied.stderr).toBe(0);
+    }
+    const slices = await weftctl(['get', 'endpointslices', '-n', 'default', '-o', 'json']);
+    expect(slices.code, slices.stderr).toBe(0);
+    const args = await run('bash', [provision, 'verify-args', 'node2', '192.168.56.12', '192.168.56.11', ALL, 'vxlan', 'iptables', '10.244.2.2', '/run/netns/demo'], { input: slices.stdout });
+    expect(args.stdout.trim().split('\n')).toEqual([
+      '--pod', 'weft-demo-node1=10.244.1.2',
+      '--pod', 'weft-demo-node2=10.244.2.2@/run/netns/demo',
+      '--host', 'node1=192.168.56.11',
+      '--host', 'node2=192.168.56.12',
+    ]);
+  });
+
   it('weft-proxy starts from the env file, the probe passes, rules stay after stop', async () => {
     const unit = unitOf('weft-proxy.service');
     const proxy = startService(unit);
@@ -195,6 +222,10 @@ describe.skipIf(!isRoot)('the installed units, run the way systemd would (in a n
     const metrics = await inHost('curl', ['-fsS', '--max-time', '3', 'http://127.0.0.1:10249/metrics']);
     expect(metrics.stdout).toMatch(/^# (HELP|TYPE) /m);
     expect(undocumentedMetrics(metrics.stdout)).toEqual([]);
+    // The demo Service applied above is rendered: ClusterIP and NodePort.
+    await waitFor(async () => /10\.96\.100\.100\/32/.test((await inHost('iptables', ['-w', '-t', 'nat', '-S'])).stdout), { timeoutMs: 20_000 });
+    const nat = (await inHost('iptables', ['-w', '-t', 'nat', '-S'])).stdout;
+    expect(nat).toMatch(/--dport 30080/);
     expect(await stopService(proxy)).toBe(0);
     expect((await inHost('iptables', ['-w', '-t', 'nat', '-S'])).stdout).toContain('WEFT-SERVICES');
   });

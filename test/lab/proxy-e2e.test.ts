@@ -32,7 +32,7 @@ s.bind(40000, () => s.send('q', Number(port), ip));
 
 const udpPorts = [{ name: 'dns', port: 5353, protocol: 'UDP' as const }];
 
-describe.skipIf(!isRoot)('weft-proxy end to end in namespaces (iptables mode)', () => {
+describe.skipIf(!isRoot).each(['iptables', 'nftables'])('weft-proxy end to end in namespaces (%s mode)', (mode) => {
   const sb = new NetnsSandbox();
   const ns = { client: '', node: '', ep1: '', ep2: '' };
   let dir: string;
@@ -46,7 +46,7 @@ describe.skipIf(!isRoot)('weft-proxy end to end in namespaces (iptables mode)', 
     const p = spawn(
       'ip',
       ['netns', 'exec', ns.node, process.execPath, 'dist/cli/weft-proxy.js', '--etcd-endpoints', '', '--manifests', manifests, '--hostname-override', 'node-a',
-        '--cluster-cidr', '10.244.0.0/16', '--node-ip', '192.0.2.1', '--min-sync-period', '100ms', '--sync-period', '60s'],
+        '--cluster-cidr', '10.244.0.0/16', '--node-ip', '192.0.2.1', '--min-sync-period', '100ms', '--sync-period', '60s', '--proxy-mode', mode],
       { stdio: ['ignore', 'ignore', 'pipe'] },
     );
     p.stderr!.on('data', (d) => (proxyLog = (proxyLog + d).slice(-20_000)));

@@ -19,8 +19,12 @@ export class IptablesProxier implements ProxyModeBackend {
     private readonly ipt: IptablesChainClient,
     private readonly cfg: IptablesProxyConfig,
     private readonly log: Logger,
-    /** Rules per iptables-restore call (see renderIptables). Default 5000. */
-    private readonly maxRulesPerRestore?: number,
+    /**
+     * Rules per iptables-restore call (see renderIptables). Default: 5000 on
+     * nft, whose restore cost grows faster than linearly with a transaction;
+     * unlimited on legacy, which rewrites the whole table on every COMMIT.
+     */
+    private readonly maxRulesPerRestore: number = ipt.backend === 'legacy' ? Infinity : 5000,
   ) {}
 
   async sync(model: ProxyModel, changed: ReadonlySet<string>, full: boolean): Promise<ModeSyncResult> {

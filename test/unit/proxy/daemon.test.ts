@@ -125,3 +125,22 @@ describe('options', () => {
     expect(() => iptablesConfig({ log: silentLogger, nodePortAddresses: ['primary'] })).toThrow(/node-ip/);
   });
 });
+
+describe('health-check node ports', () => {
+  it('answer 200 with the local endpoint count, 503 with none, and close when the service goes', async () => {
+    const { ServiceHealthServers } = await import('../../../src/proxy/http.js');
+    const { freePort } = await import('../../helpers/etcd.js');
+    const port = await freePort();
+    const hc = new ServiceHealthServers('127.0.0.1', silentLogger);
+    cleanups.push(() => hc.closeAll());
+    await hc.sync([{ service: 'default/web', port, localEndpoints: 2 }]);
+    let r = await fetch(`http://127.0.0.1:${port}/healthz`);
+    expect(r.status).toBe(200);
+    expect(await r.json()).toEqual({ service: { namespace: 'default', name: 'web' }, localEndpoints: 2, serviceProxyHealthy: true });
+    await hc.sync([{ service: 'default/web', port, localEndpoints: 0 }]);
+    r = await fetch(`http://127.0.0.1:${port}/`);
+    expect(r.status).toBe(503);
+    await hc.sync([]);
+    await expect(fetch(`http://127.0.0.1:${port}/`)).rejects.toThrow();
+  });
+});
