@@ -11,11 +11,14 @@ export interface MasqParams {
   network: IPv4Net;
   subnet: IPv4Net;
   /**
-   * Traffic carrying this mark was already masqueraded by a service proxy;
-   * flannel RETURNs on kube-proxy's 0x4000 and so do we.
+   * Traffic carrying one of these marks is masqueraded by a service proxy;
+   * flannel RETURNs on kube-proxy's 0x4000, we also on weft-proxy's 0x2000.
    */
-  proxyMark?: string;
+  proxyMarks?: string[];
 }
+
+/** kube-proxy's masquerade mark, then weft-proxy's (its --masquerade-bit 13). */
+export const DEFAULT_PROXY_MARKS = ['0x4000/0x4000', '0x2000/0x2000'];
 
 /**
  * The restore text for weftd's masquerade and forward rules (flannel's rules
@@ -27,11 +30,11 @@ export interface MasqParams {
 export function renderMasqRules(p: MasqParams): string {
   const net = formatCidr(p.network);
   const sub = formatCidr(p.subnet);
-  const mark = p.proxyMark ?? '0x4000/0x4000';
+  const marks = p.proxyMarks ?? DEFAULT_PROXY_MARKS;
   return [
     '*nat',
     `:${MASQ_CHAIN} - [0:0]`,
-    `-A ${MASQ_CHAIN} -m mark --mark ${mark} -m comment --comment "${MASQ_COMMENT}: marked by a service proxy" -j RETURN`,
+    ...marks.map((m) => `-A ${MASQ_CHAIN} -m mark --mark ${m} -m comment --comment "${MASQ_COMMENT}: marked by a service proxy" -j RETURN`),
     `-A ${MASQ_CHAIN} -s ${sub} -d ${net} -m comment --comment "${MASQ_COMMENT}" -j RETURN`,
     `-A ${MASQ_CHAIN} -s ${net} -d ${sub} -m comment --comment "${MASQ_COMMENT}" -j RETURN`,
     `-A ${MASQ_CHAIN} ! -s ${net} -d ${sub} -m comment --comment "${MASQ_COMMENT}" -j RETURN`,

@@ -24,6 +24,7 @@ describe('masquerade rules', () => {
       "*nat
       :WEFT-POSTRTG - [0:0]
       -A WEFT-POSTRTG -m mark --mark 0x4000/0x4000 -m comment --comment "weftd masq: marked by a service proxy" -j RETURN
+      -A WEFT-POSTRTG -m mark --mark 0x2000/0x2000 -m comment --comment "weftd masq: marked by a service proxy" -j RETURN
       -A WEFT-POSTRTG -s 10.244.3.0/24 -d 10.244.0.0/16 -m comment --comment "weftd masq" -j RETURN
       -A WEFT-POSTRTG -s 10.244.0.0/16 -d 10.244.3.0/24 -m comment --comment "weftd masq" -j RETURN
       -A WEFT-POSTRTG ! -s 10.244.0.0/16 -d 10.244.3.0/24 -m comment --comment "weftd masq" -j RETURN
