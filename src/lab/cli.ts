@@ -3,6 +3,7 @@ import { readdirSync } from 'node:fs';
 import { Command, InvalidArgumentError as CommanderArgError } from 'commander';
 import { createLogger } from '../core/log.js';
 import { CniAttacher } from './cni-attacher.js';
+import { ManualAttacher } from './attacher.js';
 import { formatStatus } from './format.js';
 import { labDown, labStatus, labTarget, labUp } from './lab.js';
 import { MAX_HOSTS, MAX_PODS_PER_HOST } from './names.js';
@@ -47,7 +48,8 @@ export function registerLabCommands(program: Command): void {
     .option('--network <cidr>', 'pod network', '10.244.0.0/16')
     .option('--subnet-lease-ttl <seconds>', 'weftd lease TTL (short values for tests)', intOpt(1, 86400 * 7))
     .option('--weftd-arg <arg>', 'extra weftd argument (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
-    .option('--cni-plugin <path>', 'attach pods by running this CNI plugin (default: plain ip commands)')
+    .option('--cni-plugin <path>', 'attach pods by running this CNI plugin (default: the built weft plugin, through each host\'s weftd)')
+    .option('--manual-pods', 'attach pods with plain ip commands instead of the CNI plugin')
     .option('--no-weftd', 'do not start weftd: the lab assigns subnets and static routes itself')
     .option('--log-level <level>', 'debug, info, warn, error', 'warn')
     .action(async (o) => {
@@ -69,7 +71,7 @@ export function registerLabCommands(program: Command): void {
           subnetLeaseTtl: o.subnetLeaseTtl,
           weftdArgs: o.weftdArg,
           startWeftd: o.weftd,
-          attacher: o.cniPlugin ? new CniAttacher({ plugin: o.cniPlugin }) : undefined,
+          attacher: o.manualPods ? new ManualAttacher() : o.cniPlugin ? new CniAttacher({ plugin: o.cniPlugin }) : undefined,
           log: createLogger({ level: o.logLevel }),
           onStep: (s) => say(s),
           signal: ac.signal,

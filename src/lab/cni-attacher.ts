@@ -50,6 +50,8 @@ export class CniAttacher implements PodAttacher {
       CNI_IFNAME: POD_IFACE,
       CNI_PATH: dirname(this.opts.plugin),
       CNI_ARGS: `IgnoreUnknown=1;K8S_POD_NAME=${req.podName}`,
+      // The shim hands the call to this host's weftd (each lab host serves its own socket).
+      WEFT_CNI_SOCKET: join(req.workDir, 'cni.sock'),
     };
   }
 

@@ -6,6 +6,7 @@ import { silentLogger, type Logger } from '../core/log.js';
 import { ip, ipBatch, run } from '../exec/run.js';
 import { readSubnetEnv, writeSubnetEnv } from '../store/subnet-env.js';
 import { ManualAttacher, type PodAttacher } from './attacher.js';
+import { CniAttacher } from './cni-attacher.js';
 import { launchWeftd, listNetns, recordProc } from './common.js';
 import { labDown } from './down.js';
 import { etcdArgv, etcdDataDir, labEtcdClient, waitEtcdHealthy, type LabEtcd } from './etcd.js';
@@ -14,7 +15,7 @@ import { ETCD_ENDPOINT, ETCD_IP, HOST_IFACE, UNDERLAY_PREFIX } from './names.js'
 import { fallbackSubnet, planLab, planNamespaces, type LabPlanInput } from './plan.js';
 import { statusOf, type LabStatus } from './status.js';
 import { STATE_VERSION, hostDir, labDir, labRunRoot, readState, writeState, type HostRecord, type LabState, type ProcRecord } from './state.js';
-import { waitSubnetEnv, waitWeftdReady, weftdPaths, weftdScript } from './weftd.js';
+import { repoRoot, waitSubnetEnv, waitWeftdReady, weftdPaths, weftdScript } from './weftd.js';
 
 /** Options of `labUp`. */
 export interface LabUpOptions extends LabPlanInput {
@@ -126,6 +127,16 @@ function claimLabDir(id: string, dir: string): void {
 }
 
 /**
+ * Pods are real CNI attachments: the weft shim (dist/cni/weft) hands each
+ * ADD to its host's weftd over the host's socket, as a runtime's call would.
+ * Plain ip commands only when the plugin has not been built.
+ */
+export function defaultAttacher(): PodAttacher {
+  const shim = join(repoRoot, 'dist', 'cni', 'weft');
+  return existsSync(shim) ? new CniAttacher({ plugin: shim }) : new ManualAttacher();
+}
+
+/**
  * Builds a lab: switch + etcd, hosts with weftd, pods. Everything is
  * recorded in /run/weft-lab/<id>/state.json before it is made; on failure
  * `up` removes what it made and throws LabUpError.
@@ -135,7 +146,7 @@ export async function labUp(opts: LabUpOptions = {}): Promise<LabStatus> {
   const log = (opts.log ?? silentLogger).child({ lab: plan.id });
   const timeoutMs = opts.timeoutMs ?? 30_000;
   const startWeftd = opts.startWeftd ?? true;
-  const attacher = opts.attacher ?? new ManualAttacher();
+  const attacher = opts.attacher ?? defaultAttacher();
   if (opts.subnetLeaseTtl !== undefined && !(Number.isInteger(opts.subnetLeaseTtl) && opts.subnetLeaseTtl > 0)) {
     throw new InvalidArgumentError('subnetLeaseTtl', `${opts.subnetLeaseTtl} is not a positive number of seconds`);
   }

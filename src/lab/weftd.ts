@@ -17,10 +17,17 @@ export interface WeftdPaths {
   subnetFile: string;
   stateDir: string;
   log: string;
+  /** weftd serves the CNI shim here (the lab's pods are attached through it). */
+  cniSocket: string;
 }
 
 export function weftdPaths(hostDir: string): WeftdPaths {
-  return { subnetFile: join(hostDir, 'subnet.env'), stateDir: join(hostDir, 'state'), log: join(hostDir, 'weftd.log') };
+  return {
+    subnetFile: join(hostDir, 'subnet.env'),
+    stateDir: join(hostDir, 'state'),
+    log: join(hostDir, 'weftd.log'),
+    cniSocket: join(hostDir, 'cni.sock'),
+  };
 }
 
 /** The weftd command line for one lab host (flannel's flag names). */
@@ -33,6 +40,7 @@ export function weftdArgv(paths: WeftdPaths, opts: { subnetLeaseTtl?: number; ex
     '--subnet-file', paths.subnetFile,
     '--state-dir', paths.stateDir,
     '--ip-masq',
+    '--cni-socket', paths.cniSocket,
   ];
   if (opts.subnetLeaseTtl !== undefined) argv.push('--subnet-lease-ttl', String(opts.subnetLeaseTtl));
   return [...argv, ...(opts.extra ?? [])];

@@ -15,7 +15,7 @@ describe.skipIf(!isRoot)('weft-proxy mode switching and --cleanup', () => {
   let ns: string;
   let dir: string;
   let proxy: ChildProcess | undefined;
-  const args = () => ['--etcd-endpoints', '', '--manifests', dir, '--hostname-override', 'node-a', '--cluster-cidr', '10.244.0.0/16', '--min-sync-period', '100ms', '--healthz-bind-address', '', '--metrics-bind-address', ''];
+  const args = () => ['--etcd-endpoints', '', '--manifests', dir, '--hostname-override', 'node-a', '--cluster-cidr', '10.244.0.0/16', '--min-sync-period', '100ms'];
   const start = (mode: string) => {
     proxy = spawn('ip', ['netns', 'exec', ns, process.execPath, 'dist/cli/weft-proxy.js', ...args(), '--proxy-mode', mode], { stdio: 'ignore' });
   };

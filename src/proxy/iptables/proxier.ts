@@ -47,8 +47,8 @@ export class IptablesProxier implements ProxyModeBackend {
       throw err;
     }
     this.state = r.state;
-    this.log.debug({ full: r.full, bytes: r.text.length, services: r.state.services.size }, 'iptables rules synced');
-    return { wrote: r.text !== '', full: r.full, ruleCounts: r.ruleCounts, healthChecks: r.healthChecks, noLocalEndpoints: r.noLocalEndpoints };
+    this.log.debug({ full: r.full, restores: r.chunks.length, services: r.state.services.size }, 'iptables rules synced');
+    return { wrote: r.chunks.length > 0, full: r.full, ruleCounts: r.ruleCounts, healthChecks: r.healthChecks, noLocalEndpoints: r.noLocalEndpoints };
   }
 
   async healthy(): Promise<boolean> {

@@ -230,7 +230,10 @@ export function renderIptables(input: IptablesRenderInput): IptablesRenderResult
     else filterCount += rules.length;
   }
   return {
-    text: chunks.join(''),
+    // Joined on demand: at 10 000 services the text is ~12 MB and the applier only needs the chunks.
+    get text() {
+      return chunks.join('');
+    },
     chunks,
     state,
     full,
