@@ -49,6 +49,7 @@ export function registerLabCommands(program: Command): void {
     .option('--subnet-lease-ttl <seconds>', 'weftd lease TTL (short values for tests)', intOpt(1, 86400 * 7))
     .option('--weftd-arg <arg>', 'extra weftd argument (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
     .option('--cni-plugin <path>', 'attach pods by running this CNI plugin (default: the built weft plugin, through each host\'s weftd)')
+    .option('--proxy-mode <mode>', 'weft-proxy on every host: iptables, nftables or none', 'iptables')
     .option('--manual-pods', 'attach pods with plain ip commands instead of the CNI plugin')
     .option('--no-weftd', 'do not start weftd: the lab assigns subnets and static routes itself')
     .option('--log-level <level>', 'debug, info, warn, error', 'warn')
@@ -71,6 +72,7 @@ export function registerLabCommands(program: Command): void {
           subnetLeaseTtl: o.subnetLeaseTtl,
           weftdArgs: o.weftdArg,
           startWeftd: o.weftd,
+          proxyMode: o.proxyMode,
           attacher: o.manualPods ? new ManualAttacher() : o.cniPlugin ? new CniAttacher({ plugin: o.cniPlugin }) : undefined,
           log: createLogger({ level: o.logLevel }),
           onStep: (s) => say(s),

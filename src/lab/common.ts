@@ -5,6 +5,7 @@ import { validateLabId } from './names.js';
 import { spawnInNetns } from './procs.js';
 import { hostDir, labDir, readState, writeState, type HostRecord, type LabState, type ProcRecord } from './state.js';
 import { weftdArgv, weftdPaths } from './weftd.js';
+import { proxyArgv, proxyLogPath, type LabProxyMode } from './proxy.js';
 
 /** Pieces shared by up, down and the day-to-day operations on a lab. */
 
@@ -56,4 +57,10 @@ export async function launchWeftd(state: LabState, host: HostRecord): Promise<Pr
   mkdirSync(paths.stateDir, { recursive: true });
   const argv = weftdArgv(paths, { subnetLeaseTtl: state.subnetLeaseTtl, extra: state.weftdArgs });
   return recordProc(state, `weftd:${host.name}`, host.netns, argv, paths.log);
+}
+
+export function launchProxy(state: LabState, host: HostRecord): ProcRecord {
+  const mode = (state.proxyMode ?? 'none') as LabProxyMode;
+  if (mode === 'none') throw new LabNotFoundError(`lab ${state.id} runs no weft-proxy (proxy mode none)`, { id: state.id });
+  return recordProc(state, `proxy:${host.name}`, host.netns, proxyArgv(state, host, mode), proxyLogPath(state.id, host.name));
 }

@@ -10,3 +10,4 @@ export { formatStatus, table } from './format.js';
 export * from './verify.js';
 export * from './cni-attacher.js';
 export * from './podserver.js';
+export { LAB_PROXY_MODES, PROXY_HEALTHZ_PORT, type LabProxyMode } from './proxy.js';

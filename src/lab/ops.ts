@@ -1,7 +1,8 @@
 import { join } from 'node:path';
 import { InvalidArgumentError } from '../core/errors.js';
 import { run, type RunResult } from '../exec/run.js';
-import { launchWeftd, mustState, recordProc, withLock } from './common.js';
+import { launchProxy, launchWeftd, mustState, recordProc, withLock } from './common.js';
+import { proxyLogPath, waitProxyHealthy } from './proxy.js';
 import { etcdArgv, labEtcdClient, waitEtcdHealthy, type LabEtcd } from './etcd.js';
 import { LabProcessError } from './errors.js';
 import { resolveTarget } from './names.js';
@@ -96,6 +97,26 @@ export async function startWeftd(
   await waitSubnetEnv(paths, rec.rec, rec.h.name, opts.timeoutMs);
   if (opts.waitReady ?? true) await waitWeftdReady(rec.h.netns, rec.h.name, paths.log, rec.rec, opts.timeoutMs);
   return { pid: rec.rec.pid };
+}
+
+/** Stops weft-proxy on a host (its rules stay, as with kube-proxy). */
+export async function stopProxy(id: string, host: string, signal: NodeJS.Signals = 'SIGTERM'): Promise<boolean> {
+  const h = hostRecord(mustState(id), host);
+  return labStop(id, `proxy:${h.name}`, signal);
+}
+
+/** (Re)starts weft-proxy on a host in the lab's mode and waits (bounded) for /healthz. */
+export async function startProxy(id: string, host: string, opts: { timeoutMs?: number } = {}): Promise<{ pid: number }> {
+  const { rec, h } = await withLock(id, async () => {
+    const state = mustState(id);
+    const h = hostRecord(state, host);
+    const running = state.processes.find((p) => p.key === `proxy:${h.name}` && isRunning(p));
+    if (running) throw new LabProcessError(`weft-proxy already runs on ${h.name} (pid ${running.pid})`, { host: h.name });
+    state.processes = state.processes.filter((p) => p.key !== `proxy:${h.name}`);
+    return { rec: launchProxy(state, h), h };
+  });
+  await waitProxyHealthy(h, rec, proxyLogPath(id, h.name), opts.timeoutMs);
+  return { pid: rec.pid };
 }
 
 /** Client for the lab's etcd (from the root namespace, via the switch). */

@@ -66,6 +66,8 @@ export interface LabState {
   subnetLeaseTtl?: number;
   weftdArgs: string[];
   startWeftd: boolean;
+  /** weft-proxy mode on every host ('none' = not started). Absent in older state files. */
+  proxyMode?: string;
   /** Pod attacher used by up (down detaches nothing: namespaces go, veths go with them). */
   attacher: string;
   etcd: { endpoint: string; dataDir: string };

@@ -7,7 +7,8 @@ import { ip, ipBatch, run } from '../exec/run.js';
 import { readSubnetEnv, writeSubnetEnv } from '../store/subnet-env.js';
 import { ManualAttacher, type PodAttacher } from './attacher.js';
 import { CniAttacher } from './cni-attacher.js';
-import { launchWeftd, listNetns, recordProc } from './common.js';
+import { LAB_PROXY_MODES, proxyLogPath, waitProxyHealthy, type LabProxyMode } from './proxy.js';
+import { launchProxy, launchWeftd, listNetns, recordProc } from './common.js';
 import { labDown } from './down.js';
 import { etcdArgv, etcdDataDir, labEtcdClient, waitEtcdHealthy, type LabEtcd } from './etcd.js';
 import { LabExistsError, LabUpError } from './errors.js';
@@ -31,8 +32,10 @@ export interface LabUpOptions extends LabPlanInput {
   startWeftd?: boolean;
   /** Wait for weftd's /readyz on every host (127.0.0.1:9808 in the host). Default true. */
   waitReady?: boolean;
-  /** How pods are attached. Default ManualAttacher. */
+  /** How pods are attached. Default: the weft CNI plugin through each host's weftd. */
   attacher?: PodAttacher;
+  /** weft-proxy on every host (needs weftd). Default 'iptables', as kube-proxy's default. */
+  proxyMode?: LabProxyMode;
   /** Default silentLogger. */
   log?: Logger;
   /**
@@ -146,6 +149,10 @@ export async function labUp(opts: LabUpOptions = {}): Promise<LabStatus> {
   const log = (opts.log ?? silentLogger).child({ lab: plan.id });
   const timeoutMs = opts.timeoutMs ?? 30_000;
   const startWeftd = opts.startWeftd ?? true;
+  const proxyMode: LabProxyMode = startWeftd ? (opts.proxyMode ?? 'iptables') : 'none';
+  if (!LAB_PROXY_MODES.includes(proxyMode)) {
+    throw new InvalidArgumentError('proxyMode', `"${proxyMode}" is not one of ${LAB_PROXY_MODES.join(', ')}`);
+  }
   const attacher = opts.attacher ?? defaultAttacher();
   if (opts.subnetLeaseTtl !== undefined && !(Number.isInteger(opts.subnetLeaseTtl) && opts.subnetLeaseTtl > 0)) {
     throw new InvalidArgumentError('subnetLeaseTtl', `${opts.subnetLeaseTtl} is not a positive number of seconds`);
@@ -173,6 +180,7 @@ export async function labUp(opts: LabUpOptions = {}): Promise<LabStatus> {
     subnetLeaseTtl: opts.subnetLeaseTtl,
     weftdArgs: opts.weftdArgs ?? [],
     startWeftd,
+    proxyMode,
     attacher: attacher.name,
     etcd: { endpoint: ETCD_ENDPOINT, dataDir: etcdDataDir(dir) },
     switchNetns: plan.switchNetns,
@@ -232,6 +240,15 @@ export async function labUp(opts: LabUpOptions = {}): Promise<LabStatus> {
         }),
       );
       writeState(state);
+      if (proxyMode !== 'none') {
+        const proxies: ProcRecord[] = [];
+        for (const h of state.hosts) {
+          await step(`weft-proxy ${h.name}`);
+          proxies.push(launchProxy(state, h));
+        }
+        await Promise.all(state.hosts.map((h, i) => waitProxyHealthy(h, proxies[i]!, proxyLogPath(state.id, h.name), timeoutMs, opts.signal)));
+        log.info({ mode: proxyMode }, 'weft-proxy healthy on every host');
+      }
     } else {
       await step('routes');
       await assignFallbackSubnets(state);

@@ -54,7 +54,7 @@ export interface ProxyOptions {
   syncPeriodMs?: number;
   /** /healthz turns 503 when a requested sync waits longer than this. Default 60 000 ms. */
   healthzTimeoutMs?: number;
-  /** How often the canary chains are checked. Default 10 000 ms. */
+  /** How often the canary chains are checked (kube-proxy: every sync period). Default 30 000 ms. */
   canaryIntervalMs?: number;
   /** Default 127.0.0.1:10256; "" disables. */
   healthzBindAddress?: string;
@@ -193,7 +193,7 @@ export async function runProxy(o: ProxyOptions, signal: AbortSignal): Promise<vo
     runner.start();
     const canary = setInterval(() => {
       void syncer.checkCanary().then((gone) => gone && runner.request('canary'));
-    }, o.canaryIntervalMs ?? 10_000);
+    }, o.canaryIntervalMs ?? 30_000);
     canary.unref();
     o.onStarted?.({ model, syncer, runner, sources });
     const running = sources.map((s) =>

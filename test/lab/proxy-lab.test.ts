@@ -55,7 +55,9 @@ describe.skipIf(!isRoot)('weft-proxy in the 3-host lab', () => {
 
   beforeAll(async () => {
     if (!existsSync('dist/cli/weft-proxy.js')) await run('npx', ['tsc', '-p', 'tsconfig.json'], { allowFail: true });
-    await labUp({ id, hosts: 3, podsPerHost: 2 });
+    // This suite runs its own weft-proxy per host (short min-sync-period, restartable by key), so the
+    // lab is asked not to start one.
+    await labUp({ id, hosts: 3, podsPerHost: 2, proxyMode: 'none' });
     st = labStatus(id);
     await labServePods(id);
     for (const p of [pod(2, 1), pod(3, 1)]) await labSpawn(id, p.name, [process.execPath, '-e', ECHO_SRC, p.name]);

@@ -1,0 +1,49 @@
+import { join } from 'node:path';
+import { isWeftError } from '../core/errors.js';
+import { ETCD_ENDPOINT } from './names.js';
+import { LabProcessError } from './errors.js';
+import { isRunning, pollUntil, tailFile, type ProcIdentity } from './procs.js';
+import { hostDir, type HostRecord, type LabState } from './state.js';
+import { httpStatusInNetns, repoRoot } from './weftd.js';
+
+/** Proxy modes the lab can run; 'none' starts no weft-proxy. */
+export const LAB_PROXY_MODES = ['iptables', 'nftables', 'none'] as const;
+export type LabProxyMode = (typeof LAB_PROXY_MODES)[number];
+
+/** weft-proxy's healthz port (kube-proxy's), on 127.0.0.1 inside the host. */
+export const PROXY_HEALTHZ_PORT = 10256;
+
+export const proxyScript = (): string => process.env.WEFT_LAB_PROXY ?? join(repoRoot, 'dist', 'cli', 'weft-proxy.js');
+export const proxyLogPath = (id: string, host: string): string => join(hostDir(id, host), 'weft-proxy.log');
+
+/** The weft-proxy command line for one lab host. */
+export function proxyArgv(state: LabState, host: HostRecord, mode: Exclude<LabProxyMode, 'none'>): string[] {
+  return [
+    process.execPath,
+    proxyScript(),
+    '--etcd-endpoints', ETCD_ENDPOINT,
+    '--proxy-mode', mode,
+    '--hostname-override', host.name,
+    '--node-ip', host.underlayIp,
+    '--cluster-cidr', state.network,
+  ];
+}
+
+/** Bounded wait for weft-proxy's /healthz (it answers once rules are written). */
+export async function waitProxyHealthy(host: HostRecord, proc: ProcIdentity, log: string, timeoutMs = 30_000, signal?: AbortSignal): Promise<void> {
+  try {
+    await pollUntil(
+      async () => {
+        if (!isRunning(proc)) throw new LabProcessError('weft-proxy exited');
+        return (await httpStatusInNetns(host.netns, '127.0.0.1', PROXY_HEALTHZ_PORT, '/healthz')) === 200;
+      },
+      { timeoutMs, intervalMs: 200, what: `weft-proxy /healthz on ${host.name}`, signal },
+    );
+  } catch (err) {
+    if (isWeftError(err, 'ERR_ABORTED')) throw err;
+    throw new LabProcessError(`weft-proxy on ${host.name} not healthy: ${(err as Error).message}\n--- ${log} ---\n${tailFile(log)}`, {
+      host: host.name,
+      log,
+    });
+  }
+}
