@@ -126,10 +126,11 @@ export class FakeNft implements NftClient {
 
   /**
    * Follows a verdict from a chain through jumps, gotos and numgen vmaps and
-   * returns every `dnat to` target reachable (mark-for-masquerade ignored):
-   * a small packet-independent tracer for semantic tests.
+   * returns every `dnat to` target reachable (mark-for-masquerade ignored),
+   * including map-based DNAT for the packet's `key` ("ip . proto . port"):
+   * a small tracer for semantic tests.
    */
-  reachable(family: string, table: string, verdict: string): string[] {
+  reachable(family: string, table: string, verdict: string, key?: string): string[] {
     const t = this.state.get(`${family} ${table}`);
     const out = new Set<string>();
     const seen = new Set<string>();
@@ -139,6 +140,15 @@ export class FakeNft implements NftClient {
       for (const r of t?.chains.get(chain)?.rules ?? []) {
         const d = / dnat to (\S+)/.exec(` ${r}`);
         if (d) out.add(d[1]!);
+        // `dnat ip to <key> . numgen random mod n map @m`: the entries "<key> . i" for i < n.
+        const mapped = /numgen random mod (\d+) map @(\S+)/.exec(r);
+        if (mapped && key) {
+          const elements = t?.maps.get(mapped[2]!)?.elements;
+          for (let i = 0; i < Number(mapped[1]); i++) {
+            const v = elements?.get(`${key} . ${i}`);
+            if (v) out.add(v.replace(' . ', ':'));
+          }
+        }
         for (const m of r.matchAll(REF_RE)) walk(m[1]!);
       }
     };
@@ -210,7 +220,7 @@ export class FakeNft implements NftClient {
         return;
       }
       case 'add map': {
-        const type = /type ([^;]+);/.exec(rest)?.[1]?.trim() ?? '';
+        const type = /(?:^|[{;]\s*)(typeof [^;]+|type [^;]+);/.exec(rest)?.[1]?.trim() ?? '';
         const have = t.maps.get(name);
         if (have && have.type !== type) throw new Error(`File exists (map ${name} has another type)`);
         if (!have) t.maps.set(name, { type, elements: new Map() });

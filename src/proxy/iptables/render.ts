@@ -118,7 +118,8 @@ class TableWriter {
 }
 
 /**
- * Renders the restore text for a sync. Full sync: every chain, stale chains
+ * Renders the restore text for a sync. Full sync: every chain the host does
+ * not already hold exactly (when `existing.rules` tells), stale chains
  * removed, missing jumps inserted, canaries created. Partial sync: only the
  * chains of changed Services, top-level chains whose content changed, and
  * chains that disappeared - so an unchanged model renders ''. Pure.
@@ -138,10 +139,12 @@ export function renderIptables(input: IptablesRenderInput): IptablesRenderResult
   const nat = new TableWriter(holds('nat'));
   const filter = new TableWriter(holds('filter'));
   const maxRules = input.maxRulesPerRestore ?? 5000;
-  const svcChunks: TableWriter[] = [new TableWriter(holds('nat'))];
-  let cur = svcChunks[0]!;
+  // Unlimited: one restore, one nat transaction (legacy rewrites the whole table per COMMIT).
+  const single = !Number.isFinite(maxRules);
+  const svcChunks: TableWriter[] = single ? [] : [new TableWriter(holds('nat'))];
+  let cur = single ? nat : svcChunks[0]!;
   const serviceDone = () => {
-    if (cur.rules.length >= maxRules) svcChunks.push((cur = new TableWriter(holds('nat'))));
+    if (!single && cur.rules.length >= maxRules) svcChunks.push((cur = new TableWriter(holds('nat'))));
   };
   const mangle = new TableWriter(holds('mangle'));
   const changed = full ? undefined : new Set(input.changed as ReadonlySet<string>);
@@ -162,9 +165,7 @@ export function renderIptables(input: IptablesRenderInput): IptablesRenderResult
   if (full) {
     // Service chains jump to WEFT-MARK-MASQ: it goes first.
     for (const [c, rules] of fixed.nat) cur.chain(c, rules);
-    const wanted = new Set<string>();
     for (const r of state.services.values()) {
-      for (const c of r.chains.keys()) wanted.add(c);
       writeServiceChains(cur, r.chains);
       serviceDone();
     }

@@ -17,6 +17,8 @@ export const MAP = {
   NO_ENDPOINT_NODEPORTS: 'no-endpoint-nodeports',
   /** LB IP . proto . port of services with loadBalancerSourceRanges -> goto the firewall chain. */
   FIREWALL_IPS: 'firewall-ips',
+  /** ClusterIP . proto . port . index -> endpoint IP . port, read by the pick-<n> chains. */
+  SERVICE_ENDPOINTS: 'service-endpoints',
 } as const;
 
 export type MapName = (typeof MAP)[keyof typeof MAP];
@@ -31,6 +33,8 @@ export const MAP_TYPES: Record<MapName, string> = {
   'no-endpoint-services': 'ipv4_addr . inet_proto . inet_service : verdict',
   'no-endpoint-nodeports': 'inet_proto . inet_service : verdict',
   'firewall-ips': 'ipv4_addr . inet_proto . inet_service : verdict',
+  // `typeof` because numgen's integer has no named type; the modulus in it is only for printing.
+  'service-endpoints': 'typeof ip daddr . meta l4proto . th dport . numgen random mod 1 : ip daddr . th dport',
 };
 
 /** Fixed regular chains (base chains are listed in static.ts). */
@@ -44,7 +48,15 @@ export const FIXED = {
 } as const;
 
 /** Per-service-port and per-endpoint objects weft-proxy owns (and may delete when stale). */
-export const OWNED_CHAIN_RE = /^(svc|svl|ext|fw|sep)-[A-Z2-7]{8}-/;
+export const OWNED_CHAIN_RE = /^((svc|svl|ext|fw|sep)-[A-Z2-7]{8}-|pick-\d+$)/;
+
+/**
+ * The shared chain that DNATs ClusterIP traffic of every plain Service with
+ * `n` endpoints: one random draw, the endpoint looked up in service-endpoints.
+ */
+export function pickChain(n: number): string {
+  return `pick-${n}`;
+}
 export const OWNED_SET_RE = /^aff-[A-Z2-7]{8}-/;
 
 /**

@@ -3,7 +3,7 @@ import type { EndpointInfo } from '../model/endpoints.js';
 import type { ServicePortInfo } from '../model/service-port.js';
 import { HAIRPIN_SET, HAIRPIN_SET_DECL, MAP, MAP_TYPES, NFT_FAMILY, NFT_TABLE, OWNED_CHAIN_RE, OWNED_SET_RE, type MapName } from './names.js';
 import { renderNftService, type NftElement, type NftProxyConfig, type NftServiceRules } from './service-rules.js';
-import { BASE_CHAINS, fixedChains } from './static.js';
+import { BASE_CHAINS, fixedChains, pickChainRules } from './static.js';
 
 const T = `${NFT_FAMILY} ${NFT_TABLE}`;
 const MAPS = Object.values(MAP) as MapName[];
@@ -38,6 +38,8 @@ export interface NftRenderState {
   elements: Map<string, ElementState>;
   /** Endpoint IP -> how many Services DNAT to it (hairpin set elements are shared). */
   hairpin: Map<string, number>;
+  /** Endpoint count n -> how many ClusterIPs dispatch through pick-<n>. */
+  picks: Map<number, number>;
   /** Services with health-check node ports. */
   healthCheckServices: Set<string>;
   noLocalEndpoints: number;
@@ -100,6 +102,7 @@ function push<K, V>(m: Map<K, V[]>, k: K, v: V): void {
 }
 
 const elemId = (e: NftElement) => `${e.map} ${e.key}`;
+const mapType = (m: MapName) => (MAP_TYPES[m].startsWith('typeof ') ? MAP_TYPES[m] : `type ${MAP_TYPES[m]}`);
 const hairpinItem = (ip: string) => `${ip} . ${ip}`;
 
 /**
@@ -124,7 +127,7 @@ function renderService(input: NftRenderInput, name: string): NftServiceRules | u
 
 function renderFull(input: NftRenderInput): NftRenderResult {
   const { cfg, existing } = input;
-  const state: NftRenderState = { services: new Map(), elements: new Map(), hairpin: new Map(), healthCheckServices: new Set(), noLocalEndpoints: 0, ruleCount: 0 };
+  const state: NftRenderState = { services: new Map(), elements: new Map(), hairpin: new Map(), picks: new Map(), healthCheckServices: new Set(), noLocalEndpoints: 0, ruleCount: 0 };
   const conflicts: string[] = [];
   const head: string[] = [`add table ${T} { comment "weft-proxy service rules (nftables mode)"; }`];
   const block: string[] = [`table ${T} {`];
@@ -140,7 +143,7 @@ function renderFull(input: NftRenderInput): NftRenderResult {
     state.ruleCount += rules.length;
   };
 
-  for (const m of MAPS) block.push(`map ${m} { type ${MAP_TYPES[m]}; }`);
+  for (const m of MAPS) block.push(`map ${m} { ${mapType(m)}; }`);
   block.push(`set ${HAIRPIN_SET} ${HAIRPIN_SET_DECL}`);
   if (existing) {
     for (const m of MAPS) head.push(`flush map ${T} ${m}`);
@@ -167,8 +170,14 @@ function renderFull(input: NftRenderInput): NftRenderResult {
       els.addElement(e.map, `${e.key} : ${e.value}`);
     }
     for (const ip of r.hairpin) state.hairpin.set(ip, (state.hairpin.get(ip) ?? 0) + 1);
+    for (const n of r.picks) state.picks.set(n, (state.picks.get(n) ?? 0) + 1);
     if (r.healthChecks.length) state.healthCheckServices.add(name);
     state.noLocalEndpoints += r.noLocalEndpoints;
+  }
+  for (const n of [...state.picks.keys()].sort((x, y) => x - y)) {
+    const [c, rules] = pickChainRules(n, cfg);
+    wantedChains.add(c);
+    chain(c, rules);
   }
   block.push('}');
   for (const ip of state.hairpin.keys()) els.addElement(HAIRPIN_SET, hairpinItem(ip));
@@ -254,6 +263,27 @@ function renderPartial(input: NftRenderInput, prev: NftRenderState, changed: Rea
     if (was === 0 && now > 0) els.addElement(HAIRPIN_SET, hairpinItem(ip));
   }
 
+  // Shared pick-<n> chains: created when a first ClusterIP needs them, removed after the last one left.
+  const pickCounts = new Map<number, number>();
+  const pickCount = (n: number) => pickCounts.get(n) ?? prev.picks.get(n) ?? 0;
+  for (const name of names) {
+    for (const n of prev.services.get(name)?.picks ?? []) pickCounts.set(n, pickCount(n) - 1);
+    for (const n of after.get(name)?.picks ?? []) pickCounts.set(n, pickCount(n) + 1);
+  }
+  for (const [n, now] of pickCounts) {
+    const was = prev.picks.get(n) ?? 0;
+    const [c, rs] = pickChainRules(n, input.cfg);
+    if (was === 0 && now > 0) {
+      decl.push(`add chain ${T} ${c}`);
+      for (const r of rs) rules.push(`add rule ${T} ${c} ${r}`);
+      ruleDelta += rs.length;
+    } else if (was > 0 && now === 0) {
+      staleFlush.push(`flush chain ${T} ${c}`);
+      staleDelete.push(`delete chain ${T} ${c}`);
+      ruleDelta -= rs.length;
+    }
+  }
+
   const out = [...decl, ...rules];
   els.emit(out);
   out.push(...staleFlush, ...staleDelete);
@@ -277,13 +307,17 @@ function renderPartial(input: NftRenderInput, prev: NftRenderState, changed: Rea
       if (n > 0) prev.hairpin.set(ip, n);
       else prev.hairpin.delete(ip);
     }
+    for (const [k, n] of pickCounts) {
+      if (n > 0) prev.picks.set(k, n);
+      else prev.picks.delete(k);
+    }
     prev.ruleCount += ruleDelta;
     return prev;
   };
   return { text: out.length ? out.join('\n') + '\n' : '', full: false, conflicts, commit };
 }
 
-const EMPTY: NftServiceRules = { chains: new Map(), sets: new Map(), elements: [], hairpin: [], noLocalEndpoints: 0, healthChecks: [] };
+const EMPTY: NftServiceRules = { chains: new Map(), sets: new Map(), elements: [], hairpin: [], picks: [], noLocalEndpoints: 0, healthChecks: [] };
 
 function sameLines(a: readonly string[], b: readonly string[]): boolean {
   if (a.length !== b.length) return false;

@@ -2,7 +2,7 @@ import type { HealthCheckPort } from '../backend.js';
 import { endpointString, usableEndpoints, type EndpointInfo } from '../model/endpoints.js';
 import type { ServicePortInfo } from '../model/service-port.js';
 import type { IptablesProxyConfig } from '../iptables/service-rules.js';
-import { FIXED, MAP, affinitySet, portChains, sepChain, type MapName } from './names.js';
+import { FIXED, MAP, affinitySet, pickChain, portChains, sepChain, type MapName } from './names.js';
 
 /** Node-level settings: the same as iptables mode's (node name, cluster CIDR, mark, node port addresses). */
 export type NftProxyConfig = IptablesProxyConfig;
@@ -29,6 +29,8 @@ export interface NftServiceRules {
   elements: NftElement[];
   /** Endpoint IPs DNATed to by this Service (shared set: a pod reaching itself is masqueraded). */
   hairpin: string[];
+  /** Endpoint counts n whose shared pick-<n> chain this Service's ClusterIP dispatch uses. */
+  picks: number[];
   noLocalEndpoints: number;
   healthChecks: HealthCheckPort[];
 }
@@ -48,7 +50,7 @@ export function renderNftService(
   endpointsOf: (key: string) => readonly EndpointInfo[] | undefined,
   cfg: NftProxyConfig,
 ): NftServiceRules {
-  const out: NftServiceRules = { chains: new Map(), sets: new Map(), elements: [], hairpin: [], noLocalEndpoints: 0, healthChecks: [] };
+  const out: NftServiceRules = { chains: new Map(), sets: new Map(), elements: [], hairpin: [], picks: [], noLocalEndpoints: 0, healthChecks: [] };
   for (const p of ports) renderPort(p, endpointsOf(p.key) ?? [], cfg, out);
   return out;
 }
@@ -74,8 +76,17 @@ function renderPort(p: ServicePortInfo, all: readonly EndpointInfo[], cfg: NftPr
   if (p.externalPolicyLocal && external && localEps.length === 0) out.noLocalEndpoints++;
   const el = (map: MapName, key: string, value: string) => out.elements.push({ map, key, value });
 
+  // Plain ClusterIP dispatch (cluster endpoints, no affinity) needs no chain of its own: the shared
+  // pick-<n> chain draws an index and looks the endpoint up in service-endpoints, so an endpoint
+  // change rewrites map elements only, never rules (nft reloads every rule of the table first).
+  const picked = usesCluster && !p.internalPolicyLocal && p.affinityTimeoutS === 0;
+
   // ClusterIP.
-  if (hasInternalEndpoints) el(MAP.SERVICE_IPS, ipPortKey(p.clusterIP, p), `goto ${internalChain}`);
+  if (picked) {
+    el(MAP.SERVICE_IPS, ipPortKey(p.clusterIP, p), `goto ${pickChain(clusterEps.length)}`);
+    out.picks.push(clusterEps.length);
+    clusterEps.forEach((e, i) => el(MAP.SERVICE_ENDPOINTS, `${ipPortKey(p.clusterIP, p)} . ${i}`, `${e.ip} . ${e.port}`));
+  } else if (hasInternalEndpoints) el(MAP.SERVICE_IPS, ipPortKey(p.clusterIP, p), `goto ${internalChain}`);
   else el(MAP.NO_ENDPOINT_SERVICES, ipPortKey(p.clusterIP, p), noEndpointVerdict);
   // externalIPs and LoadBalancer ingress IPs enter through the external chain.
   for (const ip of [...p.externalIPs, ...p.loadBalancerIPs]) {
@@ -92,7 +103,8 @@ function renderPort(p: ServicePortInfo, all: readonly EndpointInfo[], cfg: NftPr
 
   if (!hasEndpoints) return;
   const chains = out.chains;
-  if (usesCluster) {
+  // The service chain is still needed for external entry points (they go through the ext chain).
+  if (usesCluster && (!picked || usesExt)) {
     const rules: string[] = [];
     const cip = `ip daddr ${p.clusterIP} ${proto} dport ${p.port}`;
     if (cfg.masqueradeAll) rules.push(`${cip} jump ${FIXED.MARK_MASQ}`);

@@ -1,5 +1,5 @@
 import { DEFAULT_MASQ_MARK } from '../iptables/service-rules.js';
-import { FIXED, HAIRPIN_SET, MAP } from './names.js';
+import { FIXED, HAIRPIN_SET, MAP, pickChain } from './names.js';
 import type { NftProxyConfig } from './service-rules.js';
 
 /** A base chain: where it hooks into netfilter. */
@@ -68,4 +68,17 @@ export function fixedChains(cfg: NftProxyConfig): Map<string, string[]> {
     [FIXED.NODEPORT_ENDPOINTS_CHECK, [`${local} meta l4proto . th dport vmap @${MAP.NO_ENDPOINT_NODEPORTS}`]],
     [FIXED.REJECT, ['reject']],
   ]);
+}
+
+/**
+ * The shared chain for plain ClusterIP dispatch to `n` endpoints: masquerade
+ * traffic from outside the cluster (as the service chains do), then DNAT to
+ * the endpoint at a random index of this ClusterIP's entries.
+ */
+export function pickChainRules(n: number, cfg: NftProxyConfig): [string, string[]] {
+  const rules: string[] = [];
+  if (cfg.masqueradeAll) rules.push(`jump ${FIXED.MARK_MASQ}`);
+  else if (cfg.clusterCIDR) rules.push(`ip saddr != ${cfg.clusterCIDR} jump ${FIXED.MARK_MASQ}`);
+  rules.push(`dnat ip to ip daddr . meta l4proto . th dport . numgen random mod ${n} map @${MAP.SERVICE_ENDPOINTS}`);
+  return [pickChain(n), rules];
 }

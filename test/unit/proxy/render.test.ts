@@ -161,3 +161,34 @@ describe('chunked restores', () => {
     expect(ipt.rules('nat', 'WEFT-SERVICES')!.filter((l) => l.includes('cluster IP'))).toHaveLength(30);
   });
 });
+
+describe('full sync against what the host holds', () => {
+  it('normalizes iptables-save output to the rendered form', async () => {
+    const { normalizeRule } = await import('../../../src/proxy/iptables/render.js');
+    expect(normalizeRule('-A X -m statistic --mode random --probability 0.33333333349 -j Y')).toBe(normalizeRule('-A X -m statistic --mode random --probability 0.3333333333 -j Y'));
+    expect(normalizeRule('-A WEFT-MARK-MASQ -j MARK --set-xmark 0x2000/0x2000')).toBe(normalizeRule('-A WEFT-MARK-MASQ -j MARK --or-mark 0x2000'));
+    expect(normalizeRule('-A S -d 1.2.3.4/32 -j REJECT --reject-with icmp-port-unreachable')).toBe(normalizeRule('-A S -d 1.2.3.4/32 -j REJECT'));
+  });
+
+  it('a full resync (or a restart) over an unchanged host writes nothing; a changed chain is rewritten alone', async () => {
+    const { FakeIptables } = await import('../../../src/netfilter/fake-iptables.js');
+    const { IptablesProxier } = await import('../../../src/proxy/iptables/proxier.js');
+    const { silentLogger } = await import('../../../src/core/log.js');
+    const ipt = new FakeIptables();
+    const m = new ProxyModel(() => 0);
+    m.upsert(svc('web', { type: 'NodePort', ports: [{ name: 'http', port: 80, nodePort: 30080 }], sessionAffinity: 'ClientIP' }));
+    m.upsert(slice('web', [ep('10.244.1.2'), ep('10.244.2.2', 'node-b'), ep('10.244.3.2', 'node-c')]));
+    m.upsert(svc('empty', { clusterIP: '10.96.0.20' }));
+    m.applyChanges();
+    const p = new IptablesProxier(ipt, CFG, silentLogger);
+    expect((await p.sync(m, new Set(), true)).wrote).toBe(true);
+    const n = ipt.restores.length;
+    expect((await new IptablesProxier(ipt, CFG, silentLogger).sync(m, new Set(), true)).wrote).toBe(false);
+    expect(ipt.restores.length).toBe(n);
+    // Someone edits one of our chains: the next full sync rewrites just that chain.
+    ipt.rules('nat', 'WEFT-SERVICES')!.pop();
+    await p.sync(m, new Set(), true);
+    expect(ipt.restores.at(-1)!.match(/^:/gm)).toEqual([':']);
+    expect(ipt.restores.at(-1)).toContain(':WEFT-SERVICES - [0:0]');
+  });
+});
