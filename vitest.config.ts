@@ -10,6 +10,8 @@ export default defineConfig({
           name: 'unit',
           include: ['test/unit/**/*.test.ts'],
           environment: 'node',
+          // Unit tests run first, then the lab suites.
+          sequence: { groupOrder: 0 },
         },
       },
       {
@@ -23,6 +25,7 @@ export default defineConfig({
           // so files run in parallel; tests inside a file run in order.
           fileParallelism: true,
           maxWorkers: 3,
+          sequence: { groupOrder: 1 },
         },
       },
     ],

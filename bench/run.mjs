@@ -9,13 +9,13 @@
 // is a separate process with its own throwaway namespaces / labs that it
 // always removes; a suite that fails is reported and the others still run.
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { cpus, loadavg, release, tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ALL_SUITES, extractJson, fileStamp, parseArgs } from './report/cli-util.mjs';
-import { REPORTERS } from './report/figures.mjs';
-import { headlineTable, renderMarkdown } from './report/markdown.mjs';
+import { headlineTable } from './report/markdown.mjs';
+import { buildReports, writeReport } from './report/write.mjs';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const REPO = join(HERE, '..');
@@ -98,8 +98,16 @@ function runStep(name, args, budgetS) {
   });
 }
 
-/** Interrupting the orchestrator interrupts the running suite, which removes its namespaces. */
-process.on('SIGINT', () => log('interrupted; waiting for the running suite to clean up'));
+/**
+ * Ctrl-C reaches the running suite too (same process group), which removes
+ * its namespaces; the orchestrator then skips the remaining suites and still
+ * writes the report of what ran.
+ */
+let interrupted = false;
+process.on('SIGINT', () => {
+  interrupted = true;
+  log('interrupted: the running suite cleans up, the rest are skipped');
+});
 
 const run = {
   command: `node bench/run.mjs ${process.argv.slice(2).join(' ')}`.trim(),
@@ -111,6 +119,7 @@ const run = {
 const t0 = Date.now();
 log(`weft bench${q ? ' --quick' : ''}: ${opts.only.join(', ')}`);
 for (const [i, name] of opts.only.entries()) {
+  if (interrupted) break;
   const suite = SUITES[name];
   const started = Date.now();
   log(`(${i + 1}/${opts.only.length}) ${name} ...`);
@@ -132,13 +141,8 @@ for (const [i, name] of opts.only.entries()) {
     entry.ok = false;
     entry.error = errors.join('; ');
   }
-  try {
-    if (Object.keys(entry.raw).length) entry.report = REPORTERS[name](entry.raw);
-  } catch (err) {
-    entry.ok = false;
-    entry.error = `${entry.error ? `${entry.error}; ` : ''}report: ${err.message}`;
-  }
   run.suites[name] = entry;
+  buildReports({ suites: { [name]: entry } });
   log(`${name} ${entry.ok ? 'done' : 'FAILED'} in ${entry.durationS.toFixed(0)} s${entry.error ? `: ${entry.error}` : ''}`);
   for (const h of entry.report?.headline ?? []) log(`  ${h.figure}: weft ${h.weft} | ${h.rivalName} ${h.rival} | ratio ${h.ratio}${h.goal !== '-' ? ` | goal ${h.goal}: ${h.met === true ? 'met' : h.met === false ? 'NOT met' : '-'}` : ''}`);
 }
@@ -146,18 +150,10 @@ run.finishedAt = new Date().toISOString();
 run.totalS = (Date.now() - t0) / 1000;
 
 const outDir = opts.out ?? join(HERE, 'results');
-mkdirSync(outDir, { recursive: true });
 const base = fileStamp(new Date(run.startedAt)) + (q ? '-quick' : '');
-const charts = [];
-const chartFile = (suite, c) => `${base}-${c.name}.svg`;
-for (const [name, s] of Object.entries(run.suites)) for (const c of s.report?.charts ?? []) charts.push([chartFile(name, c), c.svg]);
-for (const [file, svg] of charts) writeFileSync(join(outDir, file), svg);
-writeFileSync(join(outDir, `${base}.md`), renderMarkdown(run, chartFile));
-// The JSON keeps raw samples and headline figures; the SVG text lives in its own files.
-const forJson = { ...run, suites: Object.fromEntries(Object.entries(run.suites).map(([k, s]) => [k, { ...s, report: s.report ? { headline: s.report.headline, tables: s.report.tables, charts: s.report.charts.map((c) => chartFile(k, c)) } : undefined }])) };
-writeFileSync(join(outDir, `${base}.json`), JSON.stringify(forJson, null, 1));
+const files = writeReport(run, outDir, base);
 rmSync(tmp, { recursive: true, force: true });
 
 console.log(`\n${headlineTable(run.suites)}\n`);
-log(`total ${run.totalS.toFixed(0)} s; wrote ${relative(process.cwd(), join(outDir, base))}.{json,md} and ${charts.length} SVG charts`);
+log(`total ${run.totalS.toFixed(0)} s; wrote ${files.map((f) => relative(process.cwd(), join(outDir, f))).join(', ')}`);
 if (Object.values(run.suites).some((s) => !s.ok)) process.exitCode = 1;

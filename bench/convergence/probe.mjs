@@ -6,7 +6,8 @@
 //
 //   echo '<json spec>' | ip netns exec <lab>-sw node probe.mjs     (spec: see main())
 //
-// Modes: "converge" measures, "fill" only writes leases and exits.
+// Modes: "converge" measures, "fill" only writes leases, "put-all" writes
+// the given keys (weft-proxy's registry) and exits.
 // Prints one JSON object on stdout; progress on stderr.
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
@@ -70,6 +71,12 @@ async function main() {
   const put = (p) => etcd.put(leaseKey(prefix, p.cidr)).value(leaseValue(backend, p.publicIp, p.mac));
   const del = (p) => etcd.delete().key(leaseKey(prefix, p.cidr));
   try {
+    if (mode === 'put-all') {
+      // Arbitrary keys (the weft-proxy registry), in bounded concurrent batches.
+      for (let i = 0; i < spec.kvs.length; i += 200) await Promise.all(spec.kvs.slice(i, i + 200).map((kv) => etcd.put(kv.key).value(kv.value)));
+      console.log(JSON.stringify({ written: spec.kvs.length }));
+      return;
+    }
     if (mode === 'fill') {
       // Bounded concurrency keeps the gRPC channel from queueing thousands of calls.
       for (let i = 0; i < peers.length; i += 100) await Promise.all(peers.slice(i, i + 100).map(put));

@@ -79,7 +79,10 @@ async function measure(backend) {
       baseline: base,
       canary: '10.244.254.1/32',
     });
-    return { ...res, weftdPid: w.pid, ownSubnet: w.subnet };
+    // How long weftd's last data path sync took with every peer present: where the time goes.
+    const m = await labExec(id, 'h1', ['curl', '-s', '--max-time', '5', 'http://127.0.0.1:9808/metrics'], { allowFail: true, timeoutMs: 10_000 });
+    const last = /^weftd_reconcile_last_duration_seconds (\S+)$/m.exec(m.stdout);
+    return { ...res, weftdPid: w.pid, ownSubnet: w.subnet, lastReconcileMs: last ? Number(last[1]) * 1000 : undefined };
   });
 }
 

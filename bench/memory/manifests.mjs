@@ -56,3 +56,15 @@ export function metricValue(text, name, labels = '') {
   }
   return undefined;
 }
+
+/** The same objects as weft-proxy registry entries in etcd: [{ key, value }]. */
+export function registryEntries(services, endpoints = 2) {
+  const out = [];
+  for (let i = 0; i < services; i++) {
+    const svc = service(i);
+    const eps = endpointSlice(i, endpoints);
+    out.push({ key: `/weft/registry/services/bench/${svc.metadata.name}`, value: JSON.stringify(svc) });
+    out.push({ key: `/weft/registry/endpointslices/bench/${eps.metadata.name}`, value: JSON.stringify(eps) });
+  }
+  return out;
+}

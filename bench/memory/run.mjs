@@ -4,21 +4,26 @@
 // 2 endpoints (manifest directory), each next to the same daemon idle in
 // the same run. Goals: weftd <= 80 MB, weft-proxy <= 200 MB (MB = 10^6 bytes).
 //
-//   node bench/memory/run.mjs [--quick] [--parts weftd,proxy] [--peers 1000] [--services 10000] [--proxy-modes iptables] [--json FILE]
+//   node bench/memory/run.mjs [--quick] [--parts weftd,proxy] [--peers 1000] [--services 10000]
+//        [--proxy-modes iptables] [--proxy-sources manifests,etcd] [--json FILE]
+//
+// weft-proxy reads the objects either from a manifest directory or from its
+// etcd registry (/weft/registry/, written straight to the lab's etcd).
 //
 // Needs root and a built dist/. Labs are named mm<hex> and always removed.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { makePeers, subnetsOf } from '../convergence/model.mjs';
 import { REPO, argOf, labExec, labSpawn, labStop, memoryOf, runProbe, startWatcher, waitUntil, withLab } from '../convergence/lab.mjs';
-import { manifestFiles, metricValue } from './manifests.mjs';
+import { manifestFiles, metricValue, registryEntries } from './manifests.mjs';
 
 const argv = process.argv.slice(2);
 const parts = argOf(argv, '--parts', 'weftd,proxy').split(',');
 const peers = Number(argOf(argv, '--peers', '1000'));
 const services = Number(argOf(argv, '--services', '10000'));
 const proxyModes = argOf(argv, '--proxy-modes', 'iptables').split(',');
+const proxySources = argOf(argv, '--proxy-sources', 'manifests,etcd').split(',');
 const jsonFile = argOf(argv, '--json');
 const say = (m) => process.stderr.write(`memory: ${m}\n`);
 const MB = 1e6 / 2 ** 20; // MiB per MB
@@ -57,21 +62,31 @@ async function weftdMemory(id) {
   return { peers, routes, idle, loaded, ratioToIdle: loaded.p50 / idle.p50, goalMB: GOALS.weftd, meetsGoal: loaded.p50 <= GOALS.weftd };
 }
 
-async function proxyMemory(id, mode, dir) {
+async function proxyMemory(id, mode, source, dir) {
+  const from = source === 'etcd' ? ['--etcd-endpoints', 'http://192.0.2.254:2379'] : ['--etcd-endpoints=', '--manifests', dir];
   const argvProxy = [
     process.execPath, join(REPO, 'dist', 'cli', 'weft-proxy.js'),
-    '--etcd-endpoints=', '--manifests', dir, '--proxy-mode', mode,
+    ...from, '--proxy-mode', mode,
     '--hostname-override', 'node-a', '--cluster-cidr', '10.244.0.0/16', '--log-level', 'warn',
   ];
   const p = await labSpawn(id, 'h1', argvProxy);
+  const tail = () => {
+    try {
+      return readFileSync(p.log, 'utf8').trim().split('\n').slice(-3).join(' | ').slice(0, 600);
+    } catch {
+      return '';
+    }
+  };
   try {
     const t0 = Date.now();
-    await waitUntil(async () => (metricValue(await metrics(id, 10249), 'kubeproxy_sync_proxy_rules_last_timestamp_seconds') ?? 0) > 0, `weft-proxy ${mode} first sync`, 300_000, 500);
+    await waitUntil(async () => (metricValue(await metrics(id, 10249), 'kubeproxy_sync_proxy_rules_last_timestamp_seconds') ?? 0) > 0, `weft-proxy ${mode} first sync`, 180_000, 500).catch((err) => {
+      throw new Error(`${err.message}; weft-proxy log: ${tail()}`);
+    });
     const firstSyncS = (Date.now() - t0) / 1000;
     const m = await metrics(id, 10249);
     const loaded = await sampleRss(p.pid);
-    say(`weft-proxy ${mode} with ${services} services ${loaded.p50.toFixed(1)} MB (peak ${loaded.peakMB.toFixed(1)} MB; goal <= ${GOALS.proxy} MB), first sync after ${firstSyncS.toFixed(1)} s`);
-    return { mode, services, endpoints: services * 2, natRules: metricValue(m, 'kubeproxy_sync_proxy_rules_iptables_total', 'table="nat"'), firstSyncS, loaded, goalMB: GOALS.proxy, meetsGoal: loaded.p50 <= GOALS.proxy };
+    say(`weft-proxy ${mode} (${source}) with ${services} services ${loaded.p50.toFixed(1)} MB (peak ${loaded.peakMB.toFixed(1)} MB; goal <= ${GOALS.proxy} MB), first sync after ${firstSyncS.toFixed(1)} s`);
+    return { mode, source, services, endpoints: services * 2, natRules: metricValue(m, 'kubeproxy_sync_proxy_rules_iptables_total', 'table="nat"'), firstSyncS, loaded, goalMB: GOALS.proxy, meetsGoal: loaded.p50 <= GOALS.proxy };
   } finally {
     await labStop(id, p.key);
     // The next mode starts from an empty ruleset.
@@ -110,14 +125,18 @@ await withLab({ prefix: 'mm', hosts: 1, podsPerHost: 0, backend: 'vxlan', networ
       const idle = await proxyIdle(id, empty);
       say(`weft-proxy idle ${idle.p50.toFixed(1)} MB`);
       out.parts.proxy = { idle, modes: {} };
+      if (proxySources.includes('etcd')) await runProbe(id, { mode: 'put-all', kvs: registryEntries(services) });
       for (const mode of proxyModes) {
-        try {
-          const r = await proxyMemory(id, mode, dir);
-          out.parts.proxy.modes[mode] = { ...r, ratioToIdle: r.loaded.p50 / idle.p50 };
-        } catch (err) {
-          failed = true;
-          out.parts.proxy.modes[mode] = { error: err.message };
-          say(`weft-proxy ${mode} failed: ${err.stack ?? err}`);
+        for (const source of proxySources) {
+          const key = `${mode}/${source}`;
+          try {
+            const r = await proxyMemory(id, mode, source, dir);
+            out.parts.proxy.modes[key] = { ...r, ratioToIdle: r.loaded.p50 / idle.p50 };
+          } catch (err) {
+            failed = true;
+            out.parts.proxy.modes[key] = { error: err.message };
+            say(`weft-proxy ${key} failed: ${err.stack ?? err}`);
+          }
         }
       }
     } finally {

@@ -172,13 +172,16 @@ export function convergenceReport(d) {
       goalOn: 'value',
     }));
   }
+  const notes = Object.entries(d.backends ?? {})
+    .filter(([, r]) => finite(r.lastReconcileMs))
+    .map(([b, r]) => `${b}: weftd's last full data path sync (weftd_reconcile_last_duration_seconds) took ${fmt(r.lastReconcileMs)} ms with ${r.sizes?.[r.sizes.length - 1]?.peers} peers present`);
   const table = {
     title: `Lease in etcd -> entries in the watching host (ms); ${d.samples} interleaved samples per size`,
     columns: ['backend', 'peers', 'one peer joins: p50 (p25-p75)', 'p99', 'baseline p50 (p25-p75)', 'ratio to baseline', 'peer leaves p50', 'burst of all peers p50 / p99', 'burst last'],
     rows,
   };
   const chart = lineChart({ title: 'Convergence time vs number of peers', xLabel: 'simulated peers', yLabel: 'ms (lease put -> kernel entry)', series, logX: true, logY: true, goal: 100 });
-  return { headline: heads, tables: [table], charts: series.length ? [{ name: 'convergence', title: 'Convergence time vs number of peers', svg: chart }] : [] };
+  return { headline: heads, tables: [table], notes, charts: series.length ? [{ name: 'convergence', title: 'Convergence time vs number of peers', svg: chart }] : [] };
 }
 
 // ------------------------------------------------------------------- memory
@@ -199,7 +202,8 @@ export function memoryReport(d) {
       rows.push([`weft-proxy ${mode}`, 'failed', m.error ?? '', '', '', '', '', '']);
       continue;
     }
-    heads.push(headline({ figure: `weft-proxy RSS, ${mode} mode, ${m.services} services x 2 endpoints`, weft: { text: `${fmt(m.loaded.p50)} MB`, value: m.loaded.p50 }, rival: { text: `${fmt(p.idle.p50)} MB`, value: p.idle.p50 }, rivalName: 'same weft-proxy, no services', ratio: plainRatio(m.loaded.p50, p.idle.p50), goal: m.goalMB, goalText: `<= ${m.goalMB} MB`, goalOn: 'value' }));
+    const [pmode, source = 'manifests'] = mode.split('/');
+    heads.push(headline({ figure: `weft-proxy RSS, ${pmode} mode, ${m.services} services x 2 endpoints from ${source}`, weft: { text: `${fmt(m.loaded.p50)} MB`, value: m.loaded.p50 }, rival: { text: `${fmt(p.idle.p50)} MB`, value: p.idle.p50 }, rivalName: 'same weft-proxy, no services', ratio: plainRatio(m.loaded.p50, p.idle.p50), goal: m.goalMB, goalText: `<= ${m.goalMB} MB`, goalOn: 'value' }));
     rows.push([`weft-proxy ${mode}`, `${m.services} services, ${m.endpoints} endpoints (${m.natRules ?? '?'} nat rules; first sync ${fmt(m.firstSyncS)} s)`, fmt(p.idle.p50), fmt(m.loaded.p50), `${fmt(m.loaded.min)}-${fmt(m.loaded.max)}`, fmt(m.loaded.peakMB), `<= ${m.goalMB}`, m.meetsGoal ? 'yes' : 'no']);
     groups.push({ label: `weft-proxy ${mode}`, bars: [{ name: 'idle', value: p.idle.p50 }, { name: 'loaded', value: m.loaded.p50, lo: m.loaded.min, hi: m.loaded.max }, { name: 'goal', value: m.goalMB }] });
   }
@@ -222,7 +226,7 @@ export function cpuReport(d) {
       figure: 'weftd CPU per GB moved, udp backend (sender + receiver)',
       weft: { text: spread(total, ' CPU s/GB'), value: total.p50 },
       rival: ref ? { text: `~${fmt(ref.cpuSecondsPerGBPerSide * 2)} CPU s/GB`, value: ref.cpuSecondsPerGBPerSide * 2 } : undefined,
-      rivalName: ref ? `flanneld udp (${ref.source})` : '-',
+      rivalName: ref ? `flanneld udp: ${ref.source}` : "-",
       ratio: ref ? plainRatio(total.p50, ref.cpuSecondsPerGBPerSide * 2) : undefined,
       note: 'no flanneld on this machine: the rival is a figure measured earlier, not in this run',
     }),

@@ -22,9 +22,9 @@ export function headlineTable(suites) {
       rows.push([name, s.error ? `failed: ${s.error}` : 'skipped', '', '', '', '', '']);
       continue;
     }
-    for (const h of s.report.headline) rows.push([h.figure, h.weft, `${h.rival} (${h.rivalName})`, h.ratio, h.goal, mark(h.met)]);
+    for (const h of s.report.headline) rows.push([h.figure, h.weft, h.rivalName, h.rival, h.ratio, h.goal, mark(h.met)]);
   }
-  return mdTable(['figure', 'weft', 'rival (what)', 'ratio weft/rival (spread)', 'goal', 'met'], rows);
+  return mdTable(['figure', 'weft', 'rival', 'rival value', 'ratio weft/rival (spread)', 'goal', 'met'], rows);
 }
 
 const TITLES = {
@@ -56,6 +56,8 @@ export function renderMarkdown(run, chartFile) {
     if (!s.report) continue;
     for (const h of s.report.headline) if (h.note) out.push(`Note: ${h.note}.`, '');
     for (const t of s.report.tables) out.push(`**${t.title}**`, '', mdTable(t.columns, t.rows), '');
+    for (const n of s.report.notes ?? []) out.push(`- ${n}`);
+    if (s.report.notes?.length) out.push('');
     for (const c of s.report.charts) out.push(`![${c.title}](${chartFile(name, c)})`, '');
   }
   return out.join('\n');

@@ -33,13 +33,21 @@ export function niceTicks(max, count = 5) {
   return ticks;
 }
 
-/** Powers of ten covering [min, max] for a log axis. */
+/**
+ * Ticks for a log axis covering [min, max]: 1-2-5 steps per decade when the
+ * range spans at most three decades, else powers of ten. The first and last
+ * tick bracket the data tightly.
+ */
 export function logTicks(min, max) {
-  const lo = Math.floor(Math.log10(min));
-  const hi = Math.ceil(Math.log10(max));
-  const out = [];
-  for (let e = lo; e <= hi; e++) out.push(10 ** e);
-  return out.length > 1 ? out : [10 ** lo, 10 ** (lo + 1)];
+  if (!(min > 0) || !(max > 0)) return [1, 10];
+  const decades = Math.log10(max) - Math.log10(min);
+  const mant = decades <= 3 ? [1, 2, 5] : [1];
+  const all = [];
+  for (let e = Math.floor(Math.log10(min)) - 1; e <= Math.ceil(Math.log10(max)) + 1; e++) for (const m of mant) all.push(+(m * 10 ** e).toPrecision(6));
+  const lo = all.filter((t) => t <= min * (1 + 1e-9)).pop();
+  const hi = all.find((t) => t >= max * (1 - 1e-9));
+  const out = all.filter((t) => t >= lo && t <= hi);
+  return out.length > 1 ? out : [lo, all[all.indexOf(lo) + 1]];
 }
 
 function frame(width, height, title, body) {
@@ -53,12 +61,15 @@ function frame(width, height, title, body) {
   ].join('\n');
 }
 
-function legend(names, x, y) {
-  return names.map(
-    (n, i) =>
-      `<rect x="${x}" y="${y + i * 16 - 9}" width="10" height="10" fill="${COLORS[i % COLORS.length]}"/>` +
-      `<text x="${x + 14}" y="${y + i * 16}">${esc(n)}</text>`,
-  );
+/** Legend entries: a colour square, or a line sample (dashed where the series is) for line charts. */
+function legend(names, x, y, dashed) {
+  return names.map((n, i) => {
+    const c = COLORS[i % COLORS.length];
+    const key = dashed
+      ? `<line x1="${x - 4}" y1="${y + i * 16 - 4}" x2="${x + 12}" y2="${y + i * 16 - 4}" stroke="${c}" stroke-width="2"${dashed[i] ? ' stroke-dasharray="4,3"' : ''}/>`
+      : `<rect x="${x}" y="${y + i * 16 - 9}" width="10" height="10" fill="${c}"/>`;
+    return `${key}<text x="${x + 16}" y="${y + i * 16}">${esc(n)}</text>`;
+  });
 }
 
 /**
@@ -66,7 +77,7 @@ function legend(names, x, y) {
  * bars of the same name share a colour; lo/hi draw a whisker (spread).
  * `goal` draws a dashed vertical line.
  */
-export function barChart({ title, unit = '', groups, goal, width = 720 }) {
+export function barChart({ title, unit = '', groups, goal, width = 760 }) {
   const names = [...new Set(groups.flatMap((g) => g.bars.map((b) => b.name)))];
   const barH = 16;
   const gap = 10;
@@ -119,9 +130,9 @@ export function barChart({ title, unit = '', groups, goal, width = 720 }) {
  * Line chart. `series`: [{ name, points: [{ x, y, lo?, hi? }], dashed? }].
  * `logX` / `logY` use log10 axes (values must be > 0).
  */
-export function lineChart({ title, xLabel = '', yLabel = '', series, logX = false, logY = false, goal, width = 720, height = 380 }) {
+export function lineChart({ title, xLabel = '', yLabel = '', series, logX = false, logY = false, goal, width = 820, height = 380 }) {
   const left = 70;
-  const right = 200;
+  const right = 280;
   const top = 36;
   const bottom = 50;
   const plotW = width - left - right;
@@ -169,7 +180,7 @@ export function lineChart({ title, xLabel = '', yLabel = '', series, logX = fals
       body.push(`<circle cx="${X(q.x).toFixed(1)}" cy="${Y(q.y).toFixed(1)}" r="3.5" fill="${c}"><title>${esc(`${s.name}: ${num(q.x)} -> ${num(q.y)}`)}</title></circle>`);
     }
   });
-  body.push(...legend(series.map((s) => s.name), width - right + 16, top + 8));
+  body.push(...legend(series.map((s) => s.name), width - right + 16, top + 8, series.map((s) => Boolean(s.dashed))));
   return frame(width, height, title, body);
 }
 

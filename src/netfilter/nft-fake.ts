@@ -107,7 +107,7 @@ export class FakeNft implements NftClient {
 
   async listTable(family: string, table: string): Promise<NftTableObjects | undefined> {
     const t = this.state.get(`${family} ${table}`);
-    return t ? { chains: new Set(t.chains.keys()), sets: new Set(t.sets.keys()), maps: new Set(t.maps.keys()) } : undefined;
+    return t ? { chains: new Set(t.chains.keys()), sets: new Set(t.sets.keys()) } : undefined;
   }
 
   async listChain(family: string, table: string, chain: string): Promise<string[] | undefined> {
@@ -140,12 +140,13 @@ export class FakeNft implements NftClient {
       for (const r of t?.chains.get(chain)?.rules ?? []) {
         const d = / dnat to (\S+)/.exec(` ${r}`);
         if (d) out.add(d[1]!);
-        // `dnat ip to <key> . numgen random mod n map @m`: the entries "<key> . i" for i < n.
+        // `dnat ip to ip daddr . th dport . numgen random mod n map @m`: entries "<ip> . <port> . i", i < n.
         const mapped = /numgen random mod (\d+) map @(\S+)/.exec(r);
         if (mapped && key) {
           const elements = t?.maps.get(mapped[2]!)?.elements;
+          const [ip, , port] = key.split(' . ');
           for (let i = 0; i < Number(mapped[1]); i++) {
-            const v = elements?.get(`${key} . ${i}`);
+            const v = elements?.get(`${ip} . ${port} . ${i}`);
             if (v) out.add(v.replace(' . ', ':'));
           }
         }

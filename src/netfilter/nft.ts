@@ -6,18 +6,17 @@ export class NftError extends WeftError {
   override readonly code = 'ERR_NFT';
 }
 
-/** Names of the objects in one table. */
+/** Names of the chains and (non-map) sets of one table. */
 export interface NftTableObjects {
   chains: Set<string>;
   sets: Set<string>;
-  maps: Set<string>;
 }
 
 /** The nftables operations weft-proxy needs; ExecNft runs `nft`, FakeNft keeps state in memory. */
 export interface NftClient {
   /** Applies `nft -f` text as one atomic transaction; throws NftError and changes nothing on failure. */
   apply(text: string): Promise<void>;
-  /** Chains, sets and maps of a table; undefined when the table does not exist. */
+  /** Chains and sets of a table; undefined when the table does not exist. */
   listTable(family: string, table: string): Promise<NftTableObjects | undefined>;
   /** Rule bodies of one chain as nft prints them; undefined when the chain (or table) does not exist. */
   listChain(family: string, table: string, chain: string): Promise<string[] | undefined>;
@@ -26,7 +25,6 @@ export interface NftClient {
 interface NftJsonObj {
   chain?: { table: string; name: string };
   set?: { table: string; name: string };
-  map?: { table: string; name: string };
   table?: { name: string };
 }
 
@@ -50,10 +48,11 @@ export class ExecNft implements NftClient {
     };
     // Listing chains of a 10 000-service table costs tens of ms: ask only when the table is there.
     if (!(await list('tables')).some((o) => o.table?.name === table)) return undefined;
-    const [chains, sets, maps] = await Promise.all([list('chains'), list('sets'), list('maps')]);
-    const names = (objs: NftJsonObj[], kind: 'chain' | 'set' | 'map') =>
+    // (`list maps` would print every element: maps are declared idempotently instead of listed.)
+    const [chains, sets] = await Promise.all([list('chains'), list('sets')]);
+    const names = (objs: NftJsonObj[], kind: 'chain' | 'set') =>
       new Set(objs.map((o) => o[kind]).filter((o): o is { table: string; name: string } => !!o && o.table === table).map((o) => o.name));
-    return { chains: names(chains, 'chain'), sets: names(sets, 'set'), maps: names(maps, 'map') };
+    return { chains: names(chains, 'chain'), sets: names(sets, 'set') };
   }
 
   async listChain(family: string, table: string, chain: string): Promise<string[] | undefined> {

@@ -51,7 +51,7 @@ describe.skipIf(!isRoot)('NftablesProxier against the real nft in a namespace', 
     expect(t).toContain('dnat to 10.244.3.3:8080');
     expect(t).not.toContain('10.244.2.2');
     expect(t).not.toContain('default/lb');
-    expect(t).toMatch(/10\.96\.0\.20 \. tcp \. 80 : goto svc-/);
+    expect(t).toMatch(/10\.96\.0\.20 \. tcp \. 80 : goto pick-tcp-1/);
     expect(t.match(/^\s+set aff-/gm)).toHaveLength(2);
 
     // A restart with a smaller model: a new proxier's full sync removes what is stale.

@@ -17,9 +17,16 @@ export const MAP = {
   NO_ENDPOINT_NODEPORTS: 'no-endpoint-nodeports',
   /** LB IP . proto . port of services with loadBalancerSourceRanges -> goto the firewall chain. */
   FIREWALL_IPS: 'firewall-ips',
-  /** ClusterIP . proto . port . index -> endpoint IP . port, read by the pick-<n> chains. */
-  SERVICE_ENDPOINTS: 'service-endpoints',
+  /** ClusterIP . port . index -> endpoint IP . port, one map per protocol, read by the pick-<proto>-<n> chains. */
+  SERVICE_ENDPOINTS_TCP: 'service-endpoints-tcp',
+  SERVICE_ENDPOINTS_UDP: 'service-endpoints-udp',
+  SERVICE_ENDPOINTS_SCTP: 'service-endpoints-sctp',
 } as const;
+
+/** The endpoint map of a protocol ("tcp", "udp", "sctp"). */
+export function endpointsMap(proto: string): MapName {
+  return `service-endpoints-${proto}` as MapName;
+}
 
 export type MapName = (typeof MAP)[keyof typeof MAP];
 
@@ -33,8 +40,13 @@ export const MAP_TYPES: Record<MapName, string> = {
   'no-endpoint-services': 'ipv4_addr . inet_proto . inet_service : verdict',
   'no-endpoint-nodeports': 'inet_proto . inet_service : verdict',
   'firewall-ips': 'ipv4_addr . inet_proto . inet_service : verdict',
-  // `typeof` because numgen's integer has no named type; the modulus in it is only for printing.
-  'service-endpoints': 'typeof ip daddr . meta l4proto . th dport . numgen random mod 1 : ip daddr . th dport',
+  // `typeof` because numgen's integer has no named type (the modulus in it is only for printing).
+  // One map per protocol: nft derives the DNAT rule's protocol dependency from the data type, so
+  // "ip daddr . tcp dport" data makes `dnat ... map` match TCP only (and "th dport" data is
+  // refused in later transactions by nft 1.0.6: "conflicting protocols specified: ip vs. th").
+  'service-endpoints-tcp': 'typeof ip daddr . th dport . numgen random mod 1 : ip daddr . tcp dport',
+  'service-endpoints-udp': 'typeof ip daddr . th dport . numgen random mod 1 : ip daddr . udp dport',
+  'service-endpoints-sctp': 'typeof ip daddr . th dport . numgen random mod 1 : ip daddr . sctp dport',
 };
 
 /** Fixed regular chains (base chains are listed in static.ts). */
@@ -48,14 +60,15 @@ export const FIXED = {
 } as const;
 
 /** Per-service-port and per-endpoint objects weft-proxy owns (and may delete when stale). */
-export const OWNED_CHAIN_RE = /^((svc|svl|ext|fw|sep)-[A-Z2-7]{8}-|pick-\d+$)/;
+export const OWNED_CHAIN_RE = /^((svc|svl|ext|fw|sep)-[A-Z2-7]{8}-|pick-(tcp|udp|sctp)-\d+$)/;
 
 /**
- * The shared chain that DNATs ClusterIP traffic of every plain Service with
- * `n` endpoints: one random draw, the endpoint looked up in service-endpoints.
+ * The shared chain that DNATs ClusterIP traffic of every plain Service of a
+ * protocol with `n` endpoints: one random draw, the endpoint looked up in
+ * that protocol's service-endpoints map.
  */
-export function pickChain(n: number): string {
-  return `pick-${n}`;
+export function pickChain(proto: string, n: number): string {
+  return `pick-${proto}-${n}`;
 }
 export const OWNED_SET_RE = /^aff-[A-Z2-7]{8}-/;
 
@@ -69,19 +82,7 @@ function portPart(p: Pick<ServicePortInfo, 'service' | 'protocol' | 'portName' |
 const h8 = (text: string) => hash16(text).slice(0, 8);
 type PortId = Pick<ServicePortInfo, 'key' | 'service' | 'protocol' | 'portName' | 'port'>;
 
-export function svcChain(p: PortId): string {
-  return `svc-${h8(`${p.key}${p.protocol}`)}-${portPart(p)}`;
-}
-export function svlChain(p: PortId): string {
-  return `svl-${h8(`${p.key}${p.protocol}`)}-${portPart(p)}`;
-}
-export function extChain(p: PortId): string {
-  return `ext-${h8(`${p.key}${p.protocol}`)}-${portPart(p)}`;
-}
-export function fwChain(p: PortId): string {
-  return `fw-${h8(`${p.key}${p.protocol}`)}-${portPart(p)}`;
-}
-/** The four per-port chain names with one hash (rendering 10 000 Services hashes once per port). */
+/** The four per-port chain names (service, local, external, firewall) with one hash. */
 export function portChains(p: PortId): { svc: string; svl: string; ext: string; fw: string } {
   const tail = `${h8(`${p.key}${p.protocol}`)}-${portPart(p)}`;
   return { svc: `svc-${tail}`, svl: `svl-${tail}`, ext: `ext-${tail}`, fw: `fw-${tail}` };

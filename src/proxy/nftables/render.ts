@@ -25,21 +25,15 @@ export interface NftExisting {
   sets: ReadonlySet<string>;
 }
 
-/** One map element as last written, and the Service that owns it. */
-interface ElementState {
-  value: string;
-  owner: string;
-}
-
 /** What the last successful sync wrote; owned by the proxier and updated in place by `commit()`. */
 export interface NftRenderState {
   services: Map<string, NftServiceRules>;
-  /** "map key" -> element. */
-  elements: Map<string, ElementState>;
+  /** "map key" -> the Service that owns the element (its value is in that Service's rules). */
+  elements: Map<string, string>;
   /** Endpoint IP -> how many Services DNAT to it (hairpin set elements are shared). */
   hairpin: Map<string, number>;
-  /** Endpoint count n -> how many ClusterIPs dispatch through pick-<n>. */
-  picks: Map<number, number>;
+  /** "proto/n" -> how many ClusterIPs dispatch through pick-<proto>-<n>. */
+  picks: Map<string, number>;
   /** Services with health-check node ports. */
   healthCheckServices: Set<string>;
   noLocalEndpoints: number;
@@ -73,7 +67,7 @@ export interface NftRenderResult {
 /** Counts and health-check ports of a committed state (for the sync result and metrics). */
 export function summarize(state: NftRenderState): { ruleCounts: Record<string, number>; healthChecks: HealthCheckPort[]; noLocalEndpoints: number } {
   return {
-    ruleCounts: { nftables: state.ruleCount, 'nftables-elements': state.elements.size + state.hairpin.size },
+    ruleCounts: { nftables: state.ruleCount, 'nftables-elements': elementCount(state) },
     healthChecks: [...state.healthCheckServices].sort().flatMap((n) => state.services.get(n)?.healthChecks ?? []),
     noLocalEndpoints: state.noLocalEndpoints,
   };
@@ -160,13 +154,17 @@ function renderFull(input: NftRenderInput): NftRenderResult {
     for (const [set, decl] of r.sets) (wantedSets.add(set), block.push(`set ${set} ${decl}`));
     for (const [c, rules] of r.chains) (wantedChains.add(c), chain(c, rules));
     for (const e of r.elements) {
+      if (e.parent) {
+        if (state.elements.get(e.parent) === name) els.addElement(e.map, `${e.key} : ${e.value}`);
+        continue;
+      }
       const id = elemId(e);
       const other = state.elements.get(id);
       if (other) {
-        conflicts.push(`${id} (${other.owner}, ${name})`);
+        conflicts.push(`${id} (${other}, ${name})`);
         continue;
       }
-      state.elements.set(id, { value: e.value, owner: name });
+      state.elements.set(id, name);
       els.addElement(e.map, `${e.key} : ${e.value}`);
     }
     for (const ip of r.hairpin) state.hairpin.set(ip, (state.hairpin.get(ip) ?? 0) + 1);
@@ -174,8 +172,9 @@ function renderFull(input: NftRenderInput): NftRenderResult {
     if (r.healthChecks.length) state.healthCheckServices.add(name);
     state.noLocalEndpoints += r.noLocalEndpoints;
   }
-  for (const n of [...state.picks.keys()].sort((x, y) => x - y)) {
-    const [c, rules] = pickChainRules(n, cfg);
+  for (const pick of [...state.picks.keys()].sort()) {
+    const [proto, n] = pick.split('/') as [string, string];
+    const [c, rules] = pickChainRules(proto, Number(n), cfg);
     wantedChains.add(c);
     chain(c, rules);
   }
@@ -224,28 +223,39 @@ function renderPartial(input: NftRenderInput, prev: NftRenderState, changed: Rea
   // Elements, seen through an overlay on the previous state (committed later):
   // first release what changed Services no longer claim, then claim, so a key may move between Services.
   const removed = new Set<string>();
-  const added = new Map<string, ElementState>();
-  const current = (id: string) => added.get(id) ?? (removed.has(id) ? undefined : prev.elements.get(id));
+  const added = new Map<string, string>();
+  /** Endpoint entries deleted in this transaction (they are not in `elements`: their parent owns them). */
+  const removedDeps = new Set<string>();
+  const owner = (id: string) => added.get(id) ?? (removed.has(id) ? undefined : prev.elements.get(id));
   for (const name of names) {
     const want = new Map((after.get(name)?.elements ?? []).map((e) => [elemId(e), e]));
     for (const e of prev.services.get(name)?.elements ?? []) {
       const id = elemId(e);
-      const cur = prev.elements.get(id);
-      if (!cur || cur.owner !== name || removed.has(id)) continue;
-      if (want.get(id)?.value === cur.value) continue;
+      if (prev.elements.get(e.parent ?? id) !== name || removed.has(id)) continue;
+      if (want.get(id)?.value === e.value) continue;
       els.deleteElement(e.map, e.key);
-      removed.add(id);
+      if (e.parent) removedDeps.add(id);
+      else removed.add(id);
     }
   }
   for (const name of names) {
+    const before = new Map((prev.services.get(name)?.elements ?? []).filter((e) => e.parent).map((e) => [elemId(e), e]));
     for (const e of after.get(name)?.elements ?? []) {
       const id = elemId(e);
-      const cur = current(id);
-      if (cur) {
-        if (cur.owner !== name) conflicts.push(`${id} (${cur.owner}, ${name})`);
+      if (e.parent) {
+        if (owner(e.parent) !== name) continue;
+        // Still there when it was written before under a parent we owned, and not deleted above.
+        const old = before.get(id);
+        if (old && old.value === e.value && prev.elements.get(old.parent!) === name && !removedDeps.has(id)) continue;
+        els.addElement(e.map, `${e.key} : ${e.value}`);
         continue;
       }
-      added.set(id, { value: e.value, owner: name });
+      const cur = owner(id);
+      if (cur) {
+        if (cur !== name) conflicts.push(`${id} (${cur}, ${name})`);
+        continue;
+      }
+      added.set(id, name);
       els.addElement(e.map, `${e.key} : ${e.value}`);
     }
   }
@@ -263,16 +273,17 @@ function renderPartial(input: NftRenderInput, prev: NftRenderState, changed: Rea
     if (was === 0 && now > 0) els.addElement(HAIRPIN_SET, hairpinItem(ip));
   }
 
-  // Shared pick-<n> chains: created when a first ClusterIP needs them, removed after the last one left.
-  const pickCounts = new Map<number, number>();
-  const pickCount = (n: number) => pickCounts.get(n) ?? prev.picks.get(n) ?? 0;
+  // Shared pick-<proto>-<n> chains: created when a first ClusterIP needs them, removed after the last one left.
+  const pickCounts = new Map<string, number>();
+  const pickCount = (n: string) => pickCounts.get(n) ?? prev.picks.get(n) ?? 0;
   for (const name of names) {
     for (const n of prev.services.get(name)?.picks ?? []) pickCounts.set(n, pickCount(n) - 1);
     for (const n of after.get(name)?.picks ?? []) pickCounts.set(n, pickCount(n) + 1);
   }
-  for (const [n, now] of pickCounts) {
-    const was = prev.picks.get(n) ?? 0;
-    const [c, rs] = pickChainRules(n, input.cfg);
+  for (const [pick, now] of pickCounts) {
+    const was = prev.picks.get(pick) ?? 0;
+    const [proto, n] = pick.split('/') as [string, string];
+    const [c, rs] = pickChainRules(proto, Number(n), input.cfg);
     if (was === 0 && now > 0) {
       decl.push(`add chain ${T} ${c}`);
       for (const r of rs) rules.push(`add rule ${T} ${c} ${r}`);
@@ -318,6 +329,12 @@ function renderPartial(input: NftRenderInput, prev: NftRenderState, changed: Rea
 }
 
 const EMPTY: NftServiceRules = { chains: new Map(), sets: new Map(), elements: [], hairpin: [], picks: [], noLocalEndpoints: 0, healthChecks: [] };
+
+function elementCount(state: NftRenderState): number {
+  let n = state.hairpin.size;
+  for (const [name, r] of state.services) for (const e of r.elements) if (state.elements.get(e.parent ?? elemId(e)) === name) n++;
+  return n;
+}
 
 function sameLines(a: readonly string[], b: readonly string[]): boolean {
   if (a.length !== b.length) return false;

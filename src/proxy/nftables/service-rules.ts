@@ -2,7 +2,7 @@ import type { HealthCheckPort } from '../backend.js';
 import { endpointString, usableEndpoints, type EndpointInfo } from '../model/endpoints.js';
 import type { ServicePortInfo } from '../model/service-port.js';
 import type { IptablesProxyConfig } from '../iptables/service-rules.js';
-import { FIXED, MAP, affinitySet, pickChain, portChains, sepChain, type MapName } from './names.js';
+import { FIXED, MAP, affinitySet, endpointsMap, pickChain, portChains, sepChain, type MapName } from './names.js';
 
 /** Node-level settings: the same as iptables mode's (node name, cluster CIDR, mark, node port addresses). */
 export type NftProxyConfig = IptablesProxyConfig;
@@ -14,6 +14,12 @@ export interface NftElement {
   key: string;
   /** e.g. "goto svc-...", "goto reject-chain", "drop". */
   value: string;
+  /**
+   * For a ClusterIP's endpoint entries: the id ("map key") of its
+   * service-ips element. They belong to whoever owns that element, so they
+   * need no bookkeeping of their own (20 000 of them at 10 000 Services).
+   */
+  parent?: string;
 }
 
 /**
@@ -29,8 +35,8 @@ export interface NftServiceRules {
   elements: NftElement[];
   /** Endpoint IPs DNATed to by this Service (shared set: a pod reaching itself is masqueraded). */
   hairpin: string[];
-  /** Endpoint counts n whose shared pick-<n> chain this Service's ClusterIP dispatch uses. */
-  picks: number[];
+  /** "proto/n" of the shared pick-<proto>-<n> chains this Service's ClusterIP dispatch uses. */
+  picks: string[];
   noLocalEndpoints: number;
   healthChecks: HealthCheckPort[];
 }
@@ -50,23 +56,38 @@ export function renderNftService(
   endpointsOf: (key: string) => readonly EndpointInfo[] | undefined,
   cfg: NftProxyConfig,
 ): NftServiceRules {
-  const out: NftServiceRules = { chains: new Map(), sets: new Map(), elements: [], hairpin: [], picks: [], noLocalEndpoints: 0, healthChecks: [] };
+  // Plain ClusterIP Services own no chains or sets: they share empty maps (10 000 Services render
+  // in tens of milliseconds only when little is allocated per Service).
+  const out: NftServiceRules = { chains: NONE as Map<string, string[]>, sets: NONE as Map<string, string>, elements: [], hairpin: [], picks: [], noLocalEndpoints: 0, healthChecks: [] };
   for (const p of ports) renderPort(p, endpointsOf(p.key) ?? [], cfg, out);
   return out;
+}
+
+const NONE = new Map<string, never>();
+
+function addChain(out: NftServiceRules, name: string, rules: string[]): void {
+  if ((out.chains as Map<string, unknown>) === NONE) out.chains = new Map();
+  out.chains.set(name, rules);
+}
+function addSet(out: NftServiceRules, name: string, decl: string): void {
+  if ((out.sets as Map<string, unknown>) === NONE) out.sets = new Map();
+  out.sets.set(name, decl);
 }
 
 function renderPort(p: ServicePortInfo, all: readonly EndpointInfo[], cfg: NftProxyConfig, out: NftServiceRules): void {
   const proto = p.protocol.toLowerCase();
   const clusterEps = usableEndpoints(all);
-  const localEps = usableEndpoints(all.filter((e) => e.nodeName !== '' && e.nodeName === cfg.nodeName));
+  const needLocal = p.internalPolicyLocal || p.externalPolicyLocal || p.healthCheckNodePort > 0;
+  const localEps = needLocal ? usableEndpoints(all.filter((e) => e.nodeName !== '' && e.nodeName === cfg.nodeName)) : [];
   const external = p.nodePort > 0 || p.externalIPs.length > 0 || p.loadBalancerIPs.length > 0;
-  const { svc, svl, ext, fw } = portChains(p);
+  // Chain names cost a hash; plain ClusterIP services (most of them) never need one.
+  let names: ReturnType<typeof portChains> | undefined;
+  const chainNames = () => (names ??= portChains(p));
 
   const hasEndpoints = clusterEps.length > 0;
   // As in iptables mode: the cluster chain also serves ETP=Local's short-circuit for pods and the host.
   const usesCluster = hasEndpoints && (!p.internalPolicyLocal || external);
   const usesLocal = localEps.length > 0 && (p.internalPolicyLocal || p.externalPolicyLocal);
-  const internalChain = p.internalPolicyLocal ? svl : svc;
   const hasInternalEndpoints = p.internalPolicyLocal ? localEps.length > 0 : hasEndpoints;
   const hasExternalEndpoints = p.externalPolicyLocal ? localEps.length > 0 : hasEndpoints;
   const usesExt = external && hasEndpoints;
@@ -74,35 +95,43 @@ function renderPort(p: ServicePortInfo, all: readonly EndpointInfo[], cfg: NftPr
   // No endpoints at all: refuse at once; endpoints elsewhere only (Local policy): drop.
   const noEndpointVerdict = hasEndpoints ? 'drop' : REJECT;
   if (p.externalPolicyLocal && external && localEps.length === 0) out.noLocalEndpoints++;
-  const el = (map: MapName, key: string, value: string) => out.elements.push({ map, key, value });
+  const el = (map: MapName, key: string, value: string, parent?: string) => out.elements.push(parent ? { map, key, value, parent } : { map, key, value });
 
   // Plain ClusterIP dispatch (cluster endpoints, no affinity) needs no chain of its own: the shared
-  // pick-<n> chain draws an index and looks the endpoint up in service-endpoints, so an endpoint
+  // pick-<proto>-<n> chain draws an index and looks the endpoint up in service-endpoints-<proto>, so an endpoint
   // change rewrites map elements only, never rules (nft reloads every rule of the table first).
   const picked = usesCluster && !p.internalPolicyLocal && p.affinityTimeoutS === 0;
 
   // ClusterIP.
   if (picked) {
-    el(MAP.SERVICE_IPS, ipPortKey(p.clusterIP, p), `goto ${pickChain(clusterEps.length)}`);
-    out.picks.push(clusterEps.length);
-    clusterEps.forEach((e, i) => el(MAP.SERVICE_ENDPOINTS, `${ipPortKey(p.clusterIP, p)} . ${i}`, `${e.ip} . ${e.port}`));
-  } else if (hasInternalEndpoints) el(MAP.SERVICE_IPS, ipPortKey(p.clusterIP, p), `goto ${internalChain}`);
+    const key = ipPortKey(p.clusterIP, p);
+    el(MAP.SERVICE_IPS, key, `goto ${pickChain(proto, clusterEps.length)}`);
+    out.picks.push(`${proto}/${clusterEps.length}`);
+    const parent = `${MAP.SERVICE_IPS} ${key}`;
+    clusterEps.forEach((e, i) => el(endpointsMap(proto), `${p.clusterIP} . ${p.port} . ${i}`, `${e.ip} . ${e.port}`, parent));
+  } else if (hasInternalEndpoints) {
+    el(MAP.SERVICE_IPS, ipPortKey(p.clusterIP, p), `goto ${p.internalPolicyLocal ? chainNames().svl : chainNames().svc}`);
+  }
   else el(MAP.NO_ENDPOINT_SERVICES, ipPortKey(p.clusterIP, p), noEndpointVerdict);
   // externalIPs and LoadBalancer ingress IPs enter through the external chain.
-  for (const ip of [...p.externalIPs, ...p.loadBalancerIPs]) {
-    if (hasEndpoints) el(MAP.SERVICE_IPS, ipPortKey(ip, p), `goto ${ext}`);
+  for (const ip of external ? [...p.externalIPs, ...p.loadBalancerIPs] : []) {
+    if (hasEndpoints) el(MAP.SERVICE_IPS, ipPortKey(ip, p), `goto ${chainNames().ext}`);
     if (!hasExternalEndpoints) el(MAP.NO_ENDPOINT_SERVICES, ipPortKey(ip, p), noEndpointVerdict);
   }
-  if (usesFw) for (const ip of p.loadBalancerIPs) el(MAP.FIREWALL_IPS, ipPortKey(ip, p), `goto ${fw}`);
+  if (usesFw) for (const ip of p.loadBalancerIPs) el(MAP.FIREWALL_IPS, ipPortKey(ip, p), `goto ${chainNames().fw}`);
   // NodePort.
   if (p.nodePort > 0) {
-    if (hasEndpoints) el(MAP.SERVICE_NODEPORTS, `${proto} . ${p.nodePort}`, `goto ${ext}`);
+    if (hasEndpoints) el(MAP.SERVICE_NODEPORTS, `${proto} . ${p.nodePort}`, `goto ${chainNames().ext}`);
     if (!hasExternalEndpoints) el(MAP.NO_ENDPOINT_NODEPORTS, `${proto} . ${p.nodePort}`, noEndpointVerdict);
   }
   if (p.healthCheckNodePort > 0) out.healthChecks.push({ service: p.service, port: p.healthCheckNodePort, localEndpoints: localEps.length });
 
   if (!hasEndpoints) return;
-  const chains = out.chains;
+  if (picked && !usesExt && !usesLocal) {
+    for (const e of clusterEps) if (!out.hairpin.includes(e.ip)) out.hairpin.push(e.ip);
+    return;
+  }
+  const { svc, svl, ext, fw } = chainNames();
   // The service chain is still needed for external entry points (they go through the ext chain).
   if (usesCluster && (!picked || usesExt)) {
     const rules: string[] = [];
@@ -110,9 +139,9 @@ function renderPort(p: ServicePortInfo, all: readonly EndpointInfo[], cfg: NftPr
     if (cfg.masqueradeAll) rules.push(`${cip} jump ${FIXED.MARK_MASQ}`);
     else if (cfg.clusterCIDR) rules.push(`${cip} ip saddr != ${cfg.clusterCIDR} jump ${FIXED.MARK_MASQ}`);
     rules.push(...endpointDispatch(p, clusterEps));
-    chains.set(svc, rules);
+    addChain(out, svc, rules);
   }
-  if (usesLocal) chains.set(svl, endpointDispatch(p, localEps));
+  if (usesLocal) addChain(out, svl, endpointDispatch(p, localEps));
   if (usesExt) {
     const rules: string[] = [];
     if (!p.externalPolicyLocal) {
@@ -124,12 +153,12 @@ function renderPort(p: ServicePortInfo, all: readonly EndpointInfo[], cfg: NftPr
       // Without local endpoints nothing matches: not DNATed, dropped by no-endpoint-services after DNAT.
       if (usesLocal) rules.push(`goto ${svl}`);
     }
-    chains.set(ext, rules);
+    addChain(out, ext, rules);
   }
   if (usesFw) {
     // Checked before DNAT; the LB may hairpin traffic back with its own address as source.
     const allowed = [...p.loadBalancerSourceRanges, ...p.loadBalancerIPs].join(', ');
-    chains.set(fw, [`ip saddr != { ${allowed} } drop`]);
+    addChain(out, fw, [`ip saddr != { ${allowed} } drop`]);
   }
   const used = new Map<string, EndpointInfo>();
   if (usesCluster) for (const e of clusterEps) used.set(endpointString(e), e);
@@ -140,8 +169,8 @@ function renderPort(p: ServicePortInfo, all: readonly EndpointInfo[], cfg: NftPr
     // Affinity needs to remember the choice, so each endpoint gets a chain that records the client.
     const eps = endpointString(e);
     const set = affinitySet(p, eps, p.affinityTimeoutS);
-    out.sets.set(set, `{ type ipv4_addr; flags dynamic,timeout; timeout ${p.affinityTimeoutS}s; }`);
-    chains.set(sepChain(p, eps), [`update @${set} { ip saddr }`, `meta l4proto ${proto} dnat to ${eps}`]);
+    addSet(out, set, `{ type ipv4_addr; flags dynamic,timeout; timeout ${p.affinityTimeoutS}s; }`);
+    addChain(out, sepChain(p, eps), [`update @${set} { ip saddr }`, `meta l4proto ${proto} dnat to ${eps}`]);
   }
 }
 

@@ -1,5 +1,5 @@
 import { DEFAULT_MASQ_MARK } from '../iptables/service-rules.js';
-import { FIXED, HAIRPIN_SET, MAP, pickChain } from './names.js';
+import { FIXED, HAIRPIN_SET, MAP, endpointsMap, pickChain } from './names.js';
 import type { NftProxyConfig } from './service-rules.js';
 
 /** A base chain: where it hooks into netfilter. */
@@ -71,14 +71,15 @@ export function fixedChains(cfg: NftProxyConfig): Map<string, string[]> {
 }
 
 /**
- * The shared chain for plain ClusterIP dispatch to `n` endpoints: masquerade
- * traffic from outside the cluster (as the service chains do), then DNAT to
- * the endpoint at a random index of this ClusterIP's entries.
+ * The shared chain for plain ClusterIP dispatch to `n` endpoints of one
+ * protocol: masquerade traffic from outside the cluster (as the service
+ * chains do), then DNAT to the endpoint at a random index of this
+ * ClusterIP:port's entries.
  */
-export function pickChainRules(n: number, cfg: NftProxyConfig): [string, string[]] {
+export function pickChainRules(proto: string, n: number, cfg: NftProxyConfig): [string, string[]] {
   const rules: string[] = [];
   if (cfg.masqueradeAll) rules.push(`jump ${FIXED.MARK_MASQ}`);
   else if (cfg.clusterCIDR) rules.push(`ip saddr != ${cfg.clusterCIDR} jump ${FIXED.MARK_MASQ}`);
-  rules.push(`dnat ip to ip daddr . meta l4proto . th dport . numgen random mod ${n} map @${MAP.SERVICE_ENDPOINTS}`);
-  return [pickChain(n), rules];
+  rules.push(`meta l4proto ${proto} dnat ip to ip daddr . th dport . numgen random mod ${n} map @${endpointsMap(proto)}`);
+  return [pickChain(proto, n), rules];
 }

@@ -27,7 +27,9 @@ describe('svg charts', () => {
   it('picks round ticks', () => {
     expect(niceTicks(7.3)).toEqual([0, 2, 4, 6, 8]);
     expect(niceTicks(100)).toEqual([0, 20, 40, 60, 80, 100]);
-    expect(logTicks(3, 700)).toEqual([1, 10, 100, 1000]);
+    expect(logTicks(3, 700)).toEqual([2, 5, 10, 20, 50, 100, 200, 500, 1000]);
+    expect(logTicks(1000, 2000)).toEqual([1000, 2000]);
+    expect(logTicks(1, 1e5)).toEqual([1, 10, 100, 1000, 10000, 100000]);
     expect(tickLabel(1500)).toBe('1.5k');
     expect(tickLabel(0.25)).toBe('0.25');
     expect(esc('a<b & "c"')).toBe('a&lt;b &amp; &quot;c&quot;');
@@ -169,10 +171,10 @@ describe('report figures and markdown', () => {
     };
     const md = renderMarkdown(run, (s: string, c: { name: string }) => `X-${c.name}.svg`);
     expect(md).toContain('# weft benchmark report (quick run)');
-    expect(md).toContain('| udp backend throughput (iperf3 TCP pod to pod) | 2.50 Gbit/s (2.00-3.00) |');
+    expect(md).toContain('| udp backend throughput (iperf3 TCP pod to pod) | 2.50 Gbit/s (2.00-3.00) | kernel vxlan | 5.00 Gbit/s (4.00-6.00) | 0.500x (0.500-0.500) | >= 0.5x | yes |');
     expect(md).toContain('![Throughput per backend with the veth baseline](X-throughput.svg)');
     expect(md).toContain('failed: exit 1: boom \\| bang');
-    expect(headlineTable(run.suites).split('\n')[1]).toBe('|---|---|---|---|---|---|');
+    expect(headlineTable(run.suites).split('\n')[1]).toBe('|---|---|---|---|---|---|---|');
     expect(mdTable(['a'], [['x|y']])).toBe('| a |\n|---|\n| x\\|y |');
   });
 });

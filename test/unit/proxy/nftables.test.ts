@@ -7,7 +7,7 @@ import { FakeNft } from '../../../src/netfilter/nft-fake.js';
 import { groupByService } from '../../../src/proxy/iptables/render.js';
 import type { EndpointSlice, Service } from '../../../src/proxy/model/k8s.js';
 import { ProxyModel } from '../../../src/proxy/model/model.js';
-import { NFT_FAMILY, NFT_TABLE, svcChain } from '../../../src/proxy/nftables/names.js';
+import { NFT_FAMILY, NFT_TABLE, portChains } from '../../../src/proxy/nftables/names.js';
 import { NftablesProxier } from '../../../src/proxy/nftables/proxier.js';
 import { renderNftables, summarize, type NftRenderState } from '../../../src/proxy/nftables/render.js';
 import type { NftProxyConfig } from '../../../src/proxy/nftables/service-rules.js';
@@ -129,8 +129,8 @@ describe('renderNftables golden (full sync into an empty table, checked by the s
     const s = svc('dns', { ports: [{ name: 'dns', port: 53, protocol: 'UDP' }] });
     const { text } = await fullInto([s, slice('dns', [ep('10.244.1.2')], [{ name: 'dns', port: 5353, protocol: 'UDP' }])], { ...CFG, masqueradeAll: true, nodePortAddresses: ['192.0.2.0/24'] });
     expect(text).toContain('ip daddr { 192.0.2.0/24 } fib daddr type local');
-    expect(text).toMatch(/chain pick-1 \{\njump mark-for-masquerade\ndnat ip to ip daddr . meta l4proto . th dport . numgen random mod 1 map @service-endpoints\n/);
-    expect(text).toContain('10.96.0.10 . udp . 53 . 0 : 10.244.1.2 . 5353');
+    expect(text).toMatch(/chain pick-udp-1 \{\njump mark-for-masquerade\nmeta l4proto udp dnat ip to ip daddr . th dport . numgen random mod 1 map @service-endpoints-udp\n/);
+    expect(text).toContain('add element ip weft-proxy service-endpoints-udp { 10.96.0.10 . 53 . 0 : 10.244.1.2 . 5353 }');
   });
 
   it('two Services claiming one address: the first keeps it, the transaction stays valid', async () => {
@@ -186,15 +186,15 @@ describe('partial syncs', () => {
     const s = await start([svc('web', { type: 'NodePort', ports: [{ name: 'http', port: 80, nodePort: 30080 }] }), two]);
     const r = await s.step((m) => m.upsert(slice('web', [ep('10.244.1.2'), ep('10.244.3.3', 'node-c')])));
     expect(r.text).toMatch(/^flush chain ip weft-proxy svc-/m);
-    expect(r.text).not.toContain('pick-');
+    expect(r.text).not.toContain('pick-tcp');
     expect(reach(s.nft, 'tcp . 30080', 'service-nodeports')).toEqual(['10.244.1.2:8080', '10.244.3.3:8080']);
   });
 
   it('the endpoint count changes: the ClusterIP moves to another pick chain, the unused one goes', async () => {
     const s = await start([svc('web'), two]);
     const r = await s.step((m) => m.upsert(slice('web', [ep('10.244.1.2')])));
-    expect(r.text).toContain('add chain ip weft-proxy pick-1');
-    expect(r.text).toMatch(/delete chain ip weft-proxy pick-2\n$/);
+    expect(r.text).toContain('add chain ip weft-proxy pick-tcp-1');
+    expect(r.text).toMatch(/delete chain ip weft-proxy pick-tcp-2\n$/);
     expect(reach(s.nft, '10.96.0.10 . tcp . 80')).toEqual(['10.244.1.2:8080']);
   });
 
@@ -219,6 +219,8 @@ describe('partial syncs', () => {
     const steps: Array<(m: ProxyModel) => void> = [
       (m) => m.upsert(slice('web', [])), // endpoints gone: elements move to no-endpoint maps
       (m) => m.upsert(slice('web', [ep('10.244.7.7')])),
+      (m) => m.upsert(slice('web', [ep('10.244.7.7'), ep('10.244.7.8'), ep('10.244.7.9', 'node-b')])),
+      (m) => m.upsert(slice('web', [ep('10.244.7.6'), ep('10.244.7.7')])),
       (m) => m.upsert(slice('lb', [ep('10.244.1.2'), ep('10.244.1.9', 'node-b')])),
       (m) => m.upsert(svc('lb', { ...lb.spec, loadBalancerSourceRanges: [] }, { status: lb.status })),
       (m) => m.upsert(svc('web', { clusterIP: '10.96.0.40', type: 'NodePort', ports: [{ name: 'http', port: 80, nodePort: 30080 }], externalTrafficPolicy: 'Local' })),
@@ -257,7 +259,7 @@ describe('NftablesProxier', () => {
     const dump = nft.dump();
     expect(dump).not.toContain('default/gone');
     expect(dump.match(/^  set aff-/gm)).toHaveLength(2);
-    expect(dump).toContain(`chain ${svcChain({ key: 'default/web:http', service: 'default/web', protocol: 'TCP', portName: 'http', port: 80 })}`);
+    expect(dump).toContain(`chain ${portChains({ key: 'default/web:http', service: 'default/web', protocol: 'TCP', portName: 'http', port: 80 }).svc}`);
   });
 
   it('a failed apply makes the next sync full; a flushed ruleset is seen by healthy(); cleanup removes the table', async () => {
