@@ -56,7 +56,7 @@ const SUITES = {
   cni: { steps: [{ args: ['bench/cni/run.mjs', '--rounds', q ? '30' : '100', '--standalone-rounds', q ? '8' : '20', '--json'] }], budgetS: q ? 150 : 900 },
   dataplane: { steps: [{ args: ['bench/dataplane/run.mjs', ...(q ? ['--quick'] : []), '--json'] }], budgetS: q ? 150 : 900 },
   cpu: { steps: [{ args: ['bench/memory/cpu.mjs', ...(q ? ['--quick'] : []), '--json', jsonFile('cpu')], file: jsonFile('cpu') }], budgetS: q ? 90 : 300 },
-  memory: { steps: [{ args: ['bench/memory/run.mjs', '--json', jsonFile('memory')], file: jsonFile('memory') }], budgetS: q ? 150 : 900 },
+  memory: { steps: [{ args: ['bench/memory/run.mjs', '--proxy-modes', 'iptables,nftables', '--json', jsonFile('memory')], file: jsonFile('memory') }], budgetS: q ? 150 : 900 },
   proxy: {
     steps: [
       { key: 'iptables', args: ['bench/proxy/run.mjs', '--sizes', q ? '1000,2000' : '1000,5000,10000', '--backends', 'nft,legacy', '--reps', q ? '2' : '3', ...(q ? ['--no-single'] : [])] },

@@ -204,7 +204,7 @@ export function memoryReport(d) {
     }
     const [pmode, source = 'manifests'] = mode.split('/');
     heads.push(headline({ figure: `weft-proxy RSS, ${pmode} mode, ${m.services} services x 2 endpoints from ${source}`, weft: { text: `${fmt(m.loaded.p50)} MB`, value: m.loaded.p50 }, rival: { text: `${fmt(p.idle.p50)} MB`, value: p.idle.p50 }, rivalName: 'same weft-proxy, no services', ratio: plainRatio(m.loaded.p50, p.idle.p50), goal: m.goalMB, goalText: `<= ${m.goalMB} MB`, goalOn: 'value' }));
-    rows.push([`weft-proxy ${mode}`, `${m.services} services, ${m.endpoints} endpoints (${m.natRules ?? '?'} nat rules; first sync ${fmt(m.firstSyncS)} s)`, fmt(p.idle.p50), fmt(m.loaded.p50), `${fmt(m.loaded.min)}-${fmt(m.loaded.max)}`, fmt(m.loaded.peakMB), `<= ${m.goalMB}`, m.meetsGoal ? 'yes' : 'no']);
+    rows.push([`weft-proxy ${mode}`, `${m.services} services, ${m.endpoints} endpoints (${m.natRules !== undefined ? `${m.natRules} iptables nat rules; ` : ''}first sync ${fmt(m.firstSyncS)} s)`, fmt(p.idle.p50), fmt(m.loaded.p50), `${fmt(m.loaded.min)}-${fmt(m.loaded.max)}`, fmt(m.loaded.peakMB), `<= ${m.goalMB}`, m.meetsGoal ? 'yes' : 'no']);
     groups.push({ label: `weft-proxy ${mode}`, bars: [{ name: 'idle', value: p.idle.p50 }, { name: 'loaded', value: m.loaded.p50, lo: m.loaded.min, hi: m.loaded.max }, { name: 'goal', value: m.goalMB }] });
   }
   const table = { title: 'Resident set size (MB = 10^6 bytes; median of 8 readings 250 ms apart)', columns: ['daemon', 'load', 'idle RSS', 'loaded RSS', 'min-max', 'peak (VmHWM)', 'goal', 'met'], rows };

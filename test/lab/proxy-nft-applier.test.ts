@@ -63,8 +63,8 @@ describe.skipIf(!isRoot)('NftablesProxier against the real nft in a namespace', 
     expect(t).not.toContain('default/empty');
     expect(t.match(/^\s+chain sep-/gm)).toHaveLength(2);
 
-    // Someone flushes the table: the canary sees it, a full sync repairs it.
-    await run('nft', ['flush', 'table', 'ip', 'weft-proxy'], { netns: ns });
+    // A firewall reload flushes the ruleset: the canary sees it, a full sync repairs it.
+    await run('nft', ['flush', 'ruleset'], { netns: ns });
     expect(await px2.healthy()).toBe(false);
     await px2.sync(model, new Set(), true);
     expect(await px2.healthy()).toBe(true);

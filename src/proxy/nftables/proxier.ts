@@ -6,7 +6,8 @@ import { groupByService } from '../iptables/render.js';
 import type { ProxyModel } from '../model/model.js';
 import type { ServicePortInfo } from '../model/service-port.js';
 import { FIXED, NFT_FAMILY, NFT_TABLE } from './names.js';
-import { renderNftables, summarize, type NftRenderState } from './render.js';
+import { BASE_CHAINS } from './static.js';
+import { prepareFullSync, renderNftables, summarize, type NftExisting, type NftRenderResult, type NftRenderState } from './render.js';
 import type { NftProxyConfig } from './service-rules.js';
 
 /**
@@ -33,9 +34,16 @@ export class NftablesProxier implements ProxyModeBackend {
       cfg: this.cfg,
       changed: doFull ? ('all' as const) : changed,
       previous: this.state,
-      existing: doFull ? await this.nft.listTable(NFT_FAMILY, NFT_TABLE) : undefined,
+      existing: undefined as NftExisting | undefined,
     };
-    let r = renderNftables(input);
+    let r: NftRenderResult;
+    if (doFull) {
+      // List the table (a child process) while the CPU-heavy part renders.
+      const listing = this.nft.listTable(NFT_FAMILY, NFT_TABLE);
+      const prepared = prepareFullSync(input);
+      input.existing = await listing;
+      r = prepared.finish(input.existing);
+    } else r = renderNftables(input);
     try {
       await this.nft.apply(r.text);
     } catch (err) {
@@ -51,10 +59,15 @@ export class NftablesProxier implements ProxyModeBackend {
     return { wrote: r.text !== '', full: r.full, ...summarize(this.state) };
   }
 
-  /** The masquerade chain doubles as canary: gone or empty means someone flushed the table or the ruleset. */
+  /**
+   * The canary: our base chain is there. `nft flush ruleset` (firewall
+   * reloads) removes it; listing chains stays cheap at 10 000 Services, where
+   * listing a chain's rules costs 300 ms. A `flush table` of ours alone is
+   * repaired by the next periodic full sync.
+   */
   async healthy(): Promise<boolean> {
-    const rules = await this.nft.listChain(NFT_FAMILY, NFT_TABLE, FIXED.MARK_MASQ);
-    return !!rules && rules.length > 0;
+    const t = await this.nft.listTable(NFT_FAMILY, NFT_TABLE);
+    return !!t && t.chains.has(BASE_CHAINS[0]!.name) && t.chains.has(FIXED.MARK_MASQ);
   }
 
   reset(): void {

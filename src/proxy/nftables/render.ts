@@ -114,21 +114,29 @@ export function renderNftables(input: NftRenderInput): NftRenderResult {
   return full ? renderFull(input) : renderPartial(input, input.previous!, input.changed as ReadonlySet<string>);
 }
 
-function renderService(input: NftRenderInput, name: string): NftServiceRules | undefined {
+function renderService(input: Pick<NftRenderInput, 'model' | 'cfg'>, name: string): NftServiceRules | undefined {
   const ports = input.model.services.get(name);
   return ports && ports.length ? renderNftService(ports, (k) => input.model.endpoints.get(k), input.cfg) : undefined;
 }
 
 function renderFull(input: NftRenderInput): NftRenderResult {
-  const { cfg, existing } = input;
+  return prepareFullSync(input).finish(input.existing);
+}
+
+/**
+ * The CPU-heavy half of a full sync, which does not depend on what the
+ * kernel holds: the proxier lists the table while this runs, then calls
+ * `finish` with the listing (flushes of existing chains, stale removals).
+ */
+export function prepareFullSync(input: Omit<NftRenderInput, 'existing' | 'changed' | 'previous'>): { finish(existing: NftExisting | undefined): NftRenderResult } {
+  const { cfg } = input;
   const state: NftRenderState = { services: new Map(), elements: new Map(), hairpin: new Map(), picks: new Map(), healthCheckServices: new Set(), noLocalEndpoints: 0, ruleCount: 0 };
   const conflicts: string[] = [];
-  const head: string[] = [`add table ${T} { comment "weft-proxy service rules (nftables mode)"; }`];
   const block: string[] = [`table ${T} {`];
   const els = new Elements();
-  const has = (c: string) => existing?.chains.has(c) ?? false;
+  const written: string[] = [];
   const chain = (name: string, rules: readonly string[]) => {
-    if (has(name)) head.push(`flush chain ${T} ${name}`);
+    written.push(name);
     const b = BASE.get(name);
     block.push(`chain ${name} {`);
     if (b) block.push(`type ${b.type} hook ${b.hook} priority ${b.priority}; policy accept;`);
@@ -139,27 +147,25 @@ function renderFull(input: NftRenderInput): NftRenderResult {
 
   for (const m of MAPS) block.push(`map ${m} { ${mapType(m)}; }`);
   block.push(`set ${HAIRPIN_SET} ${HAIRPIN_SET_DECL}`);
-  if (existing) {
-    for (const m of MAPS) head.push(`flush map ${T} ${m}`);
-    head.push(`flush set ${T} ${HAIRPIN_SET}`);
-  }
   for (const [c, rules] of fixedChains(cfg)) chain(c, rules);
 
-  const wantedChains = new Set<string>();
   const wantedSets = new Set<string>();
   for (const name of [...input.model.services.keys()].sort()) {
     const r = renderService(input, name);
     if (!r) continue;
     state.services.set(name, r);
     for (const [set, decl] of r.sets) (wantedSets.add(set), block.push(`set ${set} ${decl}`));
-    for (const [c, rules] of r.chains) (wantedChains.add(c), chain(c, rules));
+    for (const [c, rules] of r.chains) chain(c, rules);
+    // Endpoint entries follow their ClusterIP's element: written when it was.
+    let parentWritten = false;
     for (const e of r.elements) {
       if (e.parent) {
-        if (state.elements.get(e.parent) === name) els.addElement(e.map, `${e.key} : ${e.value}`);
+        if (parentWritten) els.addElement(e.map, `${e.key} : ${e.value}`);
         continue;
       }
       const id = elemId(e);
       const other = state.elements.get(id);
+      parentWritten = !other;
       if (other) {
         conflicts.push(`${id} (${other}, ${name})`);
         continue;
@@ -175,17 +181,31 @@ function renderFull(input: NftRenderInput): NftRenderResult {
   for (const pick of [...state.picks.keys()].sort()) {
     const [proto, n] = pick.split('/') as [string, string];
     const [c, rules] = pickChainRules(proto, Number(n), cfg);
-    wantedChains.add(c);
     chain(c, rules);
   }
   block.push('}');
   for (const ip of state.hairpin.keys()) els.addElement(HAIRPIN_SET, hairpinItem(ip));
-  const out = [...head, ...block];
-  els.emit(out);
-  for (const c of existing?.chains ?? []) if (OWNED_CHAIN_RE.test(c) && !wantedChains.has(c)) out.push(`flush chain ${T} ${c}`);
-  for (const c of existing?.chains ?? []) if (OWNED_CHAIN_RE.test(c) && !wantedChains.has(c)) out.push(`delete chain ${T} ${c}`);
-  for (const s of existing?.sets ?? []) if (OWNED_SET_RE.test(s) && !wantedSets.has(s)) out.push(`delete set ${T} ${s}`);
-  return { text: out.join('\n') + '\n', full: true, conflicts, commit: () => state };
+  const body: string[] = [];
+  els.emit(body);
+  const text = `${block.join('\n')}\n${body.join('\n')}\n`;
+
+  return {
+    finish(existing) {
+      const head: string[] = [`add table ${T} { comment "weft-proxy service rules (nftables mode)"; }`];
+      const tail: string[] = [];
+      if (existing) {
+        for (const c of written) if (existing.chains.has(c)) head.push(`flush chain ${T} ${c}`);
+        for (const m of MAPS) head.push(`flush map ${T} ${m}`);
+        head.push(`flush set ${T} ${HAIRPIN_SET}`);
+        const wanted = new Set(written);
+        const stale = [...existing.chains].filter((c) => OWNED_CHAIN_RE.test(c) && !wanted.has(c));
+        for (const c of stale) tail.push(`flush chain ${T} ${c}`);
+        for (const c of stale) tail.push(`delete chain ${T} ${c}`);
+        for (const x of existing.sets) if (OWNED_SET_RE.test(x) && !wantedSets.has(x)) tail.push(`delete set ${T} ${x}`);
+      }
+      return { text: `${head.join('\n')}\n${text}${tail.length ? tail.join('\n') + '\n' : ''}`, full: true, conflicts, commit: () => state };
+    },
+  };
 }
 
 function renderPartial(input: NftRenderInput, prev: NftRenderState, changed: ReadonlySet<string>): NftRenderResult {

@@ -13,6 +13,7 @@ describe('lab process command lines', () => {
       '--subnet-file', '/run/weft-lab/x/h2/subnet.env',
       '--state-dir', '/run/weft-lab/x/h2/state',
       '--ip-masq',
+      '--cni-socket', '/run/weft-lab/x/h2/cni.sock',
       '--subnet-lease-ttl', '10',
       '--log-level', 'debug',
     ]);
