@@ -3,13 +3,15 @@
 // next to a bare `nft -f` of the same ruleset (the kernel's own `nft list table`
 // output loaded into an empty netns), one endpoint change at each size, and the
 // same full sync / change in iptables mode, side by side in one run. Each
-// measurement runs in its own throwaway netns.
+// measurement runs in its own throwaway netns, from a garbage-collected heap.
 //
 //   npx tsc -p tsconfig.json && node bench/proxy/nft.mjs [--sizes 1000,5000,10000] [--rounds 3] [--changes 5] [--iptables-backend nft|legacy|none] [--json]
 //
 // Needs root and nft / iptables-{nft,legacy}-restore.
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { silentLogger } from '../../dist/core/log.js';
 import { ExecNft } from '../../dist/netfilter/nft.js';
 import { ExecIptables } from '../../dist/netfilter/iptables.js';
@@ -28,6 +30,9 @@ const IPT = opt('--iptables-backend', 'nft');
 const JSON_OUT = process.argv.includes('--json');
 const CFG = { nodeName: 'node-a', clusterCIDR: '10.244.0.0/16' };
 const tag = randomBytes(3).toString('hex');
+// Each measurement starts from a collected heap, so one mode does not pay for the other's garbage.
+setFlagsFromString('--expose_gc');
+const gc = runInNewContext('gc');
 const made = [];
 
 function sh(cmd, args, opts = {}) {
@@ -75,6 +80,7 @@ async function runMode(mode, n, model) {
   const ns = netns(`${mode}${n}`);
   try {
     const px = mode === 'nft' ? new NftablesProxier(new ExecNft(ns), CFG, silentLogger) : new IptablesProxier(new ExecIptables(IPT, ns), CFG, silentLogger);
+    gc();
     let t0 = process.hrtime.bigint();
     await px.sync(model, new Set(), true);
     const full = ms(t0);

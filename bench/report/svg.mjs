@@ -81,12 +81,13 @@ export function barChart({ title, unit = '', groups, goal, width = 760 }) {
   const names = [...new Set(groups.flatMap((g) => g.bars.map((b) => b.name)))];
   const barH = 16;
   const gap = 10;
-  const left = 150;
+  // Room for the longest group label (about 7 px per character at 12 px).
+  const left = Math.max(90, 16 + 7 * Math.max(0, ...groups.map((g) => String(g.label).length)));
   const right = 170;
   const top = 36;
   const plotW = width - left - right;
   const rows = groups.reduce((n, g) => n + g.bars.length, 0);
-  const height = top + rows * barH + groups.length * gap + 40;
+  const height = top + rows * barH + groups.length * gap + 48;
   const max = Math.max(...groups.flatMap((g) => g.bars.flatMap((b) => [b.value, b.hi].filter(finite))), finite(goal) ? goal : 0, 1e-9);
   const ticks = niceTicks(max);
   const xMax = ticks[ticks.length - 1];

@@ -2,7 +2,7 @@ import type { HealthCheckPort } from '../backend.js';
 import type { EndpointInfo } from '../model/endpoints.js';
 import type { ServicePortInfo } from '../model/service-port.js';
 import { HAIRPIN_SET, HAIRPIN_SET_DECL, MAP, MAP_TYPES, NFT_FAMILY, NFT_TABLE, OWNED_CHAIN_RE, OWNED_SET_RE, type MapName } from './names.js';
-import { renderNftService, type NftElement, type NftProxyConfig, type NftServiceRules } from './service-rules.js';
+import { expandRules, plainElements, renderNftService, type NftElement, type NftProxyConfig, type NftServiceRules } from './service-rules.js';
 import { BASE_CHAINS, fixedChains, pickChainRules } from './static.js';
 
 const T = `${NFT_FAMILY} ${NFT_TABLE}`;
@@ -38,6 +38,8 @@ export interface NftRenderState {
   healthCheckServices: Set<string>;
   noLocalEndpoints: number;
   ruleCount: number;
+  /** Endpoint entries in the service-endpoints maps (they are not in `elements`). */
+  endpointEntries: number;
 }
 
 export interface NftRenderInput {
@@ -67,7 +69,7 @@ export interface NftRenderResult {
 /** Counts and health-check ports of a committed state (for the sync result and metrics). */
 export function summarize(state: NftRenderState): { ruleCounts: Record<string, number>; healthChecks: HealthCheckPort[]; noLocalEndpoints: number } {
   return {
-    ruleCounts: { nftables: state.ruleCount, 'nftables-elements': elementCount(state) },
+    ruleCounts: { nftables: state.ruleCount, 'nftables-elements': state.elements.size + state.endpointEntries + state.hairpin.size },
     healthChecks: [...state.healthCheckServices].sort().flatMap((n) => state.services.get(n)?.healthChecks ?? []),
     noLocalEndpoints: state.noLocalEndpoints,
   };
@@ -76,17 +78,34 @@ export function summarize(state: NftRenderState): { ruleCounts: Record<string, n
 /** Element and hairpin changes of a transaction, written after the chains they point to. */
 class Elements {
   readonly del = new Map<string, string[]>();
-  readonly add = new Map<string, string[]>();
+  /** Finished `add element` commands, and the items of the one being filled, per map. */
+  private readonly done: string[] = [];
+  private readonly open = new Map<string, string[]>();
   addElement(map: string, item: string): void {
-    push(this.add, map, item);
+    let items = this.open.get(map);
+    if (!items) this.open.set(map, (items = []));
+    items.push(item);
+    // Joined as they fill: 50 000 small strings kept alive to the end made every scavenge copy them.
+    if (items.length === ELEMENTS_PER_COMMAND) {
+      this.done.push(`add element ${T} ${map} { ${items.join(', ')} }`);
+      this.open.set(map, []);
+    }
   }
   deleteElement(map: string, key: string): void {
     push(this.del, map, key);
   }
+  /** Deletions first, then additions; commands of at most ELEMENTS_PER_COMMAND items. */
   emit(out: string[]): void {
-    for (const [m, keys] of this.del) out.push(`delete element ${T} ${m} { ${keys.join(', ')} }`);
-    for (const [m, items] of this.add) out.push(`add element ${T} ${m} { ${items.join(', ')} }`);
+    for (const [m, keys] of this.del) for (const c of chunks(keys)) out.push(`delete element ${T} ${m} { ${c.join(', ')} }`);
+    out.push(...this.done);
+    for (const [m, items] of this.open) if (items.length) out.push(`add element ${T} ${m} { ${items.join(', ')} }`);
   }
+}
+
+const ELEMENTS_PER_COMMAND = 1000;
+
+function* chunks<V>(list: readonly V[]): Generator<V[]> {
+  for (let i = 0; i < list.length; i += ELEMENTS_PER_COMMAND) yield list.slice(i, i + ELEMENTS_PER_COMMAND);
 }
 
 function push<K, V>(m: Map<K, V[]>, k: K, v: V): void {
@@ -130,7 +149,7 @@ function renderFull(input: NftRenderInput): NftRenderResult {
  */
 export function prepareFullSync(input: Omit<NftRenderInput, 'existing' | 'changed' | 'previous'>): { finish(existing: NftExisting | undefined): NftRenderResult } {
   const { cfg } = input;
-  const state: NftRenderState = { services: new Map(), elements: new Map(), hairpin: new Map(), picks: new Map(), healthCheckServices: new Set(), noLocalEndpoints: 0, ruleCount: 0 };
+  const state: NftRenderState = { services: new Map(), elements: new Map(), hairpin: new Map(), picks: new Map(), healthCheckServices: new Set(), noLocalEndpoints: 0, ruleCount: 0, endpointEntries: 0 };
   const conflicts: string[] = [];
   const block: string[] = [`table ${T} {`];
   const els = new Elements();
@@ -160,7 +179,7 @@ export function prepareFullSync(input: Omit<NftRenderInput, 'existing' | 'change
     let parentWritten = false;
     for (const e of r.elements) {
       if (e.parent) {
-        if (parentWritten) els.addElement(e.map, `${e.key} : ${e.value}`);
+        if (parentWritten) (els.addElement(e.map, `${e.key} : ${e.value}`), state.endpointEntries++);
         continue;
       }
       const id = elemId(e);
@@ -173,7 +192,31 @@ export function prepareFullSync(input: Omit<NftRenderInput, 'existing' | 'change
       state.elements.set(id, name);
       els.addElement(e.map, `${e.key} : ${e.value}`);
     }
-    for (const ip of r.hairpin) state.hairpin.set(ip, (state.hairpin.get(ip) ?? 0) + 1);
+    // Plain ClusterIP ports: elements written straight from the model's data (nothing kept per element).
+    let hairpin = r.hairpin;
+    for (const pp of r.plain) {
+      let written = false;
+      const eps = plainElements(pp, (map, key, value) => {
+        if (map === MAP.SERVICE_IPS) {
+          const id = `${map} ${key}`;
+          const other = state.elements.get(id);
+          written = !other;
+          if (other) return void conflicts.push(`${id} (${other}, ${name})`);
+          state.elements.set(id, name);
+        } else if (!written) return;
+        else state.endpointEntries++;
+        els.addElement(map, `${key} : ${value}`);
+      });
+      const pick = `${pp.proto}/${eps.length}`;
+      state.picks.set(pick, (state.picks.get(pick) ?? 0) + 1);
+      // Counted once per Service, as expandRules does for partial syncs.
+      for (const e of eps) {
+        if (hairpin.includes(e.ip)) continue;
+        if (hairpin === r.hairpin) hairpin = [...r.hairpin];
+        hairpin.push(e.ip);
+      }
+    }
+    for (const ip of hairpin) state.hairpin.set(ip, (state.hairpin.get(ip) ?? 0) + 1);
     for (const n of r.picks) state.picks.set(n, (state.picks.get(n) ?? 0) + 1);
     if (r.healthChecks.length) state.healthCheckServices.add(name);
     state.noLocalEndpoints += r.noLocalEndpoints;
@@ -216,11 +259,14 @@ function renderPartial(input: NftRenderInput, prev: NftRenderState, changed: Rea
   const els = new Elements();
   const conflicts: string[] = [];
   const names = [...changed].sort();
-  const after = new Map<string, NftServiceRules | undefined>(names.map((n) => [n, renderService(input, n)]));
+  const rendered = new Map<string, NftServiceRules | undefined>(names.map((n) => [n, renderService(input, n)]));
+  // Diffs work on spelled-out rules; the compact ones are what is kept.
+  const after = new Map<string, NftServiceRules | undefined>(names.map((n) => [n, rendered.get(n) && expandRules(rendered.get(n)!)]));
+  const before = new Map<string, NftServiceRules | undefined>(names.map((n) => [n, prev.services.get(n) && expandRules(prev.services.get(n)!)]));
   let ruleDelta = 0;
 
   for (const name of names) {
-    const b = prev.services.get(name) ?? EMPTY;
+    const b = before.get(name) ?? EMPTY;
     const a = after.get(name) ?? EMPTY;
     for (const [set, d] of a.sets) if (!b.sets.has(set)) decl.push(`add set ${T} ${set} ${d}`);
     for (const [c, rs] of a.chains) {
@@ -246,28 +292,30 @@ function renderPartial(input: NftRenderInput, prev: NftRenderState, changed: Rea
   const added = new Map<string, string>();
   /** Endpoint entries deleted in this transaction (they are not in `elements`: their parent owns them). */
   const removedDeps = new Set<string>();
+  let entryDelta = 0;
   const owner = (id: string) => added.get(id) ?? (removed.has(id) ? undefined : prev.elements.get(id));
   for (const name of names) {
     const want = new Map((after.get(name)?.elements ?? []).map((e) => [elemId(e), e]));
-    for (const e of prev.services.get(name)?.elements ?? []) {
+    for (const e of before.get(name)?.elements ?? []) {
       const id = elemId(e);
       if (prev.elements.get(e.parent ?? id) !== name || removed.has(id)) continue;
       if (want.get(id)?.value === e.value) continue;
       els.deleteElement(e.map, e.key);
-      if (e.parent) removedDeps.add(id);
+      if (e.parent) (removedDeps.add(id), entryDelta--);
       else removed.add(id);
     }
   }
   for (const name of names) {
-    const before = new Map((prev.services.get(name)?.elements ?? []).filter((e) => e.parent).map((e) => [elemId(e), e]));
+    const deps = new Map((before.get(name)?.elements ?? []).filter((e) => e.parent).map((e) => [elemId(e), e]));
     for (const e of after.get(name)?.elements ?? []) {
       const id = elemId(e);
       if (e.parent) {
         if (owner(e.parent) !== name) continue;
         // Still there when it was written before under a parent we owned, and not deleted above.
-        const old = before.get(id);
+        const old = deps.get(id);
         if (old && old.value === e.value && prev.elements.get(old.parent!) === name && !removedDeps.has(id)) continue;
         els.addElement(e.map, `${e.key} : ${e.value}`);
+        entryDelta++;
         continue;
       }
       const cur = owner(id);
@@ -284,7 +332,7 @@ function renderPartial(input: NftRenderInput, prev: NftRenderState, changed: Rea
   const counts = new Map<string, number>();
   const count = (ip: string) => counts.get(ip) ?? prev.hairpin.get(ip) ?? 0;
   for (const name of names) {
-    for (const ip of prev.services.get(name)?.hairpin ?? []) counts.set(ip, count(ip) - 1);
+    for (const ip of before.get(name)?.hairpin ?? []) counts.set(ip, count(ip) - 1);
     for (const ip of after.get(name)?.hairpin ?? []) counts.set(ip, count(ip) + 1);
   }
   for (const [ip, now] of counts) {
@@ -297,7 +345,7 @@ function renderPartial(input: NftRenderInput, prev: NftRenderState, changed: Rea
   const pickCounts = new Map<string, number>();
   const pickCount = (n: string) => pickCounts.get(n) ?? prev.picks.get(n) ?? 0;
   for (const name of names) {
-    for (const n of prev.services.get(name)?.picks ?? []) pickCounts.set(n, pickCount(n) - 1);
+    for (const n of before.get(name)?.picks ?? []) pickCounts.set(n, pickCount(n) - 1);
     for (const n of after.get(name)?.picks ?? []) pickCounts.set(n, pickCount(n) + 1);
   }
   for (const [pick, now] of pickCounts) {
@@ -325,7 +373,7 @@ function renderPartial(input: NftRenderInput, prev: NftRenderState, changed: Rea
     committed = true;
     for (const name of names) {
       const b = prev.services.get(name);
-      const a = after.get(name);
+      const a = rendered.get(name);
       prev.noLocalEndpoints += (a?.noLocalEndpoints ?? 0) - (b?.noLocalEndpoints ?? 0);
       if (a) prev.services.set(name, a);
       else prev.services.delete(name);
@@ -343,18 +391,13 @@ function renderPartial(input: NftRenderInput, prev: NftRenderState, changed: Rea
       else prev.picks.delete(k);
     }
     prev.ruleCount += ruleDelta;
+    prev.endpointEntries += entryDelta;
     return prev;
   };
   return { text: out.length ? out.join('\n') + '\n' : '', full: false, conflicts, commit };
 }
 
-const EMPTY: NftServiceRules = { chains: new Map(), sets: new Map(), elements: [], hairpin: [], picks: [], noLocalEndpoints: 0, healthChecks: [] };
-
-function elementCount(state: NftRenderState): number {
-  let n = state.hairpin.size;
-  for (const [name, r] of state.services) for (const e of r.elements) if (state.elements.get(e.parent ?? elemId(e)) === name) n++;
-  return n;
-}
+const EMPTY: NftServiceRules = { chains: new Map(), sets: new Map(), elements: [], hairpin: [], picks: [], noLocalEndpoints: 0, healthChecks: [], plain: [] };
 
 function sameLines(a: readonly string[], b: readonly string[]): boolean {
   if (a.length !== b.length) return false;

@@ -39,6 +39,24 @@ export interface NftServiceRules {
   picks: string[];
   noLocalEndpoints: number;
   healthChecks: HealthCheckPort[];
+  /**
+   * Ports that are plain ClusterIPs (cluster endpoints, no affinity, not
+   * external): kept as references to the model's own data, their elements
+   * made only when written (`plainElements`) or diffed (`expandRules`). Most
+   * Services are like this; keeping 30 000 element objects alive instead
+   * made a 10 000-Service full sync spend more time in the GC than in nft.
+   */
+  plain: PlainPort[];
+}
+
+export interface PlainPort {
+  /** "clusterIP . proto . port": the service-ips key. */
+  key: string;
+  clusterIP: string;
+  port: number;
+  proto: string;
+  /** The port's endpoints as the model holds them (all conditions). */
+  all: readonly EndpointInfo[];
 }
 
 const REJECT = `goto ${FIXED.REJECT}`;
@@ -58,12 +76,20 @@ export function renderNftService(
 ): NftServiceRules {
   // Plain ClusterIP Services own no chains or sets: they share empty maps (10 000 Services render
   // in tens of milliseconds only when little is allocated per Service).
-  const out: NftServiceRules = { chains: NONE as Map<string, string[]>, sets: NONE as Map<string, string>, elements: [], hairpin: [], picks: [], noLocalEndpoints: 0, healthChecks: [] };
+  const out: NftServiceRules = { chains: NONE as Map<string, string[]>, sets: NONE as Map<string, string>, elements: EMPTY, hairpin: EMPTY, picks: EMPTY, noLocalEndpoints: 0, healthChecks: EMPTY, plain: EMPTY };
   for (const p of ports) renderPort(p, endpointsOf(p.key) ?? [], cfg, out);
   return out;
 }
 
 const NONE = new Map<string, never>();
+/** Shared empty list: copied on the first `add` (most Services fill only `plain`). */
+const EMPTY: never[] = [];
+
+type ListKey = 'elements' | 'hairpin' | 'picks' | 'healthChecks' | 'plain';
+function add<K extends ListKey>(out: NftServiceRules, key: K, value: NftServiceRules[K][number]): void {
+  if ((out[key] as unknown[]) === EMPTY) (out[key] as unknown[]) = [];
+  (out[key] as unknown[]).push(value);
+}
 
 function addChain(out: NftServiceRules, name: string, rules: string[]): void {
   if ((out.chains as Map<string, unknown>) === NONE) out.chains = new Map();
@@ -95,18 +121,22 @@ function renderPort(p: ServicePortInfo, all: readonly EndpointInfo[], cfg: NftPr
   // No endpoints at all: refuse at once; endpoints elsewhere only (Local policy): drop.
   const noEndpointVerdict = hasEndpoints ? 'drop' : REJECT;
   if (p.externalPolicyLocal && external && localEps.length === 0) out.noLocalEndpoints++;
-  const el = (map: MapName, key: string, value: string, parent?: string) => out.elements.push(parent ? { map, key, value, parent } : { map, key, value });
+  const el = (map: MapName, key: string, value: string, parent?: string) => add(out, 'elements', parent ? { map, key, value, parent } : { map, key, value });
 
   // Plain ClusterIP dispatch (cluster endpoints, no affinity) needs no chain of its own: the shared
   // pick-<proto>-<n> chain draws an index and looks the endpoint up in service-endpoints-<proto>, so an endpoint
   // change rewrites map elements only, never rules (nft reloads every rule of the table first).
   const picked = usesCluster && !p.internalPolicyLocal && p.affinityTimeoutS === 0;
+  if (picked && !external) {
+    add(out, 'plain', { key: ipPortKey(p.clusterIP, p), clusterIP: p.clusterIP, port: p.port, proto, all });
+    return;
+  }
 
   // ClusterIP.
   if (picked) {
     const key = ipPortKey(p.clusterIP, p);
     el(MAP.SERVICE_IPS, key, `goto ${pickChain(proto, clusterEps.length)}`);
-    out.picks.push(`${proto}/${clusterEps.length}`);
+    add(out, 'picks', `${proto}/${clusterEps.length}`);
     const parent = `${MAP.SERVICE_IPS} ${key}`;
     clusterEps.forEach((e, i) => el(endpointsMap(proto), `${p.clusterIP} . ${p.port} . ${i}`, `${e.ip} . ${e.port}`, parent));
   } else if (hasInternalEndpoints) {
@@ -124,13 +154,9 @@ function renderPort(p: ServicePortInfo, all: readonly EndpointInfo[], cfg: NftPr
     if (hasEndpoints) el(MAP.SERVICE_NODEPORTS, `${proto} . ${p.nodePort}`, `goto ${chainNames().ext}`);
     if (!hasExternalEndpoints) el(MAP.NO_ENDPOINT_NODEPORTS, `${proto} . ${p.nodePort}`, noEndpointVerdict);
   }
-  if (p.healthCheckNodePort > 0) out.healthChecks.push({ service: p.service, port: p.healthCheckNodePort, localEndpoints: localEps.length });
+  if (p.healthCheckNodePort > 0) add(out, 'healthChecks', { service: p.service, port: p.healthCheckNodePort, localEndpoints: localEps.length });
 
   if (!hasEndpoints) return;
-  if (picked && !usesExt && !usesLocal) {
-    for (const e of clusterEps) if (!out.hairpin.includes(e.ip)) out.hairpin.push(e.ip);
-    return;
-  }
   const { svc, svl, ext, fw } = chainNames();
   // The service chain is still needed for external entry points (they go through the ext chain).
   if (usesCluster && (!picked || usesExt)) {
@@ -164,7 +190,7 @@ function renderPort(p: ServicePortInfo, all: readonly EndpointInfo[], cfg: NftPr
   if (usesCluster) for (const e of clusterEps) used.set(endpointString(e), e);
   if (usesLocal) for (const e of localEps) used.set(endpointString(e), e);
   for (const e of used.values()) {
-    if (!out.hairpin.includes(e.ip)) out.hairpin.push(e.ip);
+    if (!out.hairpin.includes(e.ip)) add(out, 'hairpin', e.ip);
     if (p.affinityTimeoutS <= 0) continue;
     // Affinity needs to remember the choice, so each endpoint gets a chain that records the client.
     const eps = endpointString(e);
@@ -198,4 +224,28 @@ function endpointDispatch(p: ServicePortInfo, eps: readonly EndpointInfo[]): str
     rules.push(aff ? `${pick}goto ${sepChain(p, endpointString(e))}` : `${pick}meta l4proto ${proto} dnat to ${endpointString(e)}`);
   });
   return rules;
+}
+
+/**
+ * Calls `emit` for each element of a plain port, endpoints after the
+ * ClusterIP element they belong to; returns the endpoints used.
+ */
+export function plainElements(pp: PlainPort, emit: (map: MapName, key: string, value: string) => void): readonly EndpointInfo[] {
+  const eps = usableEndpoints(pp.all);
+  emit(MAP.SERVICE_IPS, pp.key, `goto ${pickChain(pp.proto, eps.length)}`);
+  for (let i = 0; i < eps.length; i++) emit(endpointsMap(pp.proto), `${pp.clusterIP} . ${pp.port} . ${i}`, `${eps[i]!.ip} . ${eps[i]!.port}`);
+  return eps;
+}
+
+/** The rules with plain ports spelled out as elements, hairpin IPs and picks (for diffs of a few Services). */
+export function expandRules(r: NftServiceRules): NftServiceRules {
+  if (r.plain.length === 0) return r;
+  const out: NftServiceRules = { ...r, elements: [...r.elements], hairpin: [...r.hairpin], picks: [...r.picks], plain: [] };
+  for (const pp of r.plain) {
+    const parent = `${MAP.SERVICE_IPS} ${pp.key}`;
+    const eps = plainElements(pp, (map, key, value) => out.elements.push(map === MAP.SERVICE_IPS ? { map, key, value } : { map, key, value, parent }));
+    out.picks.push(`${pp.proto}/${eps.length}`);
+    for (const e of eps) if (!out.hairpin.includes(e.ip)) out.hairpin.push(e.ip);
+  }
+  return out;
 }

@@ -4,7 +4,7 @@ import { barChart, boxChart, esc, lineChart, logTicks, niceTicks, tickLabel } fr
 // @ts-expect-error plain ESM module without types
 import { headlineTable, mdTable, renderMarkdown } from '../../../bench/report/markdown.mjs';
 // @ts-expect-error plain ESM module without types
-import { cniReport, convergenceReport, dataplaneReport, memoryReport, proxyReport } from '../../../bench/report/figures.mjs';
+import { cniReport, convergenceReport, cpuReport, dataplaneReport, memoryReport, proxyReport } from '../../../bench/report/figures.mjs';
 // @ts-expect-error plain ESM module without types
 import { extractJson, fileStamp, parseArgs } from '../../../bench/report/cli-util.mjs';
 
@@ -48,9 +48,9 @@ describe('svg charts', () => {
     checkSvg(svg);
     expect(svg).toContain('T &lt;&amp;&gt;');
     expect(svg).toContain('goal 5');
-    expect((svg.match(/<rect x="150"/g) ?? []).length).toBe(2);
+    expect((svg.match(/<rect x="90"/g) ?? []).length).toBe(2);
     // Longer value, longer bar.
-    const widths = [...svg.matchAll(/<rect x="150" y="[\d.]+" width="([\d.]+)"/g)].map((m) => Number(m[1]));
+    const widths = [...svg.matchAll(/<rect x="90" y="[\d.]+" width="([\d.]+)"/g)].map((m) => Number(m[1]));
     expect(widths[1]).toBeGreaterThan(widths[0]! * 3);
   });
 
@@ -155,6 +155,15 @@ describe('report figures and markdown', () => {
     const m = memoryReport({ parts: { weftd: { peers: 1000, routes: 1000, idle: { p50: 50 }, loaded: { p50: 90, min: 89, max: 91, peakMB: 95 }, goalMB: 80, meetsGoal: false } } });
     expect(m.headline[0].met).toBe(false);
     checkSvg(m.charts[0].svg);
+  });
+
+  it('reports CPU per GB and says its rival is not from this run', () => {
+    const run = (gbps: number, total: number) => ({ gbps, cpuSeconds: { sender: 1, receiver: 1 }, cpuSecondsPerGB: { sender: total / 2, receiver: total / 2, total } });
+    const r = cpuReport({ seconds: 4, rounds: 3, runs: [run(3, 2), run(3.2, 1.5), run(2.8, 2.5)], flannelReference: { cpuSecondsPerGBPerSide: 29, gbps: 0.19, source: 'FACTS.md (not this run)' } });
+    expect(r.headline[0].weft).toBe('2.00 CPU s/GB (1.50-2.50)');
+    expect(r.headline[0].ratioValue.ofMedians).toBeCloseTo(2 / 58);
+    expect(r.headline[0].note).toMatch(/not in this run/);
+    expect(r.tables[0].rows.at(-1)).toEqual(['median', '3.00', '', '', '1.00', '1.00', '2.00']);
   });
 
   it('renders the Markdown report with the headline, tables and chart links', () => {
