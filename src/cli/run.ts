@@ -20,3 +20,12 @@ export async function runCli(program: Command, argv = process.argv): Promise<voi
     process.exitCode = 1;
   }
 }
+
+/**
+ * Holds the event loop open until `signal` aborts: daemons unref their own
+ * timers, so without a server listening nothing else would keep them alive.
+ */
+export function keepAliveUntil(signal: AbortSignal): void {
+  const timer = setInterval(() => {}, 1 << 30);
+  signal.addEventListener('abort', () => clearInterval(timer), { once: true });
+}

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { Command, Option } from 'commander';
-import { runCli } from './run.js';
+import { keepAliveUntil, runCli } from './run.js';
 import { createLogger, type LogFormat, type LogLevel } from '../core/log.js';
 import { InvalidArgumentError } from '../core/errors.js';
 import { PROXY_MODES, cleanupProxy, runProxy, type ProxyMode, type ProxyOptions } from '../proxy/daemon.js';
@@ -64,7 +64,12 @@ const program = new Command('weft-proxy')
         ac.abort();
       });
     }
-    await runProxy(opts, ac.signal);
+    keepAliveUntil(ac.signal);
+    try {
+      await runProxy(opts, ac.signal);
+    } finally {
+      ac.abort(); // also releases keepAliveUntil when the daemon failed
+    }
   });
 
 await runCli(program);

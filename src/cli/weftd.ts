@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { Command, Option } from 'commander';
-import { runCli } from './run.js';
+import { keepAliveUntil, runCli } from './run.js';
 import { DEFAULT_OPTIONS, type WeftdOptions } from '../daemon/options.js';
 import { runWeftd, cleanupWeftd } from '../daemon/daemon.js';
 import { createLogger } from '../core/log.js';
@@ -75,7 +75,12 @@ const program = new Command('weftd')
         ac.abort();
       });
     }
-    await runWeftd(opts, { log, signal: ac.signal });
+    keepAliveUntil(ac.signal);
+    try {
+      await runWeftd(opts, { log, signal: ac.signal });
+    } finally {
+      ac.abort(); // also releases keepAliveUntil when the daemon failed
+    }
   });
 
 await runCli(program);
