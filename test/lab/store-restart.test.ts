@@ -54,9 +54,10 @@ describe('store across an etcd restart', () => {
       const stored = (await registry.getLease(lease.subnet))!;
       expect(stored.attrs.PublicIP).toBe('192.0.2.21');
       expect(formatCidr(m.current!.subnet)).toBe(formatCidr(lease.subnet));
-      // The lease watch came back too: a lease written now shows up.
-      await registry.createLease(parseCidr('10.244.99.0/24'), { PublicIP: '192.0.2.99', BackendType: 'host-gw' }, undefined);
-      await waitFor(() => seen.has('10.244.99.0-24'), { timeoutMs: 30_000, what: 'watch after restart' });
+      // The lease watch came back too: a lease written now shows up (10.244.200.0 lies beyond
+      // the first ~100 subnets the manager picks from, so it never collides with ours).
+      await registry.createLease(parseCidr('10.244.200.0/24'), { PublicIP: '192.0.2.99', BackendType: 'host-gw' }, undefined);
+      await waitFor(() => seen.has('10.244.200.0-24'), { timeoutMs: 30_000, what: 'watch after restart' });
       ac.abort();
       await Promise.all([running, watching]);
     } finally {
