@@ -1,3 +1,4 @@
+import { registryEtcdOptions } from './registry/kv.js';
 import { hostname } from 'node:os';
 import type { Server } from 'node:http';
 import { Etcd3 } from 'etcd3';
@@ -149,7 +150,7 @@ export async function runProxy(o: ProxyOptions, signal: AbortSignal): Promise<vo
     syncer.sync(reasons),
   );
 
-  const etcd = o.etcdEndpoints?.length ? new Etcd3({ hosts: o.etcdEndpoints, dialTimeout: 5000 }) : undefined;
+  const etcd = o.etcdEndpoints?.length ? new Etcd3(registryEtcdOptions(o.etcdEndpoints)) : undefined;
   const sources: ProxySource[] = [];
   if (etcd) sources.push(new EtcdSource({ client: etcd, log }));
   if (o.manifestsDir) sources.push(new FileSource({ dir: o.manifestsDir, log }));

@@ -1,4 +1,4 @@
-import { Etcd3 } from 'etcd3';
+import { Etcd3, type IOptions } from 'etcd3';
 import { StoreError } from '../../core/errors.js';
 
 export interface KVEntry {
@@ -23,11 +23,19 @@ export interface RegistryKV {
   txn(compares: KVCompare[], puts: Array<{ key: string; value: string }>, deletes: string[]): Promise<boolean>;
 }
 
+/**
+ * etcd client options for the registry: a full list of 10000 Services and
+ * their slices is ~7 MB, over gRPC's 4 MB default receive limit.
+ */
+export function registryEtcdOptions(endpoints: string[]): IOptions {
+  return { hosts: endpoints, dialTimeout: 5000, grpcOptions: { 'grpc.max_receive_message_length': 256 * 1024 * 1024 } };
+}
+
 export class EtcdKV implements RegistryKV {
   constructor(readonly client: Etcd3) {}
 
   static connect(endpoints: string[]): EtcdKV {
-    return new EtcdKV(new Etcd3({ hosts: endpoints, dialTimeout: 5000 }));
+    return new EtcdKV(new Etcd3(registryEtcdOptions(endpoints)));
   }
 
   close(): void {
