@@ -18,67 +18,99 @@ export function freePort(): Promise<number> {
   });
 }
 
+/**
+ * A real etcd (Debian etcd-server) on 127.0.0.1 with random ports and a
+ * temporary data dir. It can be stopped and started again on the same ports
+ * and data ("etcd down for 30 s" tests) or paused. Only the process this
+ * helper spawned is ever signalled.
+ */
 export interface TestEtcd {
   endpoint: string;
-  proc: ChildProcess;
-  /** Stops etcd (SIGTERM, then SIGKILL) and removes its data dir. */
+  /** Starts (again) and waits for /health. */
+  start(): Promise<void>;
+  /** Stops the process (SIGTERM, then SIGKILL), keeping the data. */
   stop(): Promise<void>;
-  /** Pauses/resumes etcd (SIGSTOP/SIGCONT) to simulate an outage without losing data. */
+  /** Stops and removes the data dir. */
+  destroy(): Promise<void>;
+  /** SIGSTOP / SIGCONT: an outage that loses nothing. */
   pause(): void;
   resume(): void;
 }
 
-/** A real etcd (Debian etcd-server) on 127.0.0.1 with a temporary data dir. */
-export async function startEtcd(): Promise<TestEtcd> {
+export async function createEtcd(): Promise<TestEtcd> {
   const dir = mkdtempSync(join(tmpdir(), 'weft-etcd-'));
   const client = await freePort();
   const peer = await freePort();
   const endpoint = `http://127.0.0.1:${client}`;
-  const proc = spawn(
-    'etcd',
-    [
-      '--name', 'test',
-      '--data-dir', dir,
-      '--listen-client-urls', endpoint,
-      '--advertise-client-urls', endpoint,
-      '--listen-peer-urls', `http://127.0.0.1:${peer}`,
-      '--initial-advertise-peer-urls', `http://127.0.0.1:${peer}`,
-      '--initial-cluster', `test=http://127.0.0.1:${peer}`,
-      '--log-level', 'error',
-    ],
-    { stdio: ['ignore', 'ignore', 'pipe'] },
-  );
+  let proc: ChildProcess | undefined;
   let stderr = '';
-  proc.stderr!.on('data', (d) => (stderr = (stderr + d).slice(-4000)));
-  const exited = new Promise<void>((r) => proc.once('exit', () => r()));
+
   const stop = async () => {
-    if (proc.exitCode === null && proc.signalCode === null) {
-      proc.kill('SIGCONT');
-      proc.kill('SIGTERM');
-      const t = setTimeout(() => proc.kill('SIGKILL'), 5000);
-      await exited;
-      clearTimeout(t);
+    const p = proc;
+    proc = undefined;
+    if (!p || p.exitCode !== null || p.signalCode !== null) return;
+    const exited = new Promise<void>((r) => p.once('exit', () => r()));
+    p.kill('SIGCONT');
+    p.kill('SIGTERM');
+    const t = setTimeout(() => p.kill('SIGKILL'), 5000);
+    await exited;
+    clearTimeout(t);
+  };
+
+  const start = async () => {
+    const p = spawn(
+      'etcd',
+      [
+        '--name', 'test',
+        '--data-dir', dir,
+        '--listen-client-urls', endpoint,
+        '--advertise-client-urls', endpoint,
+        '--listen-peer-urls', `http://127.0.0.1:${peer}`,
+        '--initial-advertise-peer-urls', `http://127.0.0.1:${peer}`,
+        '--initial-cluster', `test=http://127.0.0.1:${peer}`,
+        '--log-level', 'error',
+      ],
+      { stdio: ['ignore', 'ignore', 'pipe'] },
+    );
+    proc = p;
+    p.stderr!.on('data', (d) => (stderr = (stderr + d).slice(-4000)));
+    try {
+      await waitFor(
+        async () => {
+          if (p.exitCode !== null) throw new Error(`etcd exited: ${stderr}`);
+          const res = await fetch(`${endpoint}/health`).catch(() => undefined);
+          return res?.ok;
+        },
+        { timeoutMs: 20_000, what: 'etcd health' },
+      );
+    } catch (err) {
+      await stop();
+      throw err;
     }
+  };
+
+  const destroy = async () => {
+    await stop();
     rmSync(dir, { recursive: true, force: true });
   };
   try {
-    await waitFor(
-      async () => {
-        if (proc.exitCode !== null) throw new Error(`etcd exited: ${stderr}`);
-        const res = await fetch(`${endpoint}/health`).catch(() => undefined);
-        return res?.ok;
-      },
-      { timeoutMs: 20_000, what: 'etcd health' },
-    );
+    await start();
   } catch (err) {
-    await stop();
+    rmSync(dir, { recursive: true, force: true });
     throw err;
   }
   return {
     endpoint,
-    proc,
+    start,
     stop,
-    pause: () => proc.kill('SIGSTOP'),
-    resume: () => proc.kill('SIGCONT'),
+    destroy,
+    pause: () => proc?.kill('SIGSTOP'),
+    resume: () => proc?.kill('SIGCONT'),
   };
+}
+
+/** A running test etcd; `stop()` here also removes its data (the common case). */
+export async function startEtcd(): Promise<TestEtcd> {
+  const etcd = await createEtcd();
+  return { ...etcd, stop: etcd.destroy };
 }

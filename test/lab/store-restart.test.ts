@@ -12,11 +12,11 @@ import { registerConfigCommands, registryFromOptions } from '../../src/store/cli
 import { EtcdRegistry } from '../../src/store/etcd-registry.js';
 import { LeaseManager } from '../../src/store/lease-manager.js';
 import { parseNetworkConfig } from '../../src/store/netconfig.js';
-import { createRestartableEtcd, type RestartableEtcd } from '../helpers/store-etcd.js';
+import { createEtcd, type TestEtcd } from '../helpers/etcd.js';
 
-let etcd: RestartableEtcd;
+let etcd: TestEtcd;
 beforeAll(async () => {
-  etcd = await createRestartableEtcd();
+  etcd = await createEtcd();
 });
 afterAll(async () => {
   await etcd?.destroy();
