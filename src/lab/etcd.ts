@@ -1,9 +1,8 @@
 import { join } from 'node:path';
-import { isWeftError } from '../core/errors.js';
 import { run } from '../exec/run.js';
 import { ETCD_ENDPOINT, ETCD_IP } from './names.js';
 import { LabProcessError } from './errors.js';
-import { isRunning, pollUntil, tailFile, type ProcIdentity } from './procs.js';
+import { type ProcIdentity, waitWhileAlive } from './procs.js';
 
 /**
  * etcd inside the switch namespace. The root namespace has no route to
@@ -110,18 +109,5 @@ export async function waitEtcdHealthy(
   timeoutMs = 30_000,
   signal?: AbortSignal,
 ): Promise<void> {
-  try {
-    await pollUntil(
-      async () => {
-        if (!isRunning(proc)) throw new LabProcessError('etcd exited');
-        return etcd.healthy();
-      },
-      { timeoutMs, intervalMs: 200, what: 'etcd health', signal },
-    );
-  } catch (err) {
-    if (isWeftError(err, 'ERR_ABORTED')) throw err;
-    throw new LabProcessError(`etcd did not become healthy: ${(err as Error).message}\n--- ${log} ---\n${tailFile(log)}`, {
-      log,
-    });
-  }
+  await waitWhileAlive(() => etcd.healthy(), { proc, name: 'etcd', log, what: 'health', timeoutMs, signal });
 }

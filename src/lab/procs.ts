@@ -1,7 +1,8 @@
 import { spawn } from 'node:child_process';
 import { closeSync, openSync, readFileSync } from 'node:fs';
 import { delay } from '../core/async.js';
-import { AbortedError } from '../core/errors.js';
+import { AbortedError, isWeftError } from '../core/errors.js';
+import { LabProcessError } from './errors.js';
 import { run } from '../exec/run.js';
 
 /**
@@ -165,5 +166,40 @@ export async function pollUntil<T>(
     if (v !== undefined && v !== false) return v;
     if (Date.now() > deadline) throw new Error(`timed out after ${opts.timeoutMs} ms waiting for ${opts.what}`);
     await delay(opts.intervalMs ?? 100, opts.signal);
+  }
+}
+
+export interface WaitAliveOptions {
+  /** The process whose exit ends the wait at once. */
+  proc: ProcIdentity;
+  /** Its name in messages ("weftd on h1"). */
+  name: string;
+  /** Its log file: the tail goes into the error. */
+  log: string;
+  /** What is awaited ("/readyz"). */
+  what: string;
+  /** Default 30 s. */
+  timeoutMs?: number;
+  signal?: AbortSignal;
+  /** Extra error details. */
+  details?: Record<string, unknown>;
+}
+
+/**
+ * Bounded wait for a lab daemon to become ready: ends at once when the
+ * process exits, and a failure carries the tail of its log.
+ */
+export async function waitWhileAlive(check: () => Promise<boolean>, o: WaitAliveOptions): Promise<void> {
+  try {
+    await pollUntil(
+      async () => {
+        if (!isRunning(o.proc)) throw new LabProcessError(`${o.name} exited`);
+        return check();
+      },
+      { timeoutMs: o.timeoutMs ?? 30_000, intervalMs: 200, what: `${o.what} of ${o.name}`, signal: o.signal },
+    );
+  } catch (err) {
+    if (isWeftError(err, 'ERR_ABORTED')) throw err;
+    throw new LabProcessError(`${o.name}: ${(err as Error).message}\n--- ${o.log} ---\n${tailFile(o.log)}`, { log: o.log, ...o.details });
   }
 }

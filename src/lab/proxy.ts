@@ -1,8 +1,6 @@
 import { join } from 'node:path';
-import { isWeftError } from '../core/errors.js';
 import { ETCD_ENDPOINT } from './names.js';
-import { LabProcessError } from './errors.js';
-import { isRunning, pollUntil, tailFile, type ProcIdentity } from './procs.js';
+import { type ProcIdentity, waitWhileAlive } from './procs.js';
 import { hostDir, type HostRecord, type LabState } from './state.js';
 import { httpStatusInNetns, repoRoot } from './weftd.js';
 
@@ -31,19 +29,13 @@ export function proxyArgv(state: LabState, host: HostRecord, mode: Exclude<LabPr
 
 /** Bounded wait for weft-proxy's /healthz (it answers once rules are written). */
 export async function waitProxyHealthy(host: HostRecord, proc: ProcIdentity, log: string, timeoutMs = 30_000, signal?: AbortSignal): Promise<void> {
-  try {
-    await pollUntil(
-      async () => {
-        if (!isRunning(proc)) throw new LabProcessError('weft-proxy exited');
-        return (await httpStatusInNetns(host.netns, '127.0.0.1', PROXY_HEALTHZ_PORT, '/healthz')) === 200;
-      },
-      { timeoutMs, intervalMs: 200, what: `weft-proxy /healthz on ${host.name}`, signal },
-    );
-  } catch (err) {
-    if (isWeftError(err, 'ERR_ABORTED')) throw err;
-    throw new LabProcessError(`weft-proxy on ${host.name} not healthy: ${(err as Error).message}\n--- ${log} ---\n${tailFile(log)}`, {
-      host: host.name,
-      log,
-    });
-  }
+  await waitWhileAlive(async () => (await httpStatusInNetns(host.netns, '127.0.0.1', PROXY_HEALTHZ_PORT, '/healthz')) === 200, {
+    proc,
+    name: `weft-proxy on ${host.name}`,
+    log,
+    what: '/healthz',
+    timeoutMs,
+    signal,
+    details: { host: host.name },
+  });
 }

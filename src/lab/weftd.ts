@@ -6,7 +6,7 @@ import { run } from '../exec/run.js';
 import { readSubnetEnv, type SubnetEnv } from '../store/subnet-env.js';
 import { ETCD_ENDPOINT, HOST_IFACE } from './names.js';
 import { LabProcessError } from './errors.js';
-import { isRunning, pollUntil, tailFile, type ProcIdentity } from './procs.js';
+import { isRunning, pollUntil, tailFile, type ProcIdentity, waitWhileAlive } from './procs.js';
 
 /** Repository root (this file is src/lab/weftd.ts or dist/lab/weftd.js). */
 export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -102,19 +102,13 @@ export async function waitWeftdReady(
   timeoutMs = 30_000,
   signal?: AbortSignal,
 ): Promise<void> {
-  try {
-    await pollUntil(
-      async () => {
-        if (!isRunning(proc)) throw new LabProcessError('weftd exited');
-        return (await httpStatusInNetns(netns, '127.0.0.1', WEFTD_HEALTHZ_PORT, '/readyz')) === 200;
-      },
-      { timeoutMs, intervalMs: 200, what: `weftd /readyz on ${host}`, signal },
-    );
-  } catch (err) {
-    if (isWeftError(err, 'ERR_ABORTED')) throw err;
-    throw new LabProcessError(`weftd on ${host} not ready: ${(err as Error).message}\n--- ${log} ---\n${tailFile(log)}`, {
-      host,
-      log,
-    });
-  }
+  await waitWhileAlive(async () => (await httpStatusInNetns(netns, '127.0.0.1', WEFTD_HEALTHZ_PORT, '/readyz')) === 200, {
+    proc,
+    name: `weftd on ${host}`,
+    log,
+    what: '/readyz',
+    timeoutMs,
+    signal,
+    details: { host },
+  });
 }
