@@ -267,28 +267,29 @@ export class EtcdRegistry implements Registry {
   }
 
   private async toEvents(res: IWatchResponse): Promise<RegistryLeaseEvent[]> {
-    const out: RegistryLeaseEvent[] = [];
-    for (const ev of res.events) {
-      const revision = Number(ev.kv.mod_revision) || Number(res.header.revision);
-      const subnet = this.keys.subnetOf(ev.kv.key.toString());
-      if (!subnet) continue;
-      if (ev.type === 'Put') {
-        const lease = await this.toLease(ev.kv);
-        if (lease) out.push({ type: 'added', lease, revision });
-      } else {
-        // A delete carries no value; the previous one (withPreviousKV) says whose it was.
-        let attrs: LeaseAttrs = { PublicIP: '', BackendType: '' };
-        if (ev.prev_kv?.value) {
-          try {
-            attrs = parseLeaseAttrs(ev.prev_kv.value.toString());
-          } catch {
-            // keep the placeholder: the subnet is what matters for a removal
-          }
-        }
-        out.push({ type: 'removed', lease: { subnet, attrs }, revision: Number(res.header.revision) });
+    // One response can hold hundreds of puts (a burst of new hosts): their
+    // expiry lookups run concurrently, and the events keep etcd's order.
+    const converted = await Promise.all(res.events.map((ev) => this.toEvent(ev, Number(res.header.revision))));
+    return converted.filter((e): e is RegistryLeaseEvent => e !== undefined);
+  }
+
+  private async toEvent(ev: IWatchResponse['events'][number], headerRevision: number): Promise<RegistryLeaseEvent | undefined> {
+    const subnet = this.keys.subnetOf(ev.kv.key.toString());
+    if (!subnet) return undefined;
+    if (ev.type === 'Put') {
+      const lease = await this.toLease(ev.kv);
+      return lease ? { type: 'added', lease, revision: Number(ev.kv.mod_revision) || headerRevision } : undefined;
+    }
+    // A delete carries no value; the previous one (withPreviousKV) says whose it was.
+    let attrs: LeaseAttrs = { PublicIP: '', BackendType: '' };
+    if (ev.prev_kv?.value) {
+      try {
+        attrs = parseLeaseAttrs(ev.prev_kv.value.toString());
+      } catch {
+        // keep the placeholder: the subnet is what matters for a removal
       }
     }
-    return out;
+    return { type: 'removed', lease: { subnet, attrs }, revision: headerRevision };
   }
 
   /** Runs an etcd call; anything but a lease conflict becomes a StoreError naming what failed. */
