@@ -3,7 +3,7 @@ import { AbortedError } from '../core/errors.js';
 import { formatCidr, sameNet, subnetKey } from '../core/ip.js';
 import type { Logger } from '../core/log.js';
 import { BoundedFrequencyRunner } from '../core/runner.js';
-import { createBackend, type Backend } from '../backends/backend.js';
+import { createBackend, type Backend, type ExternalInterface } from '../backends/backend.js';
 import '../backends/index.js';
 import { createKernel, type Kernel } from '../kernel/kernel.js';
 import { selectInterface } from '../kernel/iface.js';
@@ -84,10 +84,9 @@ export async function runWeftd(opts: WeftdOptions, deps: DaemonDeps): Promise<vo
     readyReason = 'waiting for network config';
     const config = await loadNetworkConfig(registry, { signal, log });
 
-    const iface = await selectInterface({ ifaces: opts.iface, ifaceRegex: opts.ifaceRegex, publicIp: opts.publicIp }, kernel);
+    const { backend: made, iface } = await backendFor(opts, config, kernel, log);
+    backend = made;
     log.info({ iface: iface.name, ifaceAddr: iface.ifaceAddr, publicIp: iface.publicIp, mtu: iface.mtu }, 'using interface');
-
-    backend = createBackend({ config, iface, log: log.child({ backend: config.backend.type }), stateDir: opts.stateDir, kernel });
     const prepared = await backend.prepare();
 
     readyReason = 'acquiring lease';
@@ -196,6 +195,13 @@ function backendMetricsText(backend: Backend | undefined): string {
   return backend?.metricsText?.() ?? '';
 }
 
+/** The underlay interface chosen in flannel's order, and the configured backend on it. */
+async function backendFor(opts: WeftdOptions, config: NetworkConfig, kernel: Kernel, log: Logger): Promise<{ backend: Backend; iface: ExternalInterface }> {
+  const iface = await selectInterface({ ifaces: opts.iface, ifaceRegex: opts.ifaceRegex, publicIp: opts.publicIp }, kernel);
+  const backend = createBackend({ config, iface, log: log.child({ backend: config.backend.type }), stateDir: opts.stateDir, kernel });
+  return { backend, iface };
+}
+
 /** `weftd --cleanup`: removes masquerade rules and what the configured backend programmed. */
 export async function cleanupWeftd(opts: WeftdOptions, log: Logger): Promise<void> {
   const ipt = await ExecIptables.create();
@@ -209,9 +215,7 @@ export async function cleanupWeftd(opts: WeftdOptions, log: Logger): Promise<voi
       return;
     }
     const config = parseNetworkConfig(raw);
-    const kernel = createKernel({ log });
-    const iface = await selectInterface({ ifaces: opts.iface, ifaceRegex: opts.ifaceRegex, publicIp: opts.publicIp }, kernel);
-    const backend = createBackend({ config, iface, log, stateDir: opts.stateDir });
+    const { backend } = await backendFor(opts, config, createKernel({ log }), log);
     await backend.cleanup();
     log.info({ backend: config.backend.type }, 'removed backend routes and devices');
   } finally {
