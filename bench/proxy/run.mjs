@@ -64,9 +64,9 @@ async function withNetns(fn) {
 /** Wraps the client to capture the text weft sends (the bare restore replays it). */
 class Recording extends ExecIptables {
   texts = [];
-  async restore(text) {
-    this.texts.push(text);
-    return super.restore(text);
+  openRestore() {
+    const s = super.openRestore();
+    return { write: (t) => (this.texts.push(t), s.write(t)), end: () => s.end(), abort: () => s.abort() };
   }
 }
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];

@@ -21,14 +21,41 @@ export interface RunResult {
 
 /** The one place that spawns short-lived processes. */
 export function run(cmd: string, args: string[], opts: RunOptions = {}): Promise<RunResult> {
+  const child = runStreaming(cmd, args, opts);
+  if (opts.input) void child.write(opts.input);
+  return child.end();
+}
+
+/**
+ * A child whose stdin is fed piece by piece while the caller is still
+ * producing the rest, so the child's parsing overlaps our own CPU work
+ * (iptables-restore of 80 000 rules that are still being rendered).
+ */
+export interface StreamingRun {
+  /**
+   * Queues text for the child's stdin. The promise resolves after one turn of
+   * the event loop, which is when libuv hands queued bytes to the pipe: await
+   * it between pieces, or the child waits until the producer is done.
+   */
+  write(text: string): Promise<void>;
+  /** Closes stdin and waits for the exit; rejects with ExecError on a non-zero exit unless allowFail. */
+  end(): Promise<RunResult>;
+  /** Kills the child: a producer that failed half way must not let it commit what it got so far. */
+  abort(): void;
+  /** Bytes (UTF-16 units) written so far. */
+  readonly written: number;
+}
+
+export function runStreaming(cmd: string, args: string[], opts: Omit<RunOptions, 'input'> = {}): StreamingRun {
   const [file, argv] = opts.netns ? ['ip', ['netns', 'exec', opts.netns, cmd, ...args]] : [cmd, args];
-  return new Promise((resolve, reject) => {
-    const child = spawn(file, argv, { stdio: ['pipe', 'pipe', 'pipe'], env: opts.env ?? process.env });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 60_000);
+  const child = spawn(file, argv, { stdio: ['pipe', 'pipe', 'pipe'], env: opts.env ?? process.env });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 60_000);
+  // Settled from spawn on, so a child that fails early is never an unhandled rejection.
+  const done = new Promise<RunResult>((resolve, reject) => {
     child.on('error', (err) => {
       clearTimeout(timer);
       reject(new ExecError(`${file} ${argv.join(' ')}`, null, err.message));
@@ -41,9 +68,30 @@ export function run(cmd: string, args: string[], opts: RunOptions = {}): Promise
         resolve({ code, stdout, stderr });
       }
     });
-    child.stdin.on('error', () => {});
-    child.stdin.end(opts.input ?? '');
   });
+  done.catch(() => {});
+  // EPIPE when the child exits early: its exit status tells what went wrong.
+  child.stdin.on('error', () => {});
+  let written = 0;
+  return {
+    write(text: string) {
+      if (text) {
+        written += text.length;
+        child.stdin.write(text);
+      }
+      return new Promise<void>((r) => setImmediate(r));
+    },
+    end() {
+      child.stdin.end();
+      return done;
+    },
+    abort() {
+      child.kill('SIGKILL');
+    },
+    get written() {
+      return written;
+    },
+  };
 }
 
 /** `ip` with an optional `-n <netns>`. */

@@ -1,5 +1,5 @@
 import { ExecError } from '../core/errors.js';
-import type { IptablesBackend, IptablesChainClient } from './iptables.js';
+import type { IptablesBackend, IptablesChainClient, RestoreSession } from './iptables.js';
 
 const BUILTIN: Record<string, string[]> = {
   filter: ['INPUT', 'FORWARD', 'OUTPUT'],
@@ -92,7 +92,23 @@ export class FakeIptables implements IptablesChainClient {
     if (work) throw new ExecError('iptables-restore (fake)', 2, `table ${name} without COMMIT`);
   }
 
-  async save(table: string): Promise<string> {
+  /** Collects the streamed text and applies it as one restore at end(). */
+  openRestore(): RestoreSession {
+    const parts: string[] = [];
+    let aborted = false;
+    return {
+      write: async (text) => void parts.push(text),
+      end: async () => {
+        const text = parts.join('');
+        // The real tool with empty input changes nothing either.
+        if (!aborted && text) await this.restore(text);
+      },
+      abort: () => void (aborted = true),
+    };
+  }
+
+  async save(table?: string): Promise<string> {
+    if (table === undefined) return (await Promise.all([...this.tables.keys()].map((t) => this.save(t)))).join('');
     const t = this.tables.get(table);
     if (!t) return '';
     const out = [`*${table}`];

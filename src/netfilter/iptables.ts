@@ -1,4 +1,4 @@
-import { run } from '../exec/run.js';
+import { run, runStreaming } from '../exec/run.js';
 
 export type IptablesBackend = 'legacy' | 'nft';
 
@@ -7,13 +7,27 @@ export interface IptablesClient {
   readonly backend: IptablesBackend;
   /** `iptables-restore --noflush -w` of a full restore text (tables with COMMIT). */
   restore(text: string): Promise<void>;
-  /** `iptables-save -t <table>` text. */
-  save(table: string): Promise<string>;
+  /** `iptables-save -t <table>` text; every table when `table` is omitted. */
+  save(table?: string): Promise<string>;
 }
 
-/** An IptablesClient that can also probe for a chain (weft-proxy's canary). */
+/**
+ * One `iptables-restore --noflush -w` fed while the caller is still rendering:
+ * the tool parses (and commits the COMMIT blocks it has) while we produce the rest.
+ */
+export interface RestoreSession {
+  /** Queues text; await it between pieces so the bytes reach the tool. */
+  write(text: string): Promise<void>;
+  /** Ends the input and waits for the tool; throws if it refused anything. */
+  end(): Promise<void>;
+  /** Kills the tool: an open COMMIT block is then not applied. */
+  abort(): void;
+}
+
+/** An IptablesClient that can also probe for a chain (weft-proxy's canary) and stream a restore. */
 export interface IptablesChainClient extends IptablesClient {
   chainExists(table: string, chain: string): Promise<boolean>;
+  openRestore(): RestoreSession;
 }
 
 export interface IptablesOptions {
@@ -57,8 +71,17 @@ export class ExecIptables implements IptablesChainClient {
     await run(bin(this.backend, 'iptables-restore'), ['--noflush', '-w', '5'], { input: text, netns: this.netns });
   }
 
-  async save(table: string): Promise<string> {
-    return (await run(bin(this.backend, 'iptables-save'), ['-t', table], { netns: this.netns })).stdout;
+  openRestore(): RestoreSession {
+    const child = runStreaming(bin(this.backend, 'iptables-restore'), ['--noflush', '-w', '5'], { netns: this.netns, timeoutMs: 120_000 });
+    return {
+      write: (text) => child.write(text),
+      end: async () => void (await child.end()),
+      abort: () => child.abort(),
+    };
+  }
+
+  async save(table?: string): Promise<string> {
+    return (await run(bin(this.backend, 'iptables-save'), table ? ['-t', table] : [], { netns: this.netns })).stdout;
   }
 
   /** `iptables -t <table> -S <chain>` succeeds only when the chain exists. */

@@ -86,7 +86,8 @@ export class FakeNft implements NftClient {
   /** Make the next apply fail (tests of the failure path). */
   failNext = false;
 
-  async apply(text: string): Promise<void> {
+  async apply(textOrPending: string | Promise<string>): Promise<void> {
+    const text = await textOrPending;
     if (!text) return;
     if (this.failNext) {
       this.failNext = false;

@@ -1,5 +1,5 @@
 import { WeftError } from '../core/errors.js';
-import { run } from '../exec/run.js';
+import { run, runStreaming, type RunResult } from '../exec/run.js';
 
 /** `nft -f` refused a transaction (nothing of it was applied). */
 export class NftError extends WeftError {
@@ -14,8 +14,12 @@ export interface NftTableObjects {
 
 /** The nftables operations weft-proxy needs; ExecNft runs `nft`, FakeNft keeps state in memory. */
 export interface NftClient {
-  /** Applies `nft -f` text as one atomic transaction; throws NftError and changes nothing on failure. */
-  apply(text: string): Promise<void>;
+  /**
+   * Applies `nft -f` text as one atomic transaction; throws NftError and
+   * changes nothing on failure. Given a promise, nft starts at once and gets
+   * the text when it is ready ('' or a rejection: nothing is applied).
+   */
+  apply(text: string | Promise<string>): Promise<void>;
   /** Chains and sets of a table; undefined when the table does not exist. */
   listTable(family: string, table: string): Promise<NftTableObjects | undefined>;
   /** Rule bodies of one chain as nft prints them; undefined when the chain (or table) does not exist. */
@@ -31,11 +35,34 @@ interface NftJsonObj {
 export class ExecNft implements NftClient {
   constructor(private readonly netns?: string) {}
 
-  async apply(text: string): Promise<void> {
-    if (!text) return;
-    const r = await run('nft', ['-f', '-'], { input: text, netns: this.netns, allowFail: true });
+  async apply(text: string | Promise<string>): Promise<void> {
+    if (typeof text === 'string') {
+      if (text) this.check(await run('nft', ['-f', '-'], { input: text, netns: this.netns, allowFail: true }), text.length);
+      return;
+    }
+    // Started before the text exists: its exec and start-up overlap the render.
+    const child = runStreaming('nft', ['-f', '-'], { netns: this.netns, allowFail: true });
+    let t: string;
+    try {
+      t = await text;
+    } catch (err) {
+      child.abort();
+      await child.end();
+      throw err;
+    }
+    if (!t) {
+      // Killed before it read anything: nothing applied.
+      child.abort();
+      await child.end();
+      return;
+    }
+    void child.write(t);
+    this.check(await child.end(), t.length);
+  }
+
+  private check(r: RunResult, bytes: number): void {
     if (r.code !== 0) {
-      throw new NftError(`nft -f failed (exit ${r.code}): ${r.stderr.trim().split('\n').slice(0, 3).join(' | ')}`, { exitCode: r.code, bytes: text.length });
+      throw new NftError(`nft -f failed (exit ${r.code}): ${r.stderr.trim().split('\n').slice(0, 3).join(' | ')}`, { exitCode: r.code, bytes });
     }
   }
 

@@ -65,4 +65,32 @@ describe.skipIf(!isRoot).each(['nft', 'legacy'] as IptablesBackend[])('IptablesP
     await proxier.cleanup();
     for (const t of ['nat', 'filter', 'mangle']) expect(await ipt.save(t)).not.toContain('WEFT-');
   });
+
+  it('streams a restore: finished COMMIT blocks apply, an aborted open block does not, a refused line fails end()', async () => {
+    // Two blocks written in pieces, with a turn of the event loop between them.
+    const ok = ipt.openRestore();
+    await ok.write('*nat\n:WEFT-STREAM-A - [0:0]\n');
+    await ok.write('-A WEFT-STREAM-A -j RETURN\nCOMMIT\n*nat\n:WEFT-STREAM-B - [0:0]\n');
+    await ok.write('-A WEFT-STREAM-B -j WEFT-STREAM-A\nCOMMIT\n');
+    await ok.end();
+    expect(await ipt.save('nat')).toMatch(/-A WEFT-STREAM-B -j WEFT-STREAM-A/);
+
+    // Killed in the middle of a block: nothing of that block is applied.
+    const cut = ipt.openRestore();
+    await cut.write('*nat\n:WEFT-STREAM-C - [0:0]\n-A WEFT-STREAM-C -j RETURN\n');
+    cut.abort();
+    await expect(cut.end()).rejects.toThrow();
+    expect(await ipt.save('nat')).not.toContain('WEFT-STREAM-C');
+
+    // A line the tool refuses: end() throws with its message; the block is not applied.
+    const bad = ipt.openRestore();
+    await bad.write('*nat\n:WEFT-STREAM-D - [0:0]\n-A WEFT-STREAM-D -j WEFT-NO-SUCH-CHAIN\nCOMMIT\n');
+    await expect(bad.end()).rejects.toThrow(/iptables-.*restore/);
+    expect(await ipt.save('nat')).not.toContain('WEFT-STREAM-D');
+
+    const clean = ipt.openRestore();
+    await clean.write('*nat\n:WEFT-STREAM-A - [0:0]\n:WEFT-STREAM-B - [0:0]\n-X WEFT-STREAM-B\n-X WEFT-STREAM-A\nCOMMIT\n');
+    await clean.end();
+    expect(await ipt.save('nat')).not.toContain('WEFT-STREAM');
+  });
 });

@@ -74,4 +74,16 @@ describe.skipIf(!isRoot)('NftablesProxier against the real nft in a namespace', 
     expect((await run('nft', ['list', 'tables'], { netns: ns })).stdout).not.toContain('weft-proxy');
     await px2.cleanup();
   });
+
+  it('apply(promise): nft starts at once and applies the text when it comes; nothing when it is empty or rejected', async () => {
+    const later = (v: string) => new Promise<string>((r) => setTimeout(() => r(v), 20));
+    await nft.apply(later('add table ip weft-pending\nadd chain ip weft-pending c\n'));
+    expect((await run('nft', ['list', 'tables'], { netns: ns })).stdout).toContain('weft-pending');
+    await nft.apply(later(''));
+    await expect(nft.apply(Promise.reject(new Error('render failed')))).rejects.toThrow('render failed');
+    await expect(nft.apply(later('add chain ip weft-pending c2\nadd rule ip weft-pending c2 bogus\n'))).rejects.toThrow(/nft -f failed/);
+    // The refused transaction left nothing behind.
+    expect((await run('nft', ['list', 'table', 'ip', 'weft-pending'], { netns: ns })).stdout).not.toContain('c2');
+    await nft.apply('delete table ip weft-pending\n');
+  });
 });

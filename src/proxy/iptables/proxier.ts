@@ -3,13 +3,15 @@ import type { IptablesChainClient } from '../../netfilter/iptables.js';
 import type { ModeSyncResult, ProxyModeBackend } from '../backend.js';
 import type { ProxyModel } from '../model/model.js';
 import { CHAIN, OWNED_CHAIN_RE } from './names.js';
-import { FIXED_CHAINS, JUMPS, groupByService, parseSave, renderIptables, type ExistingRules, type IptablesRenderState } from './render.js';
+import { CHUNK_END, FIXED_CHAINS, JUMPS, groupByService, parseSave, renderIptablesPieces, type ExistingRules, type IptablesRenderState, type IptablesRenderSummary } from './render.js';
 import type { IptablesProxyConfig } from './service-rules.js';
 
 /**
- * iptables mode: renders the model with `renderIptables` and sends the text
- * in one `iptables-restore --noflush -w`. The render state is kept only after
- * a successful restore, so a failed sync leaves the next one full.
+ * iptables mode: renders the model with `renderIptablesPieces` and streams
+ * the text into one `iptables-restore --noflush -w` as it is produced, so
+ * the tool parses (and commits finished COMMIT blocks) while the rest
+ * renders. The render state is kept only after a successful restore, so a
+ * failed sync leaves the next one full.
  */
 export class IptablesProxier implements ProxyModeBackend {
   readonly mode = 'iptables';
@@ -20,8 +22,8 @@ export class IptablesProxier implements ProxyModeBackend {
     private readonly cfg: IptablesProxyConfig,
     private readonly log: Logger,
     /**
-     * Rules per iptables-restore call (see renderIptables). Default: 5000 on
-     * nft, whose restore cost grows faster than linearly with a transaction;
+     * Rules per COMMIT block (see renderIptables). Default: 5000 on nft,
+     * whose restore cost grows faster than linearly with a transaction;
      * unlimited on legacy, which rewrites the whole table on every COMMIT.
      */
     private readonly maxRulesPerRestore: number = ipt.backend === 'legacy' ? Infinity : 5000,
@@ -29,26 +31,41 @@ export class IptablesProxier implements ProxyModeBackend {
 
   async sync(model: ProxyModel, changed: ReadonlySet<string>, full: boolean): Promise<ModeSyncResult> {
     const doFull = full || !this.state;
-    // A full sync reads what the host holds: stale chains go, missing jumps come back,
-    // and chains that already hold the right rules are not rewritten.
-    const existing = doFull ? await this.readExisting() : undefined;
-    const r = renderIptables({
-      model: { services: groupByService(model.servicePorts.values()), endpoints: model.endpoints },
-      cfg: this.cfg,
-      changed: doFull ? 'all' : changed,
-      previous: this.state,
-      existing,
-      maxRulesPerRestore: this.maxRulesPerRestore,
-    });
+    // A full sync reads what the host holds (stale chains go, missing jumps come back, chains that
+    // already hold the right rules are not rewritten) while the restore tool starts.
+    const existing = doFull ? this.readExisting() : undefined;
+    let session = doFull ? this.ipt.openRestore() : undefined;
+    let commits = 0;
+    let r: IptablesRenderSummary;
     try {
-      for (const chunk of r.chunks) await this.ipt.restore(chunk);
+      const pieces = renderIptablesPieces({
+        model: { services: groupByService(model.servicePorts.values()), endpoints: model.endpoints },
+        cfg: this.cfg,
+        changed: doFull ? 'all' : changed,
+        previous: this.state,
+        existing: existing && (await existing),
+        maxRulesPerRestore: this.maxRulesPerRestore,
+      });
+      for (;;) {
+        const step = pieces.next();
+        if (step.done) {
+          r = step.value;
+          break;
+        }
+        if (step.value === CHUNK_END) continue;
+        if (step.value.endsWith('COMMIT\n')) commits++;
+        session ??= this.ipt.openRestore();
+        await session.write(step.value);
+      }
+      if (session) await session.end();
     } catch (err) {
+      session?.abort();
       this.state = undefined;
       throw err;
     }
     this.state = r.state;
-    this.log.debug({ full: r.full, restores: r.chunks.length, services: r.state.services.size }, 'iptables rules synced');
-    return { wrote: r.chunks.length > 0, full: r.full, ruleCounts: r.ruleCounts, healthChecks: r.healthChecks, noLocalEndpoints: r.noLocalEndpoints };
+    this.log.debug({ full: r.full, commits, services: r.state.services.size }, 'iptables rules synced');
+    return { wrote: commits > 0, full: r.full, ruleCounts: r.ruleCounts, healthChecks: r.healthChecks, noLocalEndpoints: r.noLocalEndpoints };
   }
 
   async healthy(): Promise<boolean> {
@@ -67,9 +84,9 @@ export class IptablesProxier implements ProxyModeBackend {
     if (text) await this.ipt.restore(text);
   }
 
+  /** One iptables-save of every table: iptables-nft dumps the whole ruleset for each call anyway. */
   private async readExisting(): Promise<ExistingRules> {
-    const [nat, filter, mangle] = await Promise.all([this.ipt.save('nat'), this.ipt.save('filter'), this.ipt.save('mangle')]);
-    return parseSave(`${nat}\n${filter}\n${mangle}`);
+    return parseSave(await this.ipt.save());
   }
 }
 

@@ -48,18 +48,9 @@ export interface IptablesRenderInput {
   maxRulesPerRestore?: number;
 }
 
-export interface IptablesRenderResult {
-  /** iptables-restore input; '' when nothing changed. Equals `chunks.join('')`. */
-  text: string;
-  /**
-   * The same rules as consecutive restores, each consistent on its own: every
-   * Service's chains sit whole in one chunk (endpoint chains before the chains
-   * that jump to them), and the last chunk switches the top-level dispatch
-   * chains and deletes stale chains, so at every moment a packet sees each
-   * Service either as before or as after.
-   */
-  chunks: string[];
-  /** State to keep once `text` has been applied successfully. */
+/** What a render tells besides its text. */
+export interface IptablesRenderSummary {
+  /** State to keep once the text has been applied successfully. */
   state: IptablesRenderState;
   full: boolean;
   /** Rule counts of the whole ruleset (not only what was written), per table. */
@@ -68,6 +59,27 @@ export interface IptablesRenderResult {
   healthChecks: Array<{ service: string; port: number; localEndpoints: number }>;
   noLocalEndpoints: number;
 }
+
+export interface IptablesRenderResult extends IptablesRenderSummary {
+  /** iptables-restore input; '' when nothing changed. Equals `chunks.join('')`. */
+  text: string;
+  /**
+   * The same rules as consecutive restores, each consistent on its own: every
+   * Service's chains sit whole in one chunk (endpoint chains before the chains
+   * that jump to them), and the last chunks switch the top-level dispatch
+   * chains and delete stale chains, so at every moment a packet sees each
+   * Service either as before or as after.
+   */
+  chunks: string[];
+}
+
+const TOP_WRITE_ORDER: readonly TopChain[] = [...TOP_CHAINS].sort((a, b) => (a === 'nat/WEFT-NODEPORTS' ? -1 : b === 'nat/WEFT-NODEPORTS' ? 1 : 0));
+
+/** Yielded by renderIptablesPieces where one consistent restore (a chunk) ends. */
+export const CHUNK_END = '';
+
+/** Pieces are handed to the restore tool at about this size, so it parses while we render. */
+const PIECE_BYTES = 64 * 1024;
 
 /** Jumps from built-in chains into ours (kube-proxy's set, with WEFT- chains). */
 export const JUMPS: ReadonlyArray<{ table: 'nat' | 'filter'; chain: string; target: string; extra: string; comment: string }> = [
@@ -92,39 +104,115 @@ export const FIXED_CHAINS = {
   mangle: [CHAIN.CANARY],
 } as const;
 
+/**
+ * One table's block of restore text, written as it is produced: a chain's
+ * declaration (which creates or flushes it) right before its rules, chains
+ * removed with -X after everything else in the block. The `*table` header
+ * is written with the first line, so a block with nothing in it is ''.
+ */
 class TableWriter {
-  readonly decl: string[] = [];
-  readonly rules: string[] = [];
-  readonly tail: string[] = [];
-  /** Returns true when the host already holds `rules` in `name` (full sync diffing). */
-  constructor(private readonly holds: (name: string, rules: readonly string[]) => boolean = () => false) {}
+  /** Lines not yet taken (joined once: no rope of 80 000 concatenations). */
+  private lines: string[] = [];
+  private bytes = 0;
+  private tail: string[] = [];
+  private opened = false;
+  /** Rules in the current block. */
+  rules = 0;
+  /** `holds` is true when the host already has exactly `rules` in `name` (full sync diffing). */
+  constructor(
+    private readonly table: string,
+    private readonly holds: (name: string, rules: readonly string[]) => boolean = () => false,
+  ) {}
   chain(name: string, rules: readonly string[]): void {
     if (this.holds(name, rules)) return;
-    this.decl.push(`:${name} - [0:0]`);
-    for (const r of rules) this.rules.push(r);
+    this.open();
+    this.lines.push(`:${name} - [0:0]`);
+    for (const r of rules) {
+      this.lines.push(r);
+      this.bytes += r.length;
+    }
+    this.rules += rules.length;
+  }
+  rule(line: string): void {
+    this.open();
+    this.lines.push(line);
+    this.rules++;
   }
   /** Flush-and-delete: declaring flushes it, -X removes it after the rules that referenced it are rewritten. */
   remove(name: string): void {
-    this.decl.push(`:${name} - [0:0]`);
+    this.open();
+    this.lines.push(`:${name} - [0:0]`);
     this.tail.push(`-X ${name}`);
   }
-  get empty(): boolean {
-    return this.decl.length === 0 && this.rules.length === 0 && this.tail.length === 0;
+  /** Roughly the bytes not yet taken. */
+  get pending(): number {
+    return this.bytes;
   }
-  emit(table: string, out: string[]): void {
-    if (this.empty) return;
-    out.push(`*${table}`, ...this.decl, ...this.rules, ...this.tail, 'COMMIT');
+  /** Text written so far (the block stays open). */
+  take(): string {
+    if (this.lines.length === 0) return '';
+    const t = this.lines.join('\n') + '\n';
+    this.lines = [];
+    this.bytes = 0;
+    return t;
+  }
+  /** The rest of the block with its COMMIT; '' when the block is empty. */
+  close(): string {
+    if (!this.opened) return '';
+    for (const l of this.tail) this.lines.push(l);
+    this.lines.push('COMMIT');
+    const t = this.take();
+    this.tail = [];
+    this.opened = false;
+    this.rules = 0;
+    return t;
+  }
+  private open(): void {
+    if (this.opened) return;
+    this.opened = true;
+    this.lines.push(`*${this.table}`);
   }
 }
 
 /**
- * Renders the restore text for a sync. Full sync: every chain the host does
+ * Renders the restore text for a sync, all at once (tests, the fake, and
+ * callers that want one string). See renderIptablesPieces.
+ */
+export function renderIptables(input: IptablesRenderInput): IptablesRenderResult {
+  const gen = renderIptablesPieces(input);
+  const chunks: string[] = [];
+  let cur = '';
+  for (;;) {
+    const step = gen.next();
+    if (step.done) {
+      if (cur) chunks.push(cur);
+      return {
+        ...step.value,
+        chunks,
+        // Joined on demand: at 10 000 services the text is ~12 MB and appliers only need the chunks.
+        get text() {
+          return chunks.join('');
+        },
+      };
+    }
+    if (step.value === CHUNK_END) {
+      if (cur) chunks.push(cur);
+      cur = '';
+    } else cur += step.value;
+  }
+}
+
+/**
+ * Renders the restore text for a sync as pieces, produced while the caller
+ * streams them into iptables-restore. Full sync: every chain the host does
  * not already hold exactly (when `existing.rules` tells), stale chains
  * removed, missing jumps inserted, canaries created. Partial sync: only the
  * chains of changed Services, top-level chains whose content changed, and
- * chains that disappeared - so an unchanged model renders ''. Pure.
+ * chains that disappeared - so an unchanged model renders nothing.
+ * CHUNK_END marks where one consistent restore ends (see IptablesRenderResult.chunks).
+ * Pure: the same input yields the same pieces.
  */
-export function renderIptables(input: IptablesRenderInput): IptablesRenderResult {
+export function* renderIptablesPieces(input: IptablesRenderInput): Generator<string, IptablesRenderSummary> {
   const { model, cfg } = input;
   const full = input.changed === 'all' || !input.previous;
   const prev = full ? undefined : input.previous!;
@@ -136,21 +224,29 @@ export function renderIptables(input: IptablesRenderInput): IptablesRenderResult
     if (!have) return rules.length === 0 && !!input.existing?.chains.get(table)?.has(name);
     return sameNormalized(have, rules);
   };
-  const nat = new TableWriter(holds('nat'));
-  const filter = new TableWriter(holds('filter'));
+  const nat = new TableWriter('nat', holds('nat'));
+  const filter = new TableWriter('filter', holds('filter'));
+  const mangle = new TableWriter('mangle', holds('mangle'));
   const maxRules = input.maxRulesPerRestore ?? 5000;
   // Unlimited: one restore, one nat transaction (legacy rewrites the whole table per COMMIT).
   const single = !Number.isFinite(maxRules);
-  const svcChunks: TableWriter[] = single ? [] : [new TableWriter(holds('nat'))];
-  let cur = single ? nat : svcChunks[0]!;
-  const serviceDone = () => {
-    if (!single && cur.rules.length >= maxRules) svcChunks.push((cur = new TableWriter(holds('nat'))));
-  };
-  const mangle = new TableWriter(holds('mangle'));
+  const svc = single ? nat : new TableWriter('nat', holds('nat'));
+  /** After each Service: close the chunk when it is big enough, else hand over what is pending. */
+  function* serviceDone(): Generator<string> {
+    if (!single && svc.rules >= maxRules) {
+      yield svc.close();
+      yield CHUNK_END;
+    } else if (svc.pending >= PIECE_BYTES) yield svc.take();
+  }
   const changed = full ? undefined : new Set(input.changed as ReadonlySet<string>);
   const epOf = (k: string) => model.endpoints.get(k);
 
+  // Service chains jump to WEFT-MARK-MASQ: it goes first.
+  const fixed = staticChains(cfg);
+  if (full) for (const [c, rules] of fixed.nat) svc.chain(c, rules);
+
   // Per-service rules: reuse the cached render unless the Service changed.
+  // A full sync writes each Service's chains as soon as they are rendered.
   const names = [...model.services.keys()].sort();
   // A Service the previous sync never saw is a change whatever the caller says.
   if (changed) for (const name of names) if (!prev!.services.has(name)) changed.add(name);
@@ -158,40 +254,41 @@ export function renderIptables(input: IptablesRenderInput): IptablesRenderResult
     const cached = prev?.services.get(name);
     const rules = cached && !changed!.has(name) ? cached : renderServiceRules(model.services.get(name)!, epOf, cfg);
     state.services.set(name, rules);
-  }
-
-  const fixed = staticChains(cfg);
-  // Owned chains: write those of changed Services, remove those that disappeared.
-  if (full) {
-    // Service chains jump to WEFT-MARK-MASQ: it goes first.
-    for (const [c, rules] of fixed.nat) cur.chain(c, rules);
-    for (const r of state.services.values()) {
-      writeServiceChains(cur, r.chains);
-      serviceDone();
+    if (full) {
+      writeServiceChains(svc, rules.chains);
+      yield* serviceDone();
     }
-  } else {
+  }
+  if (!full) {
+    // Owned chains: write those of changed Services, remove those that disappeared.
     for (const name of changed!) {
       const before = prev!.services.get(name)?.chains ?? new Map<string, string[]>();
       const after = state.services.get(name)?.chains ?? new Map<string, string[]>();
       const write = new Map([...after].filter(([c, rules]) => !sameLines(before.get(c), rules)));
-      writeServiceChains(cur, write);
-      serviceDone();
+      writeServiceChains(svc, write);
+      yield* serviceDone();
       for (const c of before.keys()) if (!after.has(c)) nat.remove(c);
     }
+  }
+  if (!single) {
+    const last = svc.close();
+    if (last) yield last;
+    yield CHUNK_END;
   }
 
   // Top-level chains: concatenation of every Service's fragment, plus fixed tails.
   let noLocal = 0;
-  const healthChecks: IptablesRenderResult['healthChecks'] = [];
+  const healthChecks: IptablesRenderSummary['healthChecks'] = [];
   const topRules = new Map<TopChain, string[]>(TOP_CHAINS.map((t) => [t, []]));
   for (const name of names) {
     const r = state.services.get(name)!;
-    for (const t of TOP_CHAINS) for (const line of r.top[t]) topRules.get(t)!.push(line);
+    for (const t of TOP_CHAINS) for (const line of r.top[t] ?? []) topRules.get(t)!.push(line);
     noLocal += r.noLocalEndpoints;
-    healthChecks.push(...r.healthChecks);
+    for (const h of r.healthChecks) healthChecks.push(h);
   }
-  topRules.get('nat/WEFT-SERVICES')!.push(...nodePortJumps(cfg));
-  for (const t of TOP_CHAINS) {
+  for (const line of nodePortJumps(cfg)) topRules.get('nat/WEFT-SERVICES')!.push(line);
+  // WEFT-SERVICES jumps to WEFT-NODEPORTS: the target is written first.
+  for (const t of TOP_WRITE_ORDER) {
     const rules = topRules.get(t)!;
     const joined = rules.join('\n');
     state.top.set(t, joined);
@@ -206,21 +303,13 @@ export function renderIptables(input: IptablesRenderInput): IptablesRenderResult
       if (!input.existing?.chains.get(t)?.has(CHAIN.CANARY)) w.chain(CHAIN.CANARY, []);
     }
   }
-
-  const chunks: string[] = [];
-  for (const w of svcChunks) {
-    const out: string[] = [];
-    w.emit('nat', out);
-    if (out.length) chunks.push(out.join('\n') + '\n');
-  }
-  const out: string[] = [];
-  filter.emit('filter', out);
-  nat.emit('nat', out);
-  mangle.emit('mangle', out);
-  if (out.length) chunks.push(out.join('\n') + '\n');
+  yield nat.close();
+  yield filter.close();
+  yield mangle.close();
+  yield CHUNK_END;
   if (full && input.existing) {
-    const extra = renderFullSyncFinish(input.existing, state);
-    if (extra) chunks.push(extra);
+    yield renderFullSyncFinish(input.existing, state);
+    yield CHUNK_END;
   }
 
   let natCount = 0;
@@ -230,18 +319,7 @@ export function renderIptables(input: IptablesRenderInput): IptablesRenderResult
     if (t.startsWith('nat/')) natCount += rules.length;
     else filterCount += rules.length;
   }
-  return {
-    // Joined on demand: at 10 000 services the text is ~12 MB and the applier only needs the chunks.
-    get text() {
-      return chunks.join('');
-    },
-    chunks,
-    state,
-    full,
-    ruleCounts: { nat: natCount, filter: filterCount },
-    healthChecks,
-    noLocalEndpoints: noLocal,
-  };
+  return { state, full, ruleCounts: { nat: natCount, filter: filterCount }, healthChecks, noLocalEndpoints: noLocal };
 }
 
 /**
@@ -252,19 +330,19 @@ export function renderIptables(input: IptablesRenderInput): IptablesRenderResult
  * top-level chains were rewritten, so nothing references a deleted chain.
  */
 export function renderFullSyncFinish(existing: ExistingRules, state: IptablesRenderState): string {
-  const wanted = new Set<string>();
-  for (const r of state.services.values()) for (const c of r.chains.keys()) wanted.add(c);
-  const nat = new TableWriter();
-  const filter = new TableWriter();
-  for (const c of existing.chains.get('nat') ?? []) if (OWNED_CHAIN_RE.test(c) && !wanted.has(c)) nat.remove(c);
+  const nat = new TableWriter('nat');
+  const filter = new TableWriter('filter');
+  const owned = [...(existing.chains.get('nat') ?? [])].filter((c) => OWNED_CHAIN_RE.test(c));
+  if (owned.length > 0) {
+    const wanted = new Set<string>();
+    for (const r of state.services.values()) for (const c of r.chains.keys()) wanted.add(c);
+    for (const c of owned) if (!wanted.has(c)) nat.remove(c);
+  }
   for (const j of JUMPS) {
     if (existing.jumps.has(`${j.table}/${j.chain}/${j.target}`)) continue;
-    (j.table === 'nat' ? nat : filter).rules.push(`-I ${j.chain} ${j.extra ? j.extra + ' ' : ''}-m comment --comment "${j.comment}" -j ${j.target}`);
+    (j.table === 'nat' ? nat : filter).rule(`-I ${j.chain} ${j.extra ? j.extra + ' ' : ''}-m comment --comment "${j.comment}" -j ${j.target}`);
   }
-  const out: string[] = [];
-  filter.emit('filter', out);
-  nat.emit('nat', out);
-  return out.length ? out.join('\n') + '\n' : '';
+  return filter.close() + nat.close();
 }
 
 /** Endpoint chains first, so that no chain of the Service jumps to one not yet written. */
@@ -279,13 +357,14 @@ function writeServiceChains(w: TableWriter, chains: ReadonlyMap<string, readonly
  * form both agree on.
  */
 export function normalizeRule(line: string): string {
-  return line
+  // Tested before replacing: a full resync normalizes 80 000 rules, most with none of these.
+  if (line.includes('--probability ')) {
     // The kernel keeps the probability as a 31-bit fraction and save prints 11 digits of it.
-    .replace(/--probability (\S+)/, (_m, p: string) => `--probability ${Number(p).toFixed(9)}`)
-    .replace(/--or-mark (\S+)/, '--set-xmark $1/$1')
-    .replace(/--xor-mark (\S+)/, '--set-xmark $1/0x0')
-    .replace(/ -j REJECT --reject-with icmp-port-unreachable$/, ' -j REJECT')
-    .replace(/"/g, '');
+    line = line.replace(/--probability (\S+)/, (_m, p: string) => `--probability ${Number(p).toFixed(9)}`);
+  }
+  if (line.includes('-mark ')) line = line.replace(/--or-mark (\S+)/, '--set-xmark $1/$1').replace(/--xor-mark (\S+)/, '--set-xmark $1/0x0');
+  if (line.includes(' -j REJECT --reject-with icmp-port-unreachable')) line = line.replace(/ -j REJECT --reject-with icmp-port-unreachable$/, ' -j REJECT');
+  return line.includes('"') ? line.replaceAll('"', '') : line;
 }
 
 function sameNormalized(have: readonly string[], want: readonly string[]): boolean {
@@ -325,7 +404,8 @@ export function parseSave(text: string): ExistingRules {
     } else if (line.startsWith(':')) {
       chains.get(table)?.add(line.slice(1).split(' ')[0]!);
     } else if (line.startsWith('-A ')) {
-      const chain = line.split(' ')[1]!;
+      const end = line.indexOf(' ', 3);
+      const chain = line.slice(3, end < 0 ? undefined : end);
       if (chain.startsWith('WEFT-')) {
         const key = `${table}/${chain}`;
         const list = rules.get(key);

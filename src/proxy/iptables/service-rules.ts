@@ -1,6 +1,6 @@
 import { usableEndpoints, endpointString, type EndpointInfo } from '../model/endpoints.js';
 import type { ServicePortInfo } from '../model/service-port.js';
-import { CHAIN, extChain, fwChain, sepChain, svcChain, svlChain } from './names.js';
+import { CHAIN, portHash, sepChain } from './names.js';
 
 /** Node-level settings the rules depend on. */
 export interface IptablesProxyConfig {
@@ -24,7 +24,8 @@ export const DEFAULT_MASQ_MARK = '0x2000';
  * syncs so a partial sync re-renders only changed Services.
  */
 export interface ServiceRules {
-  top: Record<TopChain, string[]>;
+  /** Lines for the shared top-level chains; absent when the Service has none there. */
+  top: Partial<Record<TopChain, string[]>>;
   /** nat chains owned by this Service, in write order: name -> rules. */
   chains: Map<string, string[]>;
   /** Endpoints with no usable local endpoint for ETP Local (metrics). */
@@ -73,32 +74,54 @@ export function renderServiceRules(
   cfg: IptablesProxyConfig,
 ): ServiceRules {
   const out: ServiceRules = {
-    top: {
-      'nat/WEFT-SERVICES': [],
-      'nat/WEFT-NODEPORTS': [],
-      'filter/WEFT-SERVICES': [],
-      'filter/WEFT-EXTERNAL-SERVICES': [],
-      'filter/WEFT-NODEPORTS': [],
-      'filter/WEFT-PROXY-FIREWALL': [],
-    },
+    top: {},
     chains: new Map(),
     noLocalEndpoints: 0,
     healthChecks: [],
   };
   for (const p of ports) renderPort(p, endpointsOf(p.key) ?? [], cfg, out);
+  // Kept until the Service changes: flat strings, not the concatenation trees templates build.
+  for (const t of TOP_CHAINS) flattenAll(out.top[t] ?? []);
+  for (const rules of out.chains.values()) flattenAll(rules);
   return out;
+}
+
+/**
+ * V8 builds a template string as a tree of pieces (~30 bytes per node) and
+ * flattens it only when something reads it; 80 000 cached rules kept as
+ * trees cost tens of MB and slow every garbage collection. Converting to a
+ * number makes V8 flatten the string in place (the trick the flatstr package uses).
+ */
+function addTop(out: ServiceRules, chain: TopChain, line: string): void {
+  const lines = out.top[chain];
+  if (lines) lines.push(line);
+  else out.top[chain] = [line];
+}
+
+function flattenAll(lines: string[]): void {
+  for (const l of lines) Number(l);
 }
 
 function renderPort(p: ServicePortInfo, all: readonly EndpointInfo[], cfg: IptablesProxyConfig, out: ServiceRules): void {
   const key = p.key;
-  const top = out.top;
   const clusterEps = usableEndpoints(all);
   const localEps = usableEndpoints(all.filter((e) => e.nodeName !== '' && e.nodeName === cfg.nodeName));
   const external = p.nodePort > 0 || p.externalIPs.length > 0 || p.loadBalancerIPs.length > 0;
-  const svc = svcChain(key, p.protocol);
-  const svl = svlChain(key, p.protocol);
-  const ext = extChain(key, p.protocol);
-  const fw = fwChain(key, p.protocol);
+  const h = portHash(key, p.protocol);
+  const svc = `WEFT-SVC-${h}`;
+  const svl = `WEFT-SVL-${h}`;
+  const ext = `WEFT-EXT-${h}`;
+  const fw = `WEFT-FW-${h}`;
+  // Each endpoint's "ip:port" and chain name, computed once for the jumps and the chains.
+  const sepOf = new Map<EndpointInfo, { ep: string; sep: string }>();
+  const sep = (e: EndpointInfo) => {
+    let s = sepOf.get(e);
+    if (!s) {
+      const ep = endpointString(e);
+      sepOf.set(e, (s = { ep, sep: sepChain(key, p.protocol, ep) }));
+    }
+    return s;
+  };
 
   const hasEndpoints = clusterEps.length > 0;
   // kube: the cluster chain also serves the ETP=Local short-circuit for pod and host traffic.
@@ -120,40 +143,40 @@ function renderPort(p: ServicePortInfo, all: readonly EndpointInfo[], cfg: Iptab
 
   // ClusterIP.
   if (hasInternalEndpoints) {
-    top['nat/WEFT-SERVICES'].push(`-A WEFT-SERVICES ${dest(p, p.clusterIP)} -m comment --comment ${q(`${key} cluster IP`)} -j ${internalChain}`);
+    addTop(out, 'nat/WEFT-SERVICES', `-A WEFT-SERVICES ${dest(p, p.clusterIP)} -m comment --comment ${q(`${key} cluster IP`)} -j ${internalChain}`);
   } else {
-    top['filter/WEFT-SERVICES'].push(`-A WEFT-SERVICES ${dest(p, p.clusterIP)} -m comment --comment ${intComment} -j ${intTarget}`);
+    addTop(out, 'filter/WEFT-SERVICES', `-A WEFT-SERVICES ${dest(p, p.clusterIP)} -m comment --comment ${intComment} -j ${intTarget}`);
   }
   // externalIPs.
   for (const ip of p.externalIPs) {
-    if (hasEndpoints) top['nat/WEFT-SERVICES'].push(`-A WEFT-SERVICES ${dest(p, ip)} -m comment --comment ${q(`${key} external IP`)} -j ${ext}`);
+    if (hasEndpoints) addTop(out, 'nat/WEFT-SERVICES', `-A WEFT-SERVICES ${dest(p, ip)} -m comment --comment ${q(`${key} external IP`)} -j ${ext}`);
     if (!hasExternalEndpoints) {
-      top['filter/WEFT-EXTERNAL-SERVICES'].push(`-A WEFT-EXTERNAL-SERVICES ${dest(p, ip)} -m comment --comment ${extComment} -j ${extTarget}`);
+      addTop(out, 'filter/WEFT-EXTERNAL-SERVICES', `-A WEFT-EXTERNAL-SERVICES ${dest(p, ip)} -m comment --comment ${extComment} -j ${extTarget}`);
     }
   }
   // LoadBalancer ingress IPs.
   for (const ip of p.loadBalancerIPs) {
-    if (hasEndpoints) top['nat/WEFT-SERVICES'].push(`-A WEFT-SERVICES ${dest(p, ip)} -m comment --comment ${q(`${key} loadbalancer IP`)} -j ${lbChain}`);
+    if (hasEndpoints) addTop(out, 'nat/WEFT-SERVICES', `-A WEFT-SERVICES ${dest(p, ip)} -m comment --comment ${q(`${key} loadbalancer IP`)} -j ${lbChain}`);
     if (usesFw) {
       // Sources the FW chain did not accept are not DNATed and land here.
-      top['filter/WEFT-PROXY-FIREWALL'].push(`-A WEFT-PROXY-FIREWALL ${dest(p, ip)} -m comment --comment ${q(`${key} traffic not accepted by ${fw}`)} -j DROP`);
+      addTop(out, 'filter/WEFT-PROXY-FIREWALL', `-A WEFT-PROXY-FIREWALL ${dest(p, ip)} -m comment --comment ${q(`${key} traffic not accepted by ${fw}`)} -j DROP`);
     }
     if (!hasExternalEndpoints) {
-      top['filter/WEFT-EXTERNAL-SERVICES'].push(`-A WEFT-EXTERNAL-SERVICES ${dest(p, ip)} -m comment --comment ${extComment} -j ${extTarget}`);
+      addTop(out, 'filter/WEFT-EXTERNAL-SERVICES', `-A WEFT-EXTERNAL-SERVICES ${dest(p, ip)} -m comment --comment ${extComment} -j ${extTarget}`);
     }
   }
   // NodePort.
   if (p.nodePort > 0) {
-    if (hasEndpoints) top['nat/WEFT-NODEPORTS'].push(`-A WEFT-NODEPORTS ${dport(p, p.nodePort)} -m comment --comment ${q(key)} -j ${ext}`);
+    if (hasEndpoints) addTop(out, 'nat/WEFT-NODEPORTS', `-A WEFT-NODEPORTS ${dport(p, p.nodePort)} -m comment --comment ${q(key)} -j ${ext}`);
     if (!hasExternalEndpoints) {
-      top['filter/WEFT-EXTERNAL-SERVICES'].push(
+      addTop(out, 'filter/WEFT-EXTERNAL-SERVICES', 
         `-A WEFT-EXTERNAL-SERVICES -p ${p.protocol.toLowerCase()} -m addrtype --dst-type LOCAL -m ${p.protocol.toLowerCase()} --dport ${p.nodePort} -m comment --comment ${extComment} -j ${extTarget}`,
       );
     }
   }
   // Health-check node port (ETP Local): open it in filter for hosts whose INPUT policy drops.
   if (p.healthCheckNodePort > 0) {
-    top['filter/WEFT-NODEPORTS'].push(
+    addTop(out, 'filter/WEFT-NODEPORTS', 
       `-A WEFT-NODEPORTS -p tcp -m tcp --dport ${p.healthCheckNodePort} -m comment --comment ${q(`${key} health check node port`)} -j ACCEPT`,
     );
     out.healthChecks.push({ service: p.service, port: p.healthCheckNodePort, localEndpoints: localEps.length });
@@ -166,10 +189,10 @@ function renderPort(p: ServicePortInfo, all: readonly EndpointInfo[], cfg: Iptab
     const cip = dest(p, p.clusterIP);
     if (cfg.masqueradeAll) rules.push(`-A ${svc} ${cip} -m comment --comment ${q(`${key} cluster IP`)} -j WEFT-MARK-MASQ`);
     else if (cfg.clusterCIDR) rules.push(`-A ${svc} ! -s ${cfg.clusterCIDR} ${cip} -m comment --comment ${q(`${key} cluster IP`)} -j WEFT-MARK-MASQ`);
-    rules.push(...endpointJumps(svc, p, clusterEps));
+    rules.push(...endpointJumps(svc, p, clusterEps, sep));
     chains.set(svc, rules);
   }
-  if (usesLocal) chains.set(svl, endpointJumps(svl, p, localEps));
+  if (usesLocal) chains.set(svl, endpointJumps(svl, p, localEps, sep));
   if (usesExt) {
     const rules: string[] = [];
     if (!p.externalPolicyLocal) {
@@ -191,36 +214,38 @@ function renderPort(p: ServicePortInfo, all: readonly EndpointInfo[], cfg: Iptab
     for (const ip of p.loadBalancerIPs) rules.push(`-A ${fw} -s ${ip}/32 -m comment --comment ${q(`${key} loadbalancer IP`)} -j ${ext}`);
     chains.set(fw, rules);
   }
-  const used = new Map<string, EndpointInfo>();
-  if (usesCluster) for (const e of clusterEps) used.set(endpointString(e), e);
-  if (usesLocal) for (const e of localEps) used.set(endpointString(e), e);
-  for (const e of used.values()) {
-    const sep = sepChain(key, p.protocol, endpointString(e));
-    const proto = p.protocol.toLowerCase();
-    const affinity = p.affinityTimeoutS > 0 ? ` -m recent --set --name ${sep} --mask 255.255.255.255 --rsource` : '';
-    chains.set(sep, [
-      `-A ${sep} -s ${e.ip}/32 -m comment --comment ${q(key)} -j WEFT-MARK-MASQ`,
-      `-A ${sep} -p ${proto} -m ${proto} -m comment --comment ${q(key)}${affinity} -j DNAT --to-destination ${endpointString(e)}`,
+  const proto = p.protocol.toLowerCase();
+  const comment = q(key);
+  const writeSep = (e: EndpointInfo) => {
+    const { ep, sep: name } = sep(e);
+    if (chains.has(name)) return;
+    const affinity = p.affinityTimeoutS > 0 ? ` -m recent --set --name ${name} --mask 255.255.255.255 --rsource` : '';
+    chains.set(name, [
+      `-A ${name} -s ${e.ip}/32 -m comment --comment ${comment} -j WEFT-MARK-MASQ`,
+      `-A ${name} -p ${proto} -m ${proto} -m comment --comment ${comment}${affinity} -j DNAT --to-destination ${ep}`,
     ]);
-  }
+  };
+  if (usesCluster) for (const e of clusterEps) writeSep(e);
+  if (usesLocal) for (const e of localEps) writeSep(e);
 }
 
 /** Affinity checks first, then random choice: endpoint i of n gets probability 1/(n-i). */
-function endpointJumps(chain: string, p: ServicePortInfo, eps: readonly EndpointInfo[]): string[] {
+function endpointJumps(chain: string, p: ServicePortInfo, eps: readonly EndpointInfo[], sepOf: (e: EndpointInfo) => { ep: string; sep: string }): string[] {
   const rules: string[] = [];
-  const seps = eps.map((e) => ({ e, sep: sepChain(p.key, p.protocol, endpointString(e)) }));
+  const seps = eps.map(sepOf);
   if (p.affinityTimeoutS > 0) {
-    for (const { e, sep } of seps) {
+    for (const { ep, sep } of seps) {
       rules.push(
-        `-A ${chain} -m comment --comment ${q(`${p.key} -> ${endpointString(e)}`)} -m recent --rcheck --seconds ${p.affinityTimeoutS} --reap --name ${sep} --mask 255.255.255.255 --rsource -j ${sep}`,
+        `-A ${chain} -m comment --comment ${q(`${p.key} -> ${ep}`)} -m recent --rcheck --seconds ${p.affinityTimeoutS} --reap --name ${sep} --mask 255.255.255.255 --rsource -j ${sep}`,
       );
     }
   }
-  seps.forEach(({ e, sep }, i) => {
-    const n = seps.length;
+  const n = seps.length;
+  for (let i = 0; i < n; i++) {
+    const { ep, sep } = seps[i]!;
     const stat = i < n - 1 ? ` -m statistic --mode random --probability ${(1 / (n - i)).toFixed(10)}` : '';
-    rules.push(`-A ${chain} -m comment --comment ${q(`${p.key} -> ${endpointString(e)}`)}${stat} -j ${sep}`);
-  });
+    rules.push(`-A ${chain} -m comment --comment ${q(`${p.key} -> ${ep}`)}${stat} -j ${sep}`);
+  }
   return rules;
 }
 

@@ -36,16 +36,18 @@ export class NftablesProxier implements ProxyModeBackend {
       previous: this.state,
       existing: undefined as NftExisting | undefined,
     };
-    let r: NftRenderResult;
-    if (doFull) {
+    let r: NftRenderResult | undefined;
+    const render = async (): Promise<string> => {
+      if (!doFull) return (r = renderNftables(input)).text;
       // List the table (a child process) while the CPU-heavy part renders.
       const listing = this.nft.listTable(NFT_FAMILY, NFT_TABLE);
       const prepared = prepareFullSync(input);
       input.existing = await listing;
-      r = prepared.finish(input.existing);
-    } else r = renderNftables(input);
+      return (r = prepared.finish(input.existing)).text;
+    };
     try {
-      await this.nft.apply(r.text);
+      // A full sync starts nft at once; it reads the transaction when the render is done.
+      await this.nft.apply(doFull ? render() : await render());
     } catch (err) {
       this.state = undefined;
       if (!doFull || !input.existing) throw err;
@@ -53,6 +55,7 @@ export class NftablesProxier implements ProxyModeBackend {
       r = renderNftables({ ...input, existing: undefined });
       await this.nft.apply(deleteTableText(NFT_FAMILY, NFT_TABLE) + r.text);
     }
+    if (!r) throw new Error('unreachable: nftables render produced no result');
     this.state = r.commit();
     if (r.conflicts.length) this.log.warn({ conflicts: r.conflicts.slice(0, 5), count: r.conflicts.length }, 'service addresses claimed twice; first service keeps them');
     this.log.debug({ full: r.full, bytes: r.text.length, services: this.state.services.size }, 'nftables rules synced');
