@@ -6,14 +6,23 @@
 //
 //   node bench/memory/run.mjs [--quick] [--parts weftd,proxy] [--peers 1000] [--services 10000]
 //        [--proxy-modes iptables] [--proxy-sources manifests[,etcd]] [--json FILE]
+//        [--node-flags "--max-semi-space-size=1 ..."] [--probe-dir DIR] [--heap-snapshot-dir DIR]
+//
+// --node-flags: V8/node flags for the spawned weft-proxy (what a launcher could set).
+// --probe-dir: preloads daemon-probe.mjs into weft-proxy; it writes
+//   <mode>-<source>.jsonl there (memoryUsage + heap spaces every 250 ms).
+// --heap-snapshot-dir: after sampling, SIGUSR2 makes weft-proxy write a heap snapshot there.
+// --settle-ms: wait this long after weft-proxy's first sync before sampling (default 0: at once;
+//   V8's memory reducer shrinks the heap some seconds after the allocation burst of a sync).
 //
 // weft-proxy reads the objects either from a manifest directory or from its
 // etcd registry (/weft/registry/, written straight to the lab's etcd).
 //
 // Needs root and a built dist/. Labs are named mm<hex> and always removed.
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { makePeers, subnetsOf } from '../convergence/model.mjs';
 import { REPO, argOf, labExec, labSpawn, labStop, memoryOf, runProbe, startWatcher, waitUntil, withLab } from '../convergence/lab.mjs';
 import { manifestFiles, metricValue, registryEntries } from './manifests.mjs';
@@ -23,9 +32,14 @@ const parts = argOf(argv, '--parts', 'weftd,proxy').split(',');
 const peers = Number(argOf(argv, '--peers', '1000'));
 const services = Number(argOf(argv, '--services', '10000'));
 const proxyModes = argOf(argv, '--proxy-modes', 'iptables').split(',');
-// etcd is opt-in: at 10000 services weft-proxy's registry list is larger than gRPC's 4 MB default and never completes.
+// etcd is opt-in (it fills the lab's etcd with 20000 keys first; the list is ~7 MB, over gRPC's 4 MB default, so
+// the client raises its receive limit). Measured working with the etcd3 client and with src/etcd's (2026-11-22).
 const proxySources = argOf(argv, '--proxy-sources', 'manifests').split(',');
 const jsonFile = argOf(argv, '--json');
+const nodeFlags = argOf(argv, '--node-flags', '').split(' ').filter(Boolean);
+const probeDir = argOf(argv, '--probe-dir');
+const snapshotDir = argOf(argv, '--heap-snapshot-dir');
+const settleMs = Number(argOf(argv, '--settle-ms', '0'));
 const say = (m) => process.stderr.write(`memory: ${m}\n`);
 const MB = 1e6 / 2 ** 20; // MiB per MB
 const GOALS = { weftd: 80, proxy: 200 };
@@ -66,7 +80,7 @@ async function weftdMemory(id) {
 async function proxyMemory(id, mode, source, dir) {
   const from = source === 'etcd' ? ['--etcd-endpoints', 'http://192.0.2.254:2379'] : ['--etcd-endpoints=', '--manifests', dir];
   const argvProxy = [
-    process.execPath, join(REPO, 'dist', 'cli', 'weft-proxy.js'),
+    process.execPath, ...daemonFlags(`${mode}-${source}`), join(REPO, 'dist', 'cli', 'weft-proxy.js'),
     ...from, '--proxy-mode', mode,
     '--hostname-override', 'node-a', '--cluster-cidr', '10.244.0.0/16', '--log-level', 'warn',
   ];
@@ -85,9 +99,11 @@ async function proxyMemory(id, mode, source, dir) {
     });
     const firstSyncS = (Date.now() - t0) / 1000;
     const m = await metrics(id, 10249);
+    if (settleMs > 0) await new Promise((r) => setTimeout(r, settleMs));
     const loaded = await sampleRss(p.pid);
+    if (snapshotDir) await heapSnapshot(p.pid);
     say(`weft-proxy ${mode} (${source}) with ${services} services ${loaded.p50.toFixed(1)} MB (peak ${loaded.peakMB.toFixed(1)} MB; goal <= ${GOALS.proxy} MB), first sync after ${firstSyncS.toFixed(1)} s`);
-    return { mode, source, services, endpoints: services * 2, natRules: metricValue(m, 'kubeproxy_sync_proxy_rules_iptables_total', 'table="nat"'), firstSyncS, loaded, goalMB: GOALS.proxy, meetsGoal: loaded.p50 <= GOALS.proxy };
+    return { mode, source, nodeFlags, settleMs, services, endpoints: services * 2, natRules: metricValue(m, 'kubeproxy_sync_proxy_rules_iptables_total', 'table="nat"'), firstSyncS, loaded, goalMB: GOALS.proxy, meetsGoal: loaded.p50 <= GOALS.proxy };
   } finally {
     await labStop(id, p.key);
     // The next mode starts from an empty ruleset.
@@ -95,9 +111,42 @@ async function proxyMemory(id, mode, source, dir) {
   }
 }
 
+/** node flags for a spawned weft-proxy: --node-flags, plus the probe and snapshot hooks when asked. */
+function daemonFlags(tag) {
+  const flags = [...nodeFlags];
+  if (probeDir) {
+    mkdirSync(probeDir, { recursive: true });
+    const out = resolve(probeDir, `${tag}.jsonl`);
+    rmSync(out, { force: true });
+    flags.push('--import', `${pathToFileURL(join(REPO, 'bench', 'memory', 'daemon-probe.mjs')).href}?out=${encodeURIComponent(out)}`);
+  }
+  if (snapshotDir) {
+    mkdirSync(snapshotDir, { recursive: true });
+    flags.push('--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${resolve(snapshotDir)}`);
+  }
+  return flags;
+}
+
+/** Asks the daemon for a heap snapshot (after the RSS samples: writing one costs memory) and waits for the file. */
+async function heapSnapshot(pid) {
+  const before = new Set(readdirSync(snapshotDir));
+  process.kill(pid, 'SIGUSR2');
+  await waitUntil(async () => readdirSync(snapshotDir).some((f) => !before.has(f) && f.endsWith('.heapsnapshot')), 'heap snapshot', 120_000, 500);
+  // The file appears before it is complete: wait until its size stops changing.
+  const file = join(snapshotDir, readdirSync(snapshotDir).find((f) => !before.has(f) && f.endsWith('.heapsnapshot')));
+  let last = -1;
+  await waitUntil(async () => {
+    const size = existsSync(file) ? statSync(file).size : 0;
+    const done = size > 0 && size === last;
+    last = size;
+    return done;
+  }, 'heap snapshot written', 120_000, 1000);
+  say(`heap snapshot ${file}`);
+}
+
 async function proxyIdle(id, dir) {
   // Same daemon, empty manifest directory: the baseline in the same run.
-  const p = await labSpawn(id, 'h1', [process.execPath, join(REPO, 'dist', 'cli', 'weft-proxy.js'), '--etcd-endpoints=', '--manifests', dir, '--log-level', 'warn']);
+  const p = await labSpawn(id, 'h1', [process.execPath, ...daemonFlags('idle'), join(REPO, 'dist', 'cli', 'weft-proxy.js'), '--etcd-endpoints=', '--manifests', dir, '--log-level', 'warn']);
   try {
     await waitUntil(async () => (metricValue(await metrics(id, 10249), 'kubeproxy_sync_proxy_rules_last_timestamp_seconds') ?? 0) > 0, 'idle weft-proxy first sync', 60_000, 300);
     return await sampleRss(p.pid);

@@ -1,4 +1,4 @@
-import { isIPv4 } from '../../core/ip.js';
+import { flat } from './flat.js';
 import {
   MANAGED_BY_LABEL,
   MIRROR_MANAGER,
@@ -8,7 +8,6 @@ import {
   type Endpoints,
   type SliceEndpoint,
 } from './k8s.js';
-import { servicePortKey } from './service-port.js';
 
 /** One backend of one service port. Plain data, JSON-comparable. */
 export interface EndpointInfo {
@@ -21,8 +20,11 @@ export interface EndpointInfo {
   readonly nodeName: string;
 }
 
-/** Endpoints of one Service keyed by service-port key ("ns/name:port"). */
-export type ServiceEndpoints = Map<string, EndpointInfo[]>;
+/**
+ * Endpoints of one Service keyed by service-port key ("ns/name:port"). The
+ * lists are shared with the model's records and snapshot: never mutate them.
+ */
+export type ServiceEndpoints = ReadonlyMap<string, readonly EndpointInfo[]>;
 
 /** "ip:port", the endpoint's identity in chain names and conntrack. */
 export function endpointString(ep: { ip: string; port: number }): string {
@@ -32,7 +34,7 @@ export function endpointString(ep: { ip: string; port: number }): string {
 /** The Service a slice belongs to ("ns/name"), or undefined when unlabelled. */
 export function sliceService(slice: EndpointSlice): string | undefined {
   const svc = slice.metadata.labels?.[SERVICE_NAME_LABEL];
-  return svc ? `${namespaceOf(slice)}/${svc}` : undefined;
+  return svc ? flat(namespaceOf(slice), '/', svc) : undefined;
 }
 
 export function isMirrored(slice: EndpointSlice): boolean {
@@ -69,57 +71,28 @@ export function endpointsToSlices(ep: Endpoints): EndpointSlice[] {
 }
 
 /**
- * Merges the slices of one Service into endpoints per service port. A slice
- * port is matched to the service port of the same name (the slice carries the
- * resolved number, which is how named target ports reach the proxy).
- * Duplicate ip:port across slices keep the first. Slices mirrored from v1
- * Endpoints count only when the Service has no native slices (kube-proxy reads
- * slices, and the mirror is there only for clusters that write Endpoints).
- * Results are sorted so that equal inputs compare equal.
+ * True when two endpoint sets render the same rules: the same service port
+ * keys (in any order), each with the same endpoints in the same order.
  */
-export function endpointsOfService(service: string, slices: Iterable<EndpointSlice>): ServiceEndpoints {
-  const all = [...slices];
-  const native = all.filter((s) => !isMirrored(s));
-  const use = native.length > 0 ? native : all;
-  const out: ServiceEndpoints = new Map();
-  const seen = new Set<string>();
-  for (const slice of use) {
-    if (slice.addressType !== 'IPv4') continue;
-    for (const port of slice.ports ?? []) {
-      if (!port.port) continue;
-      const key = servicePortKey(service, port.name);
-      const list = out.get(key) ?? [];
-      for (const ep of slice.endpoints) {
-        const ip = ep.addresses[0];
-        if (!ip || !isIPv4(ip)) continue;
-        const id = `${key}|${ip}:${port.port}|${port.protocol ?? 'TCP'}`;
-        if (seen.has(id)) continue;
-        seen.add(id);
-        // kube: a nil ready means ready; serving defaults to ready; terminating to false.
-        const ready = ep.conditions?.ready ?? true;
-        list.push({
-          ip,
-          port: port.port,
-          ready,
-          serving: ep.conditions?.serving ?? ready,
-          terminating: ep.conditions?.terminating ?? false,
-          nodeName: ep.nodeName ?? '',
-        });
-      }
-      out.set(key, list);
-    }
+export function sameEndpoints(a: ServiceEndpoints, b: ServiceEndpoints): boolean {
+  if (a === b) return true;
+  if (a.size !== b.size) return false;
+  for (const [k, xs] of a) {
+    const ys = b.get(k);
+    if (ys === undefined || !sameEndpointList(xs, ys)) return false;
   }
-  for (const list of out.values()) list.sort(compareEndpoints);
-  return out;
+  return true;
 }
 
-function compareEndpoints(a: EndpointInfo, b: EndpointInfo): number {
-  return a.ip === b.ip ? a.port - b.port : ipOrder(a.ip) - ipOrder(b.ip);
-}
-
-function ipOrder(ip: string): number {
-  const p = ip.split('.').map(Number);
-  return ((p[0]! * 256 + p[1]!) * 256 + p[2]!) * 256 + p[3]!;
+function sameEndpointList(a: readonly EndpointInfo[], b: readonly EndpointInfo[]): boolean {
+  if (a === b) return true;
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i]!;
+    const y = b[i]!;
+    if (x !== y && (x.ip !== y.ip || x.port !== y.port || x.ready !== y.ready || x.serving !== y.serving || x.terminating !== y.terminating || x.nodeName !== y.nodeName)) return false;
+  }
+  return true;
 }
 
 /**

@@ -1,3 +1,5 @@
+import { flat } from './flat.js';
+
 /**
  * The subset of Kubernetes' v1 Service, v1 Endpoints and discovery.k8s.io/v1
  * EndpointSlice that a service proxy reads. Field names and casing follow the
@@ -117,7 +119,7 @@ export function namespaceOf(obj: { metadata: ObjectMeta }): string {
 
 /** "ns/name": the key Kubernetes calls a NamespacedName. */
 export function nsName(obj: { metadata: ObjectMeta }): string {
-  return `${namespaceOf(obj)}/${obj.metadata.name}`;
+  return flat(namespaceOf(obj), '/', obj.metadata.name);
 }
 
 /** "Kind/ns/name": unique across kinds. */

@@ -1,12 +1,14 @@
-import { objectKey, nsName, type EndpointSlice, type Endpoints, type ProxyObject, type Service, LAST_CHANGE_TRIGGER_TIME } from './k8s.js';
-import { endpointsOfService, endpointsToSlices, sliceService, type EndpointInfo, type ServiceEndpoints } from './endpoints.js';
-import { servicePortsOf, type ServicePortInfo } from './service-port.js';
-import { ChangeTracker, sameJson, type Change } from './tracker.js';
+import { flat } from './flat.js';
+import type { ProxyObject } from './k8s.js';
+import { sameEndpoints, type EndpointInfo, type ServiceEndpoints } from './endpoints.js';
+import { inputKey, mergeSlices, toRecord, type EndpointsRecord, type ModelInput, type ServiceRecord, type SliceRecord } from './records.js';
+import { samePorts, type ServicePortInfo } from './service-port.js';
+import { ChangeTracker, type Change } from './tracker.js';
 
 /** What changed between two `applyChanges` calls, per Service ("ns/name"). */
 export interface ModelChanges {
   /** Services whose ports changed: previous and current port list. */
-  services: Map<string, Change<ServicePortInfo[]>>;
+  services: Map<string, Change<readonly ServicePortInfo[]>>;
   /** Services whose endpoints changed, per service port key. */
   endpoints: Map<string, Change<ServiceEndpoints>>;
   /** Union of both key sets: the Services whose rules must be rewritten. */
@@ -15,28 +17,33 @@ export interface ModelChanges {
   triggerTimes: number[];
 }
 
+const NO_PORTS: readonly ServicePortInfo[] = Object.freeze([]);
+
 /**
  * The mode-independent proxy model: the objects the sources describe, and the
  * applied snapshot (service ports and their endpoints) that renderers read.
  * Sources call upsert/remove at any time; the sync loop calls
  * `applyChanges()` to fold the pending changes into the snapshot.
+ *
+ * Objects are kept as slim records (records.ts), converted on arrival; the
+ * snapshot shares the records' port and endpoint lists instead of copying.
  */
 export class ProxyModel {
-  private readonly services = new Map<string, Service>();
+  private readonly services = new Map<string, ServiceRecord>();
   /** Service "ns/name" -> slice id -> slice. */
-  private readonly slicesBySvc = new Map<string, Map<string, EndpointSlice>>();
+  private readonly slicesBySvc = new Map<string, Map<string, SliceRecord>>();
   /** Slice id -> owning Service (labels can move a slice). */
   private readonly sliceOwner = new Map<string, string>();
   /** Legacy Endpoints "ns/name" -> ids of the slices mirrored from it. */
   private readonly mirrored = new Map<string, string[]>();
 
-  private readonly svcTracker = new ChangeTracker<ServicePortInfo[]>((k) => this.portsOf(k), sameJson);
-  private readonly epTracker = new ChangeTracker<ServiceEndpoints>((k) => this.endpointsOf(k), sameJson);
+  private readonly svcTracker = new ChangeTracker<readonly ServicePortInfo[]>((k) => this.portsOf(k), samePorts);
+  private readonly epTracker = new ChangeTracker<ServiceEndpoints>((k) => this.endpointsOf(k), sameEndpoints);
 
   /** Applied snapshot: service port key -> info. */
   readonly servicePorts = new Map<string, ServicePortInfo>();
-  /** Applied snapshot: service port key -> endpoints (all conditions). */
-  readonly endpoints = new Map<string, EndpointInfo[]>();
+  /** Applied snapshot: service port key -> endpoints (all conditions). Read-only lists. */
+  readonly endpoints = new Map<string, readonly EndpointInfo[]>();
 
   constructor(private readonly now: () => number = Date.now) {}
 
@@ -45,19 +52,18 @@ export class ProxyModel {
     return this.svcTracker.size > 0 || this.epTracker.size > 0;
   }
 
-  /** Adds or replaces a validated object. */
-  upsert(obj: ProxyObject): void {
-    switch (obj.kind) {
-      case 'Service': {
-        const key = nsName(obj);
-        this.svcTracker.willChange(key, this.now());
-        this.services.set(key, obj);
+  /** Adds or replaces a validated object (or its record). */
+  upsert(obj: ModelInput): void {
+    const r = toRecord(obj);
+    switch (r.kind) {
+      case 'Service':
+        this.svcTracker.willChange(r.name, this.now());
+        this.services.set(r.name, r);
         return;
-      }
       case 'EndpointSlice':
-        return this.upsertSlice(`slice/${nsName(obj)}`, obj);
+        return this.upsertSlice(flat('slice/', r.name), r);
       case 'Endpoints':
-        return this.upsertEndpoints(obj);
+        return this.upsertEndpoints(r);
     }
   }
 
@@ -79,8 +85,8 @@ export class ProxyModel {
   }
 
   /** Makes the model hold exactly `objects` (a relist); differences become changes. */
-  replaceAll(objects: ProxyObject[]): void {
-    const want = new Set(objects.map(objectKey));
+  replaceAll(objects: readonly ModelInput[]): void {
+    const want = new Set(objects.map(inputKey));
     for (const key of [...this.services.keys()]) if (!want.has(`Service/${key}`)) this.remove('Service', key);
     for (const id of [...this.sliceOwner.keys()]) {
       if (id.startsWith('slice/') && !want.has(`EndpointSlice/${id.slice(6)}`)) this.remove('EndpointSlice', id.slice(6));
@@ -114,24 +120,22 @@ export class ProxyModel {
     return [...this.servicePorts.values()].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : a.protocol < b.protocol ? -1 : 1));
   }
 
-  private portsOf(svc: string): ServicePortInfo[] {
-    const s = this.services.get(svc);
-    return s ? servicePortsOf(s) : [];
+  private portsOf(svc: string): readonly ServicePortInfo[] {
+    return this.services.get(svc)?.ports ?? NO_PORTS;
   }
 
   private endpointsOf(svc: string): ServiceEndpoints {
     const slices = this.slicesBySvc.get(svc);
-    return slices ? endpointsOfService(svc, slices.values()) : new Map();
+    return mergeSlices(slices ? slices.values() : []);
   }
 
-  private triggerTime(obj: { metadata: { annotations?: Record<string, string> } }): number {
-    const t = Date.parse(obj.metadata.annotations?.[LAST_CHANGE_TRIGGER_TIME] ?? '');
-    return Number.isFinite(t) ? t : this.now();
+  private triggerTime(r: { triggerAt: number | undefined }): number {
+    return r.triggerAt ?? this.now();
   }
 
-  private upsertSlice(id: string, slice: EndpointSlice): void {
+  private upsertSlice(id: string, slice: SliceRecord): void {
     const at = this.triggerTime(slice);
-    const owner = sliceService(slice);
+    const owner = slice.service;
     const old = this.sliceOwner.get(id);
     if (old && old !== owner) this.removeSlice(id, at);
     if (!owner) return;
@@ -152,10 +156,10 @@ export class ProxyModel {
     this.sliceOwner.delete(id);
   }
 
-  private upsertEndpoints(ep: Endpoints): void {
-    const key = nsName(ep);
-    const slices = endpointsToSlices(ep);
-    const ids = slices.map((s) => `mirror/${nsName(s)}`);
+  private upsertEndpoints(ep: EndpointsRecord): void {
+    const key = ep.name;
+    const slices = ep.slices;
+    const ids = slices.map((s) => flat('mirror/', s.name));
     for (const old of this.mirrored.get(key) ?? []) if (!ids.includes(old)) this.removeSlice(old, this.triggerTime(ep));
     slices.forEach((s, i) => this.upsertSlice(ids[i]!, s));
     // Remember the Endpoints even when it has no subsets, so a relist sees it.

@@ -4,9 +4,8 @@ import { join } from 'node:path';
 import { delay } from '../../core/async.js';
 import { errorMessage } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
-import type { ProxyObject } from '../model/k8s.js';
-import { objectKey } from '../model/k8s.js';
-import { parseManifests } from '../model/manifest.js';
+import { forEachManifest } from '../model/manifest.js';
+import { recordKey, toRecord, type ModelRecord } from '../model/records.js';
 import { acceptObject, type ProxySink, type ProxySource } from './source.js';
 
 export interface FileSourceOptions {
@@ -30,25 +29,36 @@ export class FileSource implements ProxySource {
 
   constructor(private readonly o: FileSourceOptions) {}
 
-  async scan(sink: ProxySink): Promise<ProxyObject[]> {
+  /**
+   * Reads every manifest file, one at a time, and returns the model's slim
+   * records: a file's text and parsed documents are garbage before the next
+   * file is read, so the peak is one file's worth, not the directory's.
+   * A file with a syntax error is refused whole; later files win over
+   * earlier ones for the same object.
+   */
+  async scan(sink: ProxySink): Promise<ModelRecord[]> {
     const files = (await readdir(this.o.dir).catch(() => [] as string[])).filter((f) => /\.(ya?ml|json)$/.test(f) && !f.startsWith('.')).sort();
-    const objects = new Map<string, ProxyObject>();
+    const records = new Map<string, ModelRecord>();
     for (const f of files) {
-      let docs: unknown[];
+      // Plain documents first (small next to the YAML syntax tree), validated once the whole file parsed.
+      const docs: unknown[] = [];
       try {
-        docs = parseManifests(await readFile(join(this.o.dir, f), 'utf8'), f);
+        forEachManifest(await readFile(join(this.o.dir, f), 'utf8'), f, (d) => docs.push(d));
       } catch (err) {
         sink.refused(this.name, err);
         this.o.log.warn({ source: this.name, file: f, err: errorMessage(err) }, 'refused manifest file');
         continue;
       }
-      for (const d of docs) {
-        const obj = acceptObject(d, `${this.name}:${f}`, sink, this.o.log, { requireAllocated: true });
-        if (obj) objects.set(objectKey(obj), obj);
+      for (let i = 0; i < docs.length; i++) {
+        const obj = acceptObject(docs[i], `${this.name}:${f}`, sink, this.o.log, { requireAllocated: true });
+        docs[i] = undefined; // the full object is garbage once its record exists
+        if (!obj) continue;
+        const r = toRecord(obj);
+        records.set(recordKey(r), r);
       }
     }
     this.scans++;
-    return [...objects.values()];
+    return [...records.values()];
   }
 
   async run(sink: ProxySink, signal: AbortSignal): Promise<void> {

@@ -1,14 +1,18 @@
 import { errorMessage } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
-import { objectKey, type ProxyObject } from '../model/k8s.js';
+import type { ProxyObject } from '../model/k8s.js';
 import type { ProxyModel } from '../model/model.js';
+import { recordKey, sameRecord, toRecord, type ModelInput, type ModelRecord } from '../model/records.js';
 import { validateObject, type ValidateOptions } from '../model/validate.js';
 
-/** Where sources report what they see. */
+/**
+ * Where sources report what they see. Objects may be handed over whole or
+ * as the model's slim records (toRecord); the sink keeps only records.
+ */
 export interface ProxySink {
   /** A complete listing from one source (first list, relist after compaction or a rescan). */
-  replace(source: string, objects: ProxyObject[]): void;
-  upsert(source: string, obj: ProxyObject): void;
+  replace(source: string, objects: readonly ModelInput[]): void;
+  upsert(source: string, obj: ModelInput): void;
   /** `key` is objectKey(): "Kind/ns/name". */
   remove(source: string, key: string): void;
   /** Counts an object the source refused (metrics). */
@@ -40,9 +44,11 @@ export function acceptObject(raw: unknown, source: string, sink: ProxySink, log:
  * Merges several sources into the model. An object present in more than one
  * source is taken from the earliest source in `order`. Rules are written only
  * after every source has listed once (`onReady`); every change pokes `onChange`.
+ * Per source it remembers each object's slim record (the model's own), never
+ * the whole object.
  */
 export class SourceMux implements ProxySink {
-  private readonly bySource = new Map<string, Map<string, ProxyObject>>();
+  private readonly bySource = new Map<string, Map<string, ModelRecord>>();
   private readonly synced = new Set<string>();
 
   constructor(
@@ -57,19 +63,27 @@ export class SourceMux implements ProxySink {
     return this.order.every((s) => this.synced.has(s));
   }
 
-  replace(source: string, objects: ProxyObject[]): void {
+  replace(source: string, objects: readonly ModelInput[]): void {
     const mine = this.bySource.get(source)!;
-    const next = new Map(objects.map((o) => [objectKey(o), o]));
-    const keys = new Set([...mine.keys(), ...next.keys()]);
-    for (const key of keys) this.set(source, key, next.get(key));
+    const next = new Map<string, ModelRecord>();
+    for (const o of objects) {
+      const r = toRecord(o);
+      next.set(recordKey(r), r);
+    }
+    let changed = false;
+    for (const key of [...mine.keys()]) if (!next.has(key)) changed = this.set(source, key, undefined) || changed;
+    for (const [key, r] of next) changed = this.set(source, key, r) || changed;
+    const first = !this.synced.has(source);
     const wasReady = this.ready;
     this.synced.add(source);
     if (!wasReady && this.ready) this.hooks.onReady();
-    this.hooks.onChange();
+    // A rescan or relist that found nothing new is no change (no sync, no work).
+    if (changed || first) this.hooks.onChange();
   }
 
-  upsert(source: string, obj: ProxyObject): void {
-    this.set(source, objectKey(obj), obj);
+  upsert(source: string, obj: ModelInput): void {
+    const r = toRecord(obj);
+    this.set(source, recordKey(r), r);
     this.hooks.onChange();
   }
 
@@ -82,7 +96,7 @@ export class SourceMux implements ProxySink {
     this.hooks.onRefused?.(source);
   }
 
-  private effective(key: string): ProxyObject | undefined {
+  private effective(key: string): ModelRecord | undefined {
     for (const s of this.order) {
       const o = this.bySource.get(s)!.get(key);
       if (o) return o;
@@ -90,18 +104,23 @@ export class SourceMux implements ProxySink {
     return undefined;
   }
 
-  private set(source: string, key: string, obj: ProxyObject | undefined): void {
+  /** Records `obj` (undefined: removed) for `source`; true when the source's view changed. */
+  private set(source: string, key: string, obj: ModelRecord | undefined): boolean {
     const mine = this.bySource.get(source)!;
-    if (obj === undefined && !mine.has(key)) return;
+    const have = mine.get(key);
+    if (obj === undefined && have === undefined) return false;
+    // Unchanged: keep the record the model already holds.
+    if (obj !== undefined && have !== undefined && sameRecord(have, obj)) return false;
     const before = this.effective(key);
     if (obj) mine.set(key, obj);
     else mine.delete(key);
     const after = this.effective(key);
-    if (after === before) return;
+    if (after === before) return true;
     if (after) this.model.upsert(after);
     else {
       const [kind, ...rest] = key.split('/');
       this.model.remove(kind as ProxyObject['kind'], rest.join('/'));
     }
+    return true;
   }
 }
