@@ -247,10 +247,12 @@ fi
 
 # ---------------------------------------------------------------- programs
 for p in "${PROGRAMS[@]}"; do
+  # The daemons' V8 flags come from the build (src/cli/node-flags.ts); none for weftctl.
+  flags=$("$NODE" --input-type=module -e "const m = await import('$SRC/dist/cli/node-flags.js'); process.stdout.write(m.nodeFlagsFor('$p').map((f) => f + ' ').join(''))" 2>/dev/null || true)
   put_file "$p" "$ROOT/usr/local/bin/$p" 755 <<EOF
 #!/bin/sh
 # $p, installed by weft's scripts/install-weft.sh: runs the build in $SRC.
-exec $NODE $SRC/dist/cli/$p.js "\$@"
+exec $NODE $flags$SRC/dist/cli/$p.js "\$@"
 EOF
 done
 

@@ -8,7 +8,7 @@
 //        [--proxy-modes iptables] [--proxy-sources manifests[,etcd]] [--json FILE]
 //        [--node-flags "--max-semi-space-size=1 ..."] [--probe-dir DIR] [--heap-snapshot-dir DIR]
 //
-// --node-flags: V8/node flags for the spawned weft-proxy (what a launcher could set).
+// --node-flags: V8/node flags for the spawned weft-proxy; default: those its launchers use (src/cli/node-flags.ts).
 // --probe-dir: preloads daemon-probe.mjs into weft-proxy; it writes
 //   <mode>-<source>.jsonl there (memoryUsage + heap spaces every 250 ms).
 // --heap-snapshot-dir: after sampling, SIGUSR2 makes weft-proxy write a heap snapshot there.
@@ -36,7 +36,9 @@ const proxyModes = argOf(argv, '--proxy-modes', 'iptables').split(',');
 // the client raises its receive limit). Measured working with the etcd3 client and with src/etcd's (2026-11-22).
 const proxySources = argOf(argv, '--proxy-sources', 'manifests').split(',');
 const jsonFile = argOf(argv, '--json');
-const nodeFlags = argOf(argv, '--node-flags', '').split(' ').filter(Boolean);
+// Default: the flags weft-proxy's launchers use (src/cli/node-flags.ts); --node-flags '' measures without.
+const { nodeFlagsFor } = await import('../../dist/cli/node-flags.js');
+const nodeFlags = argOf(argv, '--node-flags', nodeFlagsFor('weft-proxy').join(' ')).split(' ').filter(Boolean);
 const probeDir = argOf(argv, '--probe-dir');
 const snapshotDir = argOf(argv, '--heap-snapshot-dir');
 const settleMs = Number(argOf(argv, '--settle-ms', '0'));

@@ -3,6 +3,7 @@ import { ETCD_ENDPOINT } from './names.js';
 import { type ProcIdentity, waitWhileAlive } from './procs.js';
 import { hostDir, type HostRecord, type LabState } from './state.js';
 import { httpStatusInNetns, repoRoot } from './weftd.js';
+import { nodeFlagsFor } from '../cli/node-flags.js';
 
 /** Proxy modes the lab can run; 'none' starts no weft-proxy. */
 export const LAB_PROXY_MODES = ['iptables', 'nftables', 'none'] as const;
@@ -18,6 +19,7 @@ export const proxyLogPath = (id: string, host: string): string => join(hostDir(i
 export function proxyArgv(state: LabState, host: HostRecord, mode: Exclude<LabProxyMode, 'none'>): string[] {
   return [
     process.execPath,
+    ...nodeFlagsFor('weft-proxy'),
     proxyScript(),
     '--etcd-endpoints', ETCD_ENDPOINT,
     '--proxy-mode', mode,

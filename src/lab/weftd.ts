@@ -7,6 +7,7 @@ import { readSubnetEnv, type SubnetEnv } from '../store/subnet-env.js';
 import { ETCD_ENDPOINT, HOST_IFACE } from './names.js';
 import { LabProcessError } from './errors.js';
 import { isRunning, pollUntil, tailFile, type ProcIdentity, waitWhileAlive } from './procs.js';
+import { nodeFlagsFor } from '../cli/node-flags.js';
 
 /** Repository root (this file is src/lab/weftd.ts or dist/lab/weftd.js). */
 export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -34,6 +35,7 @@ export function weftdPaths(hostDir: string): WeftdPaths {
 export function weftdArgv(paths: WeftdPaths, opts: { subnetLeaseTtl?: number; extra?: readonly string[] }): string[] {
   const argv = [
     process.execPath,
+    ...nodeFlagsFor('weftd'),
     weftdScript(),
     '--etcd-endpoints', ETCD_ENDPOINT,
     '--iface', HOST_IFACE,

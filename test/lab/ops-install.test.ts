@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { run, type RunResult } from '../../src/exec/run.js';
+import { nodeFlagsFor } from '../../src/cli/node-flags.js';
 
 // scripts/install-weft.sh is what Vagrant provisioning runs on real hosts; here
 // it runs into a temp prefix (DESTDIR-like), never touching this machine's /etc,
@@ -77,7 +78,7 @@ describe('scripts/install-weft.sh into a temp prefix', () => {
     for (const p of programs) {
       const f = join(prefix, 'usr/local/bin', p);
       expect(statSync(f).mode & 0o777).toBe(0o755);
-      expect(readFileSync(f, 'utf8')).toContain(`exec ${process.execPath} ${repo}/dist/cli/${p}.js "$@"`);
+      expect(readFileSync(f, 'utf8')).toContain(`exec ${process.execPath} ${nodeFlagsFor(p).map((x) => `${x} `).join('')}${repo}/dist/cli/${p}.js "$@"`);
     }
   });
 
