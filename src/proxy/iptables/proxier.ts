@@ -1,9 +1,9 @@
 import type { Logger } from '../../core/log.js';
-import type { IptablesChainClient } from '../../netfilter/iptables.js';
+import type { IptablesChainClient, RestoreSession } from '../../netfilter/iptables.js';
 import type { ModeSyncResult, ProxyModeBackend } from '../backend.js';
 import type { ProxyModel } from '../model/model.js';
 import { CHAIN, OWNED_CHAIN_RE } from './names.js';
-import { CHUNK_END, FIXED_CHAINS, JUMPS, groupByService, parseSave, renderIptablesPieces, type ExistingRules, type IptablesRenderState, type IptablesRenderSummary } from './render.js';
+import { CHUNK_END, FIXED_CHAINS, JUMPS, NOTHING_OURS, groupByService, holdsNoneOfOurs, parseSave, renderIptablesPieces, type ExistingRules, type IptablesRenderState, type IptablesRenderSummary } from './render.js';
 import type { IptablesProxyConfig } from './service-rules.js';
 
 /**
@@ -13,6 +13,9 @@ import type { IptablesProxyConfig } from './service-rules.js';
  * renders. The render state is kept only after a successful restore, so a
  * failed sync leaves the next one full.
  */
+/** How much speculative full-sync text may wait for iptables-save's answer. */
+const MAX_HELD_BYTES = 4 * 1024 * 1024;
+
 export class IptablesProxier implements ProxyModeBackend {
   readonly mode = 'iptables';
   private state: IptablesRenderState | undefined;
@@ -31,31 +34,39 @@ export class IptablesProxier implements ProxyModeBackend {
 
   async sync(model: ProxyModel, changed: ReadonlySet<string>, full: boolean): Promise<ModeSyncResult> {
     const doFull = full || !this.state;
-    // A full sync reads what the host holds (stale chains go, missing jumps come back, chains that
-    // already hold the right rules are not rewritten) while the restore tool starts.
-    const existing = doFull ? this.readExisting() : undefined;
-    let session = doFull ? this.ipt.openRestore() : undefined;
-    let commits = 0;
-    let r: IptablesRenderSummary;
-    try {
-      const pieces = renderIptablesPieces({
+    const render = (existing?: ExistingRules) =>
+      renderIptablesPieces({
         model: { services: groupByService(model.servicePorts.values()), endpoints: model.endpoints },
         cfg: this.cfg,
         changed: doFull ? 'all' : changed,
         previous: this.state,
-        existing: existing && (await existing),
+        existing,
         maxRulesPerRestore: this.maxRulesPerRestore,
       });
-      for (;;) {
-        const step = pieces.next();
-        if (step.done) {
-          r = step.value;
-          break;
+    let session: RestoreSession | undefined;
+    let commits = 0;
+    const send = async (piece: string) => {
+      if (piece === CHUNK_END) return;
+      if (piece.endsWith('COMMIT\n')) commits++;
+      session ??= this.ipt.openRestore();
+      await session.write(piece);
+    };
+    let r: IptablesRenderSummary;
+    try {
+      if (doFull) {
+        // A full sync reads what the host holds (stale chains go, missing jumps come back, chains that
+        // already hold the right rules are not rewritten) while the restore tool starts.
+        session = this.ipt.openRestore();
+        r = await this.renderFull(render, this.readExisting(), send);
+      } else {
+        const pieces = render();
+        for (let step = pieces.next(); ; step = pieces.next()) {
+          if (step.done) {
+            r = step.value;
+            break;
+          }
+          await send(step.value);
         }
-        if (step.value === CHUNK_END) continue;
-        if (step.value.endsWith('COMMIT\n')) commits++;
-        session ??= this.ipt.openRestore();
-        await session.write(step.value);
       }
       if (session) await session.end();
     } catch (err) {
@@ -66,6 +77,55 @@ export class IptablesProxier implements ProxyModeBackend {
     this.state = r.state;
     this.log.debug({ full: r.full, commits, services: r.state.services.size }, 'iptables rules synced');
     return { wrote: commits > 0, full: r.full, ruleCounts: r.ruleCounts, healthChecks: r.healthChecks, noLocalEndpoints: r.noLocalEndpoints };
+  }
+
+  /**
+   * Renders a full sync while iptables-save runs, betting that the host holds
+   * none of our rules (a fresh host): pieces are held back until the save
+   * answers, then sent if the bet holds, or dropped and rendered again
+   * against what the host holds (a restart, a resync).
+   */
+  private async renderFull(
+    render: (existing: ExistingRules) => Generator<string, IptablesRenderSummary>,
+    saving: Promise<ExistingRules>,
+    send: (piece: string) => Promise<void>,
+  ): Promise<IptablesRenderSummary> {
+    let saved: { existing: ExistingRules } | { err: unknown } | undefined;
+    saving.then(
+      (existing) => (saved = { existing }),
+      (err: unknown) => (saved = { err }),
+    );
+    let pieces = render(NOTHING_OURS);
+    let held: string[] | undefined = [];
+    let heldBytes = 0;
+    const decide = async () => {
+      if (!saved) return;
+      if ('err' in saved) throw saved.err;
+      const ok = holdsNoneOfOurs(saved.existing);
+      if (ok) for (const p of held!) await send(p);
+      else pieces = render(saved.existing);
+      held = undefined;
+    };
+    for (;;) {
+      const step = pieces.next();
+      if (step.done) {
+        if (!held) return step.value;
+        await saving.catch(() => undefined);
+        const before = pieces;
+        await decide();
+        if (pieces === before) return step.value;
+        continue;
+      }
+      if (held) {
+        held.push(step.value);
+        heldBytes += step.value.length;
+        // A turn of the event loop lets the save's answer in; past a few MB of text (a host full of
+        // rules answers slowly, and probably holds ours) stop betting and wait for it.
+        if (heldBytes > MAX_HELD_BYTES) await saving.catch(() => undefined);
+        else await new Promise<void>((resolve) => setImmediate(resolve));
+        await decide();
+      } else await send(step.value);
+    }
   }
 
   async healthy(): Promise<boolean> {

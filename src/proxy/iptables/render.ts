@@ -97,6 +97,22 @@ export const JUMPS: ReadonlyArray<{ table: 'nat' | 'filter'; chain: string; targ
   { table: 'nat', chain: 'POSTROUTING', target: CHAIN.POSTROUTING, extra: '', comment: 'weft postrouting rules' },
 ];
 
+/** A host without any weft-proxy chain or jump (what a full sync may assume before iptables-save answers). */
+export const NOTHING_OURS: ExistingRules = { chains: new Map(), jumps: new Set(), rules: new Map() };
+
+/**
+ * True when `existing` holds none of weft-proxy's chains or jumps, so that a
+ * render against it equals one against NOTHING_OURS (other tools' chains,
+ * weftd's WEFT-POSTRTG included, do not matter).
+ */
+export function holdsNoneOfOurs(existing: ExistingRules): boolean {
+  for (const [table, chains] of existing.chains) {
+    const fixed = (FIXED_CHAINS as Record<string, readonly string[]>)[table] ?? [];
+    for (const c of chains) if (OWNED_CHAIN_RE.test(c) || fixed.includes(c)) return false;
+  }
+  return !JUMPS.some((j) => existing.jumps.has(`${j.table}/${j.chain}/${j.target}`));
+}
+
 /** Our fixed chains per table (besides the per-service ones). */
 export const FIXED_CHAINS = {
   filter: [CHAIN.SERVICES, CHAIN.EXTERNAL_SERVICES, CHAIN.NODEPORTS, CHAIN.FORWARD, CHAIN.FIREWALL, CHAIN.CANARY],

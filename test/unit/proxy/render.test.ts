@@ -191,4 +191,32 @@ describe('full sync against what the host holds', () => {
     expect(ipt.restores.at(-1)!.match(/^:/gm)).toEqual([':']);
     expect(ipt.restores.at(-1)).toContain(':WEFT-SERVICES - [0:0]');
   });
+
+  it('renders while iptables-save runs on the bet that the host holds nothing of ours; weftd\'s chains do not spoil the bet', async () => {
+    const { holdsNoneOfOurs, NOTHING_OURS } = await import('../../../src/proxy/iptables/render.js');
+    const weftdOnly = parseSave('*nat\n:WEFT-POSTRTG - [0:0]\n-A POSTROUTING -j WEFT-POSTRTG\nCOMMIT\n*filter\n:WEFT-FWD - [0:0]\nCOMMIT\n');
+    expect(holdsNoneOfOurs(weftdOnly)).toBe(true);
+    expect(holdsNoneOfOurs(NOTHING_OURS)).toBe(true);
+    expect(holdsNoneOfOurs(parseSave('*nat\n:WEFT-SVC-AAAAAAAAAAAAAAAA - [0:0]\nCOMMIT\n'))).toBe(false);
+    expect(holdsNoneOfOurs(parseSave('*mangle\n:WEFT-PROXY-CANARY - [0:0]\nCOMMIT\n'))).toBe(false);
+    expect(holdsNoneOfOurs(parseSave('*filter\n-A FORWARD -m comment --comment "weft forwarding rules" -j WEFT-FORWARD\nCOMMIT\n'))).toBe(false);
+    // Same text either way on such a host: the speculative render is the real one.
+    const m = new ProxyModel(() => 0);
+    m.upsert(svc('web'));
+    m.upsert(slice('web', [ep('10.244.1.2'), ep('10.244.2.2', 'node-b')]));
+    m.applyChanges();
+    const model = { services: groupByService(m.servicePorts.values()), endpoints: m.endpoints };
+    const a = renderIptables({ model, cfg: CFG, changed: 'all', existing: NOTHING_OURS }).text;
+    expect(renderIptables({ model, cfg: CFG, changed: 'all', existing: weftdOnly }).text).toBe(a);
+
+    // Through the proxier: a fresh host gets the whole ruleset; a host that has it gets nothing (the bet lost, rendered again).
+    const { FakeIptables } = await import('../../../src/netfilter/fake-iptables.js');
+    const { IptablesProxier } = await import('../../../src/proxy/iptables/proxier.js');
+    const { silentLogger } = await import('../../../src/core/log.js');
+    const ipt = new FakeIptables();
+    await new IptablesProxier(ipt, CFG, silentLogger).sync(m, new Set(), true);
+    expect(ipt.restores).toEqual([a]);
+    expect((await new IptablesProxier(ipt, CFG, silentLogger).sync(m, new Set(), true)).wrote).toBe(false);
+    expect(ipt.restores).toHaveLength(1);
+  });
 });
