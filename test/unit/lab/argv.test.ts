@@ -2,12 +2,17 @@ import { describe, expect, it } from 'vitest';
 import { etcdArgv } from '../../../src/lab/etcd.js';
 import { labEnv } from '../../../src/lab/common.js';
 import { weftdArgv, weftdPaths } from '../../../src/lab/weftd.js';
+import { nodeFlagsFor } from '../../../src/cli/node-flags.js';
 
 describe('lab process command lines', () => {
   it('starts weftd with flannel flag names, the lab files, and extra args last', () => {
     const argv = weftdArgv(weftdPaths('/run/weft-lab/x/h2'), { subnetLeaseTtl: 10, extra: ['--log-level', 'debug'] });
-    expect(argv[0]).toBe(process.execPath);
-    expect(argv.slice(2)).toEqual([
+    // node, the daemon's V8 flags (a small young generation keeps its RSS down), the script, then flags.
+    const flags = nodeFlagsFor('weftd');
+    expect(flags).toContain('--max-semi-space-size=1');
+    expect(argv.slice(0, 1 + flags.length)).toEqual([process.execPath, ...flags]);
+    expect(argv[1 + flags.length]).toMatch(/weftd\.js$/);
+    expect(argv.slice(2 + flags.length)).toEqual([
       '--etcd-endpoints', 'http://192.0.2.254:2379',
       '--iface', 'eth0',
       '--subnet-file', '/run/weft-lab/x/h2/subnet.env',
