@@ -1,7 +1,7 @@
 import { registryEtcdOptions } from './registry/kv.js';
 import { hostname } from 'node:os';
 import type { Server } from 'node:http';
-import { Etcd3 } from 'etcd3';
+import { EtcdClient } from '../etcd/index.js';
 import { InvalidArgumentError, errorMessage } from '../core/errors.js';
 import { parseCidr, parseIPv4, formatCidr } from '../core/ip.js';
 import type { Logger } from '../core/log.js';
@@ -150,7 +150,7 @@ export async function runProxy(o: ProxyOptions, signal: AbortSignal): Promise<vo
     syncer.sync(reasons),
   );
 
-  const etcd = o.etcdEndpoints?.length ? new Etcd3(registryEtcdOptions(o.etcdEndpoints)) : undefined;
+  const etcd = o.etcdEndpoints?.length ? new EtcdClient(registryEtcdOptions(o.etcdEndpoints)) : undefined;
   const sources: ProxySource[] = [];
   if (etcd) sources.push(new EtcdSource({ client: etcd, log }));
   if (o.manifestsDir) sources.push(new FileSource({ dir: o.manifestsDir, log }));

@@ -69,7 +69,7 @@ describe('EtcdRegistry + LeaseManager on a real etcd', () => {
     const [la, lb] = await Promise.all([a.acquire(signal), b.acquire(signal)]);
     expect(formatCidr(la.subnet)).not.toBe(formatCidr(lb.subnet));
     expect(a.counters.conflicts + b.counters.conflicts).toBe(1);
-    const raw = await r1.client.get(r1.keys.lease(la.subnet)).string();
+    const raw = (await r1.client.get(r1.keys.lease(la.subnet)))?.value;
     expect(raw).toBe('{"PublicIP":"192.0.2.1","PublicIPv6":null,"BackendType":"host-gw"}');
     const { leases } = await r1.listLeases();
     expect(leases.map((l) => l.attrs.PublicIP).sort()).toEqual(['192.0.2.1', '192.0.2.2']);
@@ -122,10 +122,10 @@ describe('EtcdRegistry + LeaseManager on a real etcd', () => {
     const runs = [m.run(signal), ttlLease.run(signal)];
     cleanups.push(() => Promise.all(runs));
     await waitFor(() => ttlLease.counters.renewals >= 2, { timeoutMs: 15_000, what: 'two renewals of the TTL lease' });
-    const kv = (await r.client.get(r.keys.lease(sn)).exec()).kvs[0]!;
+    const kv = (await r.client.get(r.keys.lease(sn)))!;
     expect(kv.lease).toBe('0');
-    expect(JSON.parse(kv.value.toString())).toMatchObject({ PublicIP: '192.0.2.4', BackendType: 'host-gw' });
-    const other = (await r.client.get(r.keys.lease(ttlLease.current!.subnet)).exec()).kvs[0]!;
+    expect(JSON.parse(kv.value)).toMatchObject({ PublicIP: '192.0.2.4', BackendType: 'host-gw' });
+    const other = (await r.client.get(r.keys.lease(ttlLease.current!.subnet)))!;
     expect(other.lease).not.toBe('0');
   });
 

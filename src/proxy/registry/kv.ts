@@ -1,5 +1,5 @@
-import { Etcd3, type IOptions } from 'etcd3';
 import { StoreError } from '../../core/errors.js';
+import { EtcdClient, type Compare, type EtcdClientOptions, type TxnOp } from '../../etcd/index.js';
 
 export interface KVEntry {
   key: string;
@@ -24,18 +24,19 @@ export interface RegistryKV {
 }
 
 /**
- * etcd client options for the registry: a full list of 10000 Services and
- * their slices is ~7 MB, over gRPC's 4 MB default receive limit.
+ * etcd client options for the registry. A full list of 10000 Services and
+ * their slices is ~7 MB: the client reads it in pages of 1000 keys at one
+ * revision, so no answer comes near its size limit.
  */
-export function registryEtcdOptions(endpoints: string[]): IOptions {
-  return { hosts: endpoints, dialTimeout: 5000, grpcOptions: { 'grpc.max_receive_message_length': 256 * 1024 * 1024 } };
+export function registryEtcdOptions(endpoints: string[]): EtcdClientOptions {
+  return { endpoints };
 }
 
 export class EtcdKV implements RegistryKV {
-  constructor(readonly client: Etcd3) {}
+  constructor(readonly client: EtcdClient) {}
 
   static connect(endpoints: string[]): EtcdKV {
-    return new EtcdKV(new Etcd3(registryEtcdOptions(endpoints)));
+    return new EtcdKV(new EtcdClient(registryEtcdOptions(endpoints)));
   }
 
   close(): void {
@@ -43,31 +44,30 @@ export class EtcdKV implements RegistryKV {
   }
 
   async get(key: string): Promise<KVEntry | undefined> {
-    const r = await this.wrap(() => this.client.get(key).exec(), key);
-    const kv = r.kvs[0];
-    return kv ? { key, value: kv.value.toString(), modRevision: String(kv.mod_revision) } : undefined;
+    const kv = await this.wrap(() => this.client.get(key), key);
+    return kv ? { key, value: kv.value, modRevision: kv.modRevision } : undefined;
   }
 
   async list(prefix: string): Promise<{ entries: KVEntry[]; revision: string }> {
-    const r = await this.wrap(() => this.client.getAll().prefix(prefix).exec(), prefix);
+    const r = await this.wrap(() => this.client.list(prefix), prefix);
     return {
-      entries: r.kvs.map((kv) => ({ key: kv.key.toString(), value: kv.value.toString(), modRevision: String(kv.mod_revision) })),
-      revision: String(r.header.revision),
+      entries: r.kvs.map((kv) => ({ key: kv.key, value: kv.value, modRevision: kv.modRevision })),
+      revision: r.revision,
     };
   }
 
   async txn(compares: KVCompare[], puts: Array<{ key: string; value: string }>, deletes: string[]): Promise<boolean> {
-    const ops = [...puts.map((p) => this.client.put(p.key).value(p.value)), ...deletes.map((k) => this.client.delete().key(k))];
-    const [first, ...rest] = compares;
-    if (!first) throw new StoreError('transaction without a condition');
-    const add = (b: ReturnType<Etcd3['if']> | undefined, c: KVCompare) => {
-      const args: [string, 'Version' | 'Mod' | 'Value', '==', string | number] =
-        'absent' in c ? [c.key, 'Version', '==', 0] : 'modRevision' in c ? [c.key, 'Mod', '==', c.modRevision] : [c.key, 'Value', '==', c.value];
-      return b ? b.and(...args) : this.client.if(...args);
-    };
-    let b = add(undefined, first);
-    for (const c of rest) b = add(b, c);
-    const r = await this.wrap(() => b.then(...ops).commit(), 'txn');
+    if (compares.length === 0) throw new StoreError('transaction without a condition');
+    const compare = compares.map(
+      (c): Compare =>
+        'absent' in c
+          ? { key: c.key, target: 'version', op: '==', value: 0 }
+          : 'modRevision' in c
+            ? { key: c.key, target: 'mod', op: '==', value: c.modRevision }
+            : { key: c.key, target: 'value', op: '==', value: c.value },
+    );
+    const success: TxnOp[] = [...puts.map((p) => ({ put: { key: p.key, value: p.value } })), ...deletes.map((k) => ({ deleteRange: { key: k } }))];
+    const r = await this.wrap(() => this.client.txn({ compare, success }), 'txn');
     return r.succeeded;
   }
 

@@ -1,13 +1,14 @@
-import type { Etcd3, IKeyValue, Watcher } from 'etcd3';
 import { delay } from '../../core/async.js';
 import { errorMessage } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
+import type { EtcdClient, EtcdWatch, KeyValue } from '../../etcd/index.js';
 import type { ProxyObject } from '../model/k8s.js';
+import { toRecord, type ModelRecord } from '../model/records.js';
 import { REGISTRY_PREFIX, parseObjectPath } from '../registry/registry.js';
 import { acceptObject, type ProxySink, type ProxySource } from './source.js';
 
 export interface EtcdSourceOptions {
-  client: Etcd3;
+  client: EtcdClient;
   log: Logger;
   /** Pause before relisting after an error. Default 1000 ms. */
   retryMs?: number;
@@ -28,54 +29,64 @@ export class EtcdSource implements ProxySource {
   async run(sink: ProxySink, signal: AbortSignal): Promise<void> {
     const { client, log } = this.o;
     while (!signal.aborted) {
-      let watcher: Watcher | undefined;
+      let watch: EtcdWatch | undefined;
+      let onAbort: (() => void) | undefined;
       try {
-        const res = await client.getAll().prefix(REGISTRY_PREFIX).exec();
-        const objects: ProxyObject[] = [];
+        const res = await client.list(REGISTRY_PREFIX);
+        // Slim records as they are parsed: 20 000 whole objects are not kept for the replace.
+        const objects: ModelRecord[] = [];
         for (const kv of res.kvs) {
           const o = this.parse(kv, sink);
-          if (o) objects.push(o);
+          if (o) objects.push(toRecord(o));
         }
         sink.replace(this.name, objects);
         this.relists++;
-        log.info({ source: this.name, objects: objects.length, revision: res.header.revision }, 'listed registry');
-        const start = (BigInt(res.header.revision) + 1n).toString();
-        watcher = await client.watch().prefix(REGISTRY_PREFIX).startRevision(start).create();
+        log.info({ source: this.name, objects: objects.length, revision: res.revision }, 'listed registry');
+        const start = (BigInt(res.revision) + 1n).toString();
         await new Promise<void>((resolve) => {
-          const w = watcher!;
-          w.on('put', (kv) => {
-            const o = this.parse(kv, sink);
-            const id = parseObjectPath(kv.key.toString());
-            if (o) sink.upsert(this.name, o);
-            else if (id) sink.remove(this.name, `${id.kind}/${id.namespace}/${id.name}`);
-          });
-          w.on('delete', (kv) => {
-            const id = parseObjectPath(kv.key.toString());
-            if (id) sink.remove(this.name, `${id.kind}/${id.namespace}/${id.name}`);
-          });
-          w.on('error', (err) => {
-            log.warn({ source: this.name, err: errorMessage(err) }, 'registry watch cancelled (compaction?); relisting');
-            resolve();
-          });
-          signal.addEventListener('abort', () => resolve(), { once: true });
+          onAbort = () => resolve();
+          signal.addEventListener('abort', onAbort, { once: true });
+          watch = client.watch(
+            REGISTRY_PREFIX,
+            { prefix: true, startRevision: start },
+            {
+              onEvents: (r) => {
+                for (const ev of r.events) {
+                  const id = parseObjectPath(ev.kv.key);
+                  if (ev.type === 'delete') {
+                    if (id) sink.remove(this.name, `${id.kind}/${id.namespace}/${id.name}`);
+                    continue;
+                  }
+                  const o = this.parse(ev.kv, sink);
+                  if (o) sink.upsert(this.name, o);
+                  else if (id) sink.remove(this.name, `${id.kind}/${id.namespace}/${id.name}`);
+                }
+              },
+              onError: (err) => {
+                log.warn({ source: this.name, err: errorMessage(err) }, 'registry watch ended (compaction, cancel or etcd gone); relisting');
+                resolve();
+              },
+            },
+          );
         });
       } catch (err) {
         if (signal.aborted) break;
         log.warn({ source: this.name, err: errorMessage(err) }, 'registry list/watch failed; retrying');
         await delay(this.o.retryMs ?? 1000, signal).catch(() => {});
       } finally {
-        await watcher?.cancel().catch(() => {});
+        if (onAbort) signal.removeEventListener('abort', onAbort);
+        watch?.cancel();
       }
     }
   }
 
-  private parse(kv: IKeyValue, sink: ProxySink): ProxyObject | undefined {
-    const key = kv.key.toString();
+  private parse(kv: KeyValue, sink: ProxySink): ProxyObject | undefined {
+    const key = kv.key;
     const id = parseObjectPath(key);
     if (!id) return undefined;
     let raw: unknown;
     try {
-      raw = JSON.parse(kv.value.toString());
+      raw = JSON.parse(kv.value);
     } catch (err) {
       sink.refused(this.name, err);
       this.o.log.warn({ source: this.name, key, err: errorMessage(err) }, 'registry value is not JSON');
