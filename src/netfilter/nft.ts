@@ -40,7 +40,7 @@ export class ExecNft implements NftClient {
       if (text) this.check(await run('nft', ['-f', '-'], { input: text, netns: this.netns, allowFail: true }), text.length);
       return;
     }
-    // Started before the text exists: its exec and start-up overlap the render.
+    // Started before the text exists: its exec and start-up overlap whatever the caller still waits for.
     const child = runStreaming('nft', ['-f', '-'], { netns: this.netns, allowFail: true });
     let t: string;
     try {

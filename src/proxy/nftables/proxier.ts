@@ -46,7 +46,8 @@ export class NftablesProxier implements ProxyModeBackend {
       return (r = prepared.finish(input.existing)).text;
     };
     try {
-      // A full sync starts nft at once; it reads the transaction when the render is done.
+      // A full sync starts nft while the listing is awaited (after the render: spawning costs this
+      // thread a few ms); nft reads the transaction when it is ready.
       await this.nft.apply(doFull ? render() : await render());
     } catch (err) {
       this.state = undefined;
