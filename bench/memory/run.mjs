@@ -32,8 +32,7 @@ const parts = argOf(argv, '--parts', 'weftd,proxy').split(',');
 const peers = Number(argOf(argv, '--peers', '1000'));
 const services = Number(argOf(argv, '--services', '10000'));
 const proxyModes = argOf(argv, '--proxy-modes', 'iptables').split(',');
-// etcd is opt-in (it fills the lab's etcd with 20000 keys first; the list is ~7 MB, over gRPC's 4 MB default, so
-// the client raises its receive limit). Measured working with the etcd3 client and with src/etcd's (2026-11-22).
+// etcd is opt-in: it fills the lab's etcd with 20000 keys first (~7 MB, read by weft-proxy in pages of 1000 keys).
 const proxySources = argOf(argv, '--proxy-sources', 'manifests').split(',');
 const jsonFile = argOf(argv, '--json');
 // Default: the flags weft-proxy's launchers use (src/cli/node-flags.ts); --node-flags '' measures without.
