@@ -10,18 +10,10 @@ import { waitFor } from '../../src/core/async.js';
 import { EtcdClient, EtcdError, GrpcCode, type EtcdWatchError, type WatchResponse } from '../../src/etcd/index.js';
 import { createEtcd, freePort, type TestEtcd } from '../helpers/etcd.js';
 import { startCustomEtcd, type CustomEtcd } from '../helpers/etcd-secure.js';
+import { failure } from '../helpers/etcd-errors.js';
 
 let prefixNo = 0;
 const prefix = () => `/etcd-client-${process.pid}-${++prefixNo}/`;
-
-async function failure(p: Promise<unknown>): Promise<EtcdError> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(EtcdError);
-  return err as EtcdError;
-}
 
 function recorder() {
   const responses: WatchResponse[] = [];

@@ -7,6 +7,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { TokenAuth } from '../../../src/etcd/auth.js';
 import { EtcdClient, EtcdError, GrpcCode } from '../../../src/etcd/index.js';
 import { FakeGateway, b64, error, header, rangeOver, unb64 } from './fake-gateway.js';
+import { failure } from '../../helpers/etcd-errors.js';
 
 const gateways: FakeGateway[] = [];
 const clients: EtcdClient[] = [];
@@ -34,15 +35,6 @@ async function deadEndpoint(): Promise<string> {
   const port = (srv.address() as { port: number }).port;
   await new Promise<void>((r) => srv.close(() => r()));
   return `http://127.0.0.1:${port}`;
-}
-
-async function failure(p: Promise<unknown>): Promise<EtcdError> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(EtcdError);
-  return err as EtcdError;
 }
 
 describe('EtcdClient requests', () => {
