@@ -6,6 +6,8 @@
 // Needs root and a built dist/ (npx tsc -p tsconfig.json).
 import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { run } from '../../dist/exec/run.js';
 import { silentLogger } from '../../dist/core/log.js';
 import { ExecIptables } from '../../dist/netfilter/iptables.js';
@@ -23,6 +25,10 @@ const reps = Number(arg('reps', '3'));
 // Also time one restore of the same rules as a single nat transaction (kube-proxy's way); slow on nft.
 const single = !process.argv.includes('--no-single');
 const CFG = { nodeName: 'node-a', clusterCIDR: '10.244.0.0/16' };
+// Each measurement (weft's and the bare restore) starts from a collected heap, as in nft.mjs: the
+// garbage of the previous size must not be paid by the next one (nor make its forks slower).
+setFlagsFromString('--expose_gc');
+const gc = runInNewContext('gc');
 
 const ipOf = (base, i) => `${base}.${(i >> 8) & 255}.${i & 255}`;
 function buildModel(n) {
@@ -84,6 +90,7 @@ for (const backend of backends) {
       await withNetns(async (ns) => {
         const ipt = new Recording(backend, ns);
         const p = new IptablesProxier(ipt, CFG, silentLogger);
+        gc();
         let t = performance.now();
         const res = await p.sync(model, new Set(), true);
         weft.push(performance.now() - t);
@@ -104,6 +111,7 @@ for (const backend of backends) {
       });
       // bare: the same text, iptables-restore --noflush -w, into an empty netns.
       await withNetns(async (ns) => {
+        gc();
         const t = performance.now();
         await run(`iptables-${backend}-restore`, ['--noflush', '-w', '5'], { input: text, netns: ns, timeoutMs: 900_000 });
         bare.push(performance.now() - t);
