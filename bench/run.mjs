@@ -59,8 +59,8 @@ const SUITES = {
   memory: { steps: [{ args: ['bench/memory/run.mjs', '--proxy-modes', 'iptables,nftables', '--json', jsonFile('memory')], file: jsonFile('memory') }], budgetS: q ? 150 : 900 },
   proxy: {
     steps: [
-      { key: 'iptables', args: ['bench/proxy/run.mjs', '--sizes', q ? '1000,2000' : '1000,5000,10000', '--backends', 'nft,legacy', '--reps', q ? '2' : '3', ...(q ? ['--no-single'] : [])] },
-      { key: 'nftables', args: ['bench/proxy/nft.mjs', '--sizes', q ? '1000,2000' : '1000,5000,10000', '--rounds', q ? '2' : '3', '--iptables-backend', 'none', '--json'] },
+      { key: 'iptables', args: ['bench/proxy/run.mjs', '--sizes', q ? '1000,2000' : '1000,5000,10000', '--backends', 'nft,legacy', '--reps', '3', ...(q ? ['--no-single'] : [])] },
+      { key: 'nftables', args: ['bench/proxy/nft.mjs', '--sizes', q ? '1000,2000' : '1000,5000,10000', '--rounds', '3', '--iptables-backend', 'none', '--json'] },
     ],
     budgetS: q ? 200 : 3600,
   },

@@ -56,8 +56,10 @@ export class IptablesProxier implements ProxyModeBackend {
       if (doFull) {
         // A full sync reads what the host holds (stale chains go, missing jumps come back, chains that
         // already hold the right rules are not rewritten) while the restore tool starts.
+        // The save first: its answer is what the pieces wait for.
+        const saving = this.readExisting();
         session = this.ipt.openRestore();
-        r = await this.renderFull(render, this.readExisting(), send);
+        r = await this.renderFull(render, saving, send);
       } else {
         const pieces = render();
         for (let step = pieces.next(); ; step = pieces.next()) {
