@@ -56,16 +56,20 @@ for (const sig of ['SIGINT', 'SIGTERM']) {
     process.exit(130);
   });
 }
+/**
+ * Runs fn in a new namespace. The namespace is deleted later, by dropNamespaces() after each size:
+ * the kernel tears a namespace down in the background, and that teardown of 80 000 rules must not
+ * land in the middle of the next measurement (weft's or the bare restore's).
+ */
 async function withNetns(fn) {
   const ns = `weft-bench-${randomBytes(3).toString('hex')}`;
   await run('ip', ['netns', 'add', ns]);
   live.add(ns);
-  try {
-    return await fn(ns);
-  } finally {
-    await run('ip', ['netns', 'del', ns], { allowFail: true });
-    live.delete(ns);
-  }
+  return fn(ns);
+}
+async function dropNamespaces() {
+  for (const ns of live) await run('ip', ['netns', 'del', ns], { allowFail: true });
+  live.clear();
 }
 /** Wraps the client to capture the text weft sends (the bare restore replays it). */
 class Recording extends ExecIptables {
@@ -79,59 +83,65 @@ const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const ms = (x) => `${x.toFixed(0)} ms`.padStart(9);
 
 const rows = [];
-for (const backend of backends) {
-  for (const n of sizes) {
-    const model = buildModel(n);
-    const weft = [], bare = [], resync = [], change = [];
-    let rules = 0;
-    for (let r = 0; r < reps; r++) {
-      // weft: render + iptables-save + restore, into an empty netns.
-      let text = '';
-      await withNetns(async (ns) => {
-        const ipt = new Recording(backend, ns);
-        const p = new IptablesProxier(ipt, CFG, silentLogger);
-        gc();
-        let t = performance.now();
-        const res = await p.sync(model, new Set(), true);
-        weft.push(performance.now() - t);
-        rules = res.ruleCounts.nat + res.ruleCounts.filter;
-        text = ipt.texts.join('');
-        // Periodic full resync over existing rules.
-        t = performance.now();
-        await p.sync(model, new Set(), true);
-        resync.push(performance.now() - t);
-        if (n === Math.max(...sizes)) {
-          // One endpoint of one service replaced: a partial sync.
-          model.upsert(slice('svc-7', ['10.250.0.' + (r + 1), ipOf('10.244', 17)]));
-          const c = model.applyChanges();
+try {
+  for (const backend of backends) {
+    for (const n of sizes) {
+      const model = buildModel(n);
+      const weft = [], bare = [], resync = [], change = [];
+      let rules = 0;
+      for (let r = 0; r < reps; r++) {
+        // weft: render + iptables-save + restore, into an empty netns.
+        let text = '';
+        await withNetns(async (ns) => {
+          const ipt = new Recording(backend, ns);
+          const p = new IptablesProxier(ipt, CFG, silentLogger);
+          gc();
+          let t = performance.now();
+          const res = await p.sync(model, new Set(), true);
+          weft.push(performance.now() - t);
+          rules = res.ruleCounts.nat + res.ruleCounts.filter;
+          text = ipt.texts.join('');
+          // Periodic full resync over existing rules.
           t = performance.now();
-          await p.sync(model, c.changed, false);
-          change.push(performance.now() - t);
-        }
-      });
-      // bare: the same text, iptables-restore --noflush -w, into an empty netns.
-      await withNetns(async (ns) => {
-        gc();
-        const t = performance.now();
-        await run(`iptables-${backend}-restore`, ['--noflush', '-w', '5'], { input: text, netns: ns, timeoutMs: 900_000 });
-        bare.push(performance.now() - t);
-      });
+          await p.sync(model, new Set(), true);
+          resync.push(performance.now() - t);
+          if (n === Math.max(...sizes)) {
+            // One endpoint of one service replaced: a partial sync.
+            model.upsert(slice('svc-7', ['10.250.0.' + (r + 1), ipOf('10.244', 17)]));
+            const c = model.applyChanges();
+            t = performance.now();
+            await p.sync(model, c.changed, false);
+            change.push(performance.now() - t);
+          }
+        });
+        // bare: the same text, iptables-restore --noflush -w, into an empty netns.
+        await withNetns(async (ns) => {
+          gc();
+          const t = performance.now();
+          await run(`iptables-${backend}-restore`, ['--noflush', '-w', '5'], { input: text, netns: ns, timeoutMs: 900_000 });
+          bare.push(performance.now() - t);
+        });
+      }
+      let one;
+      if (single) {
+        const text = renderIptables({ model: { services: groupByService(model.servicePorts.values()), endpoints: model.endpoints }, cfg: CFG, changed: 'all', existing: parseSave(''), maxRulesPerRestore: Infinity }).text;
+        await withNetns(async (ns) => {
+          const t = performance.now();
+          await run(`iptables-${backend}-restore`, ['--noflush', '-w', '5'], { input: text, netns: ns, timeoutMs: 900_000 });
+          one = performance.now() - t;
+        });
+      }
+      await dropNamespaces();
+      const row = { backend, services: n, rules, weft: median(weft), bare: median(bare), single: one, resync: median(resync), change: change.length ? median(change) : undefined };
+      rows.push(row);
+      console.log(
+        `${backend.padEnd(6)} ${String(n).padStart(6)} services ${String(rules).padStart(6)} rules  weft full ${ms(row.weft)}  bare restore ${ms(row.bare)}  ratio ${(row.weft / row.bare).toFixed(2)}x` +
+          `  full resync ${ms(row.resync)}` + (one !== undefined ? `  single-transaction restore ${ms(one)} (weft ${(one / row.weft).toFixed(1)}x faster)` : '') + (row.change !== undefined ? `  one endpoint change ${ms(row.change)} (${(row.change / row.weft * 100).toFixed(1)}% of full)` : ''),
+      );
     }
-    let one;
-    if (single) {
-      const text = renderIptables({ model: { services: groupByService(model.servicePorts.values()), endpoints: model.endpoints }, cfg: CFG, changed: 'all', existing: parseSave(''), maxRulesPerRestore: Infinity }).text;
-      await withNetns(async (ns) => {
-        const t = performance.now();
-        await run(`iptables-${backend}-restore`, ['--noflush', '-w', '5'], { input: text, netns: ns, timeoutMs: 900_000 });
-        one = performance.now() - t;
-      });
-    }
-    const row = { backend, services: n, rules, weft: median(weft), bare: median(bare), single: one, resync: median(resync), change: change.length ? median(change) : undefined };
-    rows.push(row);
-    console.log(
-      `${backend.padEnd(6)} ${String(n).padStart(6)} services ${String(rules).padStart(6)} rules  weft full ${ms(row.weft)}  bare restore ${ms(row.bare)}  ratio ${(row.weft / row.bare).toFixed(2)}x` +
-        `  full resync ${ms(row.resync)}` + (one !== undefined ? `  single-transaction restore ${ms(one)} (weft ${(one / row.weft).toFixed(1)}x faster)` : '') + (row.change !== undefined ? `  one endpoint change ${ms(row.change)} (${(row.change / row.weft * 100).toFixed(1)}% of full)` : ''),
-    );
   }
+} finally {
+  // Also when a measurement failed: nothing is left behind.
+  await dropNamespaces();
 }
 console.log(JSON.stringify({ reps, rows }));

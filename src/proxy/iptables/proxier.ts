@@ -15,6 +15,8 @@ import type { IptablesProxyConfig } from './service-rules.js';
  */
 /** How much speculative full-sync text may wait for iptables-save's answer. */
 const MAX_HELD_BYTES = 4 * 1024 * 1024;
+/** How often (in held text) the speculative render looks for iptables-save's answer. */
+const LOOK_EVERY_BYTES = 1024 * 1024;
 
 export class IptablesProxier implements ProxyModeBackend {
   readonly mode = 'iptables';
@@ -119,12 +121,14 @@ export class IptablesProxier implements ProxyModeBackend {
         continue;
       }
       if (held) {
+        const before = heldBytes;
         held.push(step.value);
         heldBytes += step.value.length;
-        // A turn of the event loop lets the save's answer in; past a few MB of text (a host full of
-        // rules answers slowly, and probably holds ours) stop betting and wait for it.
+        // Now and then a turn of the event loop lets the save's answer in (each turn costs the
+        // render time: not after every piece); past a few MB of text (a host full of rules answers
+        // slowly, and probably holds ours) stop betting and wait for it.
         if (heldBytes > MAX_HELD_BYTES) await saving.catch(() => undefined);
-        else await new Promise<void>((resolve) => setImmediate(resolve));
+        else if (Math.floor(heldBytes / LOOK_EVERY_BYTES) > Math.floor(before / LOOK_EVERY_BYTES)) await new Promise<void>((resolve) => setImmediate(resolve));
         await decide();
       } else await send(step.value);
     }

@@ -79,7 +79,7 @@ const TOP_WRITE_ORDER: readonly TopChain[] = [...TOP_CHAINS].sort((a, b) => (a =
 export const CHUNK_END = '';
 
 /** Pieces are handed to the restore tool at about this size, so it parses while we render. */
-const PIECE_BYTES = 64 * 1024;
+const PIECE_BYTES = 256 * 1024;
 
 /** Jumps from built-in chains into ours (kube-proxy's set, with WEFT- chains). */
 export const JUMPS: ReadonlyArray<{ table: 'nat' | 'filter'; chain: string; target: string; extra: string; comment: string }> = [
