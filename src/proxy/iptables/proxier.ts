@@ -106,7 +106,8 @@ export class IptablesProxier implements ProxyModeBackend {
       if (!saved) return;
       if ('err' in saved) throw saved.err;
       const ok = holdsNoneOfOurs(saved.existing);
-      if (ok) for (const p of held!) await send(p);
+      // Written in one go (in order; one turn of the event loop for all, not one per piece).
+      if (ok) await Promise.all(held!.map(send));
       else pieces = render(saved.existing);
       held = undefined;
     };
