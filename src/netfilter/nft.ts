@@ -42,20 +42,13 @@ export class ExecNft implements NftClient {
     }
     // Started before the text exists: its exec and start-up overlap whatever the caller still waits for.
     const child = runStreaming('nft', ['-f', '-'], { netns: this.netns, allowFail: true });
-    let t: string;
-    try {
-      t = await text;
-    } catch (err) {
-      child.abort();
-      await child.end();
+    // Killed before it read anything: nothing applied.
+    const discard = async () => void (child.abort(), await child.end());
+    const t = await text.catch(async (err: unknown) => {
+      await discard();
       throw err;
-    }
-    if (!t) {
-      // Killed before it read anything: nothing applied.
-      child.abort();
-      await child.end();
-      return;
-    }
+    });
+    if (!t) return discard();
     void child.write(t);
     this.check(await child.end(), t.length);
   }

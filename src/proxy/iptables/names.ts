@@ -51,21 +51,12 @@ export const OWNED_CHAIN_RE = /^WEFT-(SVC|SVL|EXT|FW|SEP)-[A-Z2-7]{16}$/;
 
 const proto = (p: string) => p.toLowerCase();
 
-/** The hash part of a port's chain names (SVC, SVL, EXT and FW share it). */
+/** The hash part of a port's chain names (WEFT-SVC-, -SVL-, -EXT- and -FW- share it). */
 export function portHash(key: string, protocol: string): string {
   return hash16(key + proto(protocol));
 }
 export function svcChain(key: string, protocol: string): string {
   return `WEFT-SVC-${portHash(key, protocol)}`;
-}
-export function svlChain(key: string, protocol: string): string {
-  return `WEFT-SVL-${portHash(key, protocol)}`;
-}
-export function extChain(key: string, protocol: string): string {
-  return `WEFT-EXT-${portHash(key, protocol)}`;
-}
-export function fwChain(key: string, protocol: string): string {
-  return `WEFT-FW-${portHash(key, protocol)}`;
 }
 /** `endpoint` is "ip:port". */
 export function sepChain(key: string, protocol: string, endpoint: string): string {

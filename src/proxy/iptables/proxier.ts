@@ -2,9 +2,14 @@ import type { Logger } from '../../core/log.js';
 import type { IptablesChainClient, RestoreSession } from '../../netfilter/iptables.js';
 import type { ModeSyncResult, ProxyModeBackend } from '../backend.js';
 import type { ProxyModel } from '../model/model.js';
-import { CHAIN, OWNED_CHAIN_RE } from './names.js';
-import { CHUNK_END, FIXED_CHAINS, JUMPS, NOTHING_OURS, groupByService, holdsNoneOfOurs, parseSave, renderIptablesPieces, type ExistingRules, type IptablesRenderState, type IptablesRenderSummary } from './render.js';
+import { CHAIN } from './names.js';
+import { CHUNK_END, JUMPS, NOTHING_OURS, groupByService, holdsNoneOfOurs, isOurChain, parseSave, renderIptablesPieces, type ExistingRules, type IptablesRenderState, type IptablesRenderSummary } from './render.js';
 import type { IptablesProxyConfig } from './service-rules.js';
+
+/** How much speculative full-sync text may wait for iptables-save's answer. */
+const MAX_HELD_BYTES = 4 * 1024 * 1024;
+/** How often (in held text) the speculative render looks for iptables-save's answer. */
+const LOOK_EVERY_BYTES = 1024 * 1024;
 
 /**
  * iptables mode: renders the model with `renderIptablesPieces` and streams
@@ -13,11 +18,6 @@ import type { IptablesProxyConfig } from './service-rules.js';
  * renders. The render state is kept only after a successful restore, so a
  * failed sync leaves the next one full.
  */
-/** How much speculative full-sync text may wait for iptables-save's answer. */
-const MAX_HELD_BYTES = 4 * 1024 * 1024;
-/** How often (in held text) the speculative render looks for iptables-save's answer. */
-const LOOK_EVERY_BYTES = 1024 * 1024;
-
 export class IptablesProxier implements ProxyModeBackend {
   readonly mode = 'iptables';
   private state: IptablesRenderState | undefined;
@@ -62,16 +62,7 @@ export class IptablesProxier implements ProxyModeBackend {
         const saving = this.readExisting();
         session = this.ipt.openRestore();
         r = await this.renderFull(render, saving, send);
-      } else {
-        const pieces = render();
-        for (let step = pieces.next(); ; step = pieces.next()) {
-          if (step.done) {
-            r = step.value;
-            break;
-          }
-          await send(step.value);
-        }
-      }
+      } else r = await drain(render(), send);
       if (session) await session.end();
     } catch (err) {
       session?.abort();
@@ -94,45 +85,38 @@ export class IptablesProxier implements ProxyModeBackend {
     saving: Promise<ExistingRules>,
     send: (piece: string) => Promise<void>,
   ): Promise<IptablesRenderSummary> {
-    let saved: { existing: ExistingRules } | { err: unknown } | undefined;
-    saving.then(
-      (existing) => (saved = { existing }),
-      (err: unknown) => (saved = { err }),
+    // A holder, not a variable: the answer arrives in a callback.
+    const answer: { saved?: { existing: ExistingRules } | { err: unknown } } = {};
+    const settled = saving.then(
+      (existing) => void (answer.saved = { existing }),
+      (err: unknown) => void (answer.saved = { err }),
     );
-    let pieces = render(NOTHING_OURS);
-    let held: string[] | undefined = [];
+    const bet = render(NOTHING_OURS);
+    const held: string[] = [];
     let heldBytes = 0;
-    const decide = async () => {
-      if (!saved) return;
-      if ('err' in saved) throw saved.err;
-      const ok = holdsNoneOfOurs(saved.existing);
-      // Written in one go (in order; one turn of the event loop for all, not one per piece).
-      if (ok) await Promise.all(held!.map(send));
-      else pieces = render(saved.existing);
-      held = undefined;
-    };
-    for (;;) {
-      const step = pieces.next();
+    let done: IptablesRenderSummary | undefined;
+    while (!answer.saved) {
+      const step = bet.next();
       if (step.done) {
-        if (!held) return step.value;
-        await saving.catch(() => undefined);
-        const before = pieces;
-        await decide();
-        if (pieces === before) return step.value;
-        continue;
+        done = step.value;
+        await settled;
+        break;
       }
-      if (held) {
-        const before = heldBytes;
-        held.push(step.value);
-        heldBytes += step.value.length;
-        // Now and then a turn of the event loop lets the save's answer in (each turn costs the
-        // render time: not after every piece); past a few MB of text (a host full of rules answers
-        // slowly, and probably holds ours) stop betting and wait for it.
-        if (heldBytes > MAX_HELD_BYTES) await saving.catch(() => undefined);
-        else if (Math.floor(heldBytes / LOOK_EVERY_BYTES) > Math.floor(before / LOOK_EVERY_BYTES)) await new Promise<void>((resolve) => setImmediate(resolve));
-        await decide();
-      } else await send(step.value);
+      const before = heldBytes;
+      held.push(step.value);
+      heldBytes += step.value.length;
+      // Now and then a turn of the event loop lets the save's answer in (each turn costs the
+      // render time: not after every piece); past a few MB of text (a host full of rules answers
+      // slowly, and probably holds ours) stop betting and wait for it.
+      if (heldBytes > MAX_HELD_BYTES) await settled;
+      else if (Math.floor(heldBytes / LOOK_EVERY_BYTES) > Math.floor(before / LOOK_EVERY_BYTES)) await new Promise<void>((resolve) => setImmediate(resolve));
     }
+    const saved = answer.saved!;
+    if ('err' in saved) throw saved.err;
+    if (!holdsNoneOfOurs(saved.existing)) return drain(render(saved.existing), send);
+    // Written in one go (in order; one turn of the event loop for all, not one per piece).
+    await Promise.all(held.map(send));
+    return done ?? drain(bet, send);
   }
 
   async healthy(): Promise<boolean> {
@@ -157,6 +141,15 @@ export class IptablesProxier implements ProxyModeBackend {
   }
 }
 
+/** Sends every piece of a render, in order, and returns what the render tells besides its text. */
+async function drain(pieces: Generator<string, IptablesRenderSummary>, send: (piece: string) => Promise<void>): Promise<IptablesRenderSummary> {
+  for (;;) {
+    const step = pieces.next();
+    if (step.done) return step.value;
+    await send(step.value);
+  }
+}
+
 /**
  * Restore text that removes every weft-proxy rule: jumps from built-in chains
  * (deleted by rewriting them without ours is not possible with --noflush, so
@@ -167,9 +160,7 @@ export async function renderCleanup(ipt: { save(table: string): Promise<string> 
   for (const table of ['filter', 'nat', 'mangle'] as const) {
     const save = await ipt.save(table);
     const existing = parseSave(save);
-    const chains = [...(existing.chains.get(table) ?? [])].filter(
-      (c) => OWNED_CHAIN_RE.test(c) || (FIXED_CHAINS[table] as readonly string[]).includes(c),
-    );
+    const chains = [...(existing.chains.get(table) ?? [])].filter((c) => isOurChain(table, c));
     const deletes = save
       .split('\n')
       .filter((l) => l.startsWith('-A ') && /^[A-Z]+$/.test(l.split(' ')[1]!) && JUMPS.some((j) => l.includes(`-j ${j.target}`) || l.endsWith(`-j ${j.target}`)))

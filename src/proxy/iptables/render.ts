@@ -106,11 +106,13 @@ export const NOTHING_OURS: ExistingRules = { chains: new Map(), jumps: new Set()
  * weftd's WEFT-POSTRTG included, do not matter).
  */
 export function holdsNoneOfOurs(existing: ExistingRules): boolean {
-  for (const [table, chains] of existing.chains) {
-    const fixed = (FIXED_CHAINS as Record<string, readonly string[]>)[table] ?? [];
-    for (const c of chains) if (OWNED_CHAIN_RE.test(c) || fixed.includes(c)) return false;
-  }
+  for (const [table, chains] of existing.chains) for (const c of chains) if (isOurChain(table, c)) return false;
   return !JUMPS.some((j) => existing.jumps.has(`${j.table}/${j.chain}/${j.target}`));
+}
+
+/** A chain weft-proxy made (per-Service or fixed) in `table`; never weftd's or another tool's. */
+export function isOurChain(table: string, chain: string): boolean {
+  return OWNED_CHAIN_RE.test(chain) || ((FIXED_CHAINS as Record<string, readonly string[]>)[table] ?? []).includes(chain);
 }
 
 /** Our fixed chains per table (besides the per-service ones). */

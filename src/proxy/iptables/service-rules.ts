@@ -81,7 +81,7 @@ export function renderServiceRules(
   };
   for (const p of ports) renderPort(p, endpointsOf(p.key) ?? [], cfg, out);
   // Kept until the Service changes: flat strings, not the concatenation trees templates build.
-  for (const t of TOP_CHAINS) flattenAll(out.top[t] ?? []);
+  for (const lines of Object.values(out.top)) flattenAll(lines);
   for (const rules of out.chains.values()) flattenAll(rules);
   return out;
 }

@@ -7,7 +7,7 @@ import type { ProxyModel } from '../model/model.js';
 import type { ServicePortInfo } from '../model/service-port.js';
 import { FIXED, NFT_FAMILY, NFT_TABLE } from './names.js';
 import { BASE_CHAINS } from './static.js';
-import { prepareFullSync, renderNftables, summarize, type NftExisting, type NftRenderResult, type NftRenderState } from './render.js';
+import { prepareFullSync, renderNftables, summarize, type NftExisting, type NftRenderInput, type NftRenderResult, type NftRenderState } from './render.js';
 import type { NftProxyConfig } from './service-rules.js';
 
 /**
@@ -36,19 +36,18 @@ export class NftablesProxier implements ProxyModeBackend {
       previous: this.state,
       existing: undefined as NftExisting | undefined,
     };
-    let r: NftRenderResult | undefined;
-    const render = async (): Promise<string> => {
-      if (!doFull) return (r = renderNftables(input)).text;
-      // List the table (a child process) while the CPU-heavy part renders.
-      const listing = this.nft.listTable(NFT_FAMILY, NFT_TABLE);
-      const prepared = prepareFullSync(input);
-      input.existing = await listing;
-      return (r = prepared.finish(input.existing)).text;
-    };
+    let r: NftRenderResult;
     try {
-      // A full sync starts nft while the listing is awaited (after the render: spawning costs this
-      // thread a few ms); nft reads the transaction when it is ready.
-      await this.nft.apply(doFull ? render() : await render());
+      if (doFull) {
+        const rendering = this.renderFull(input);
+        // nft starts while the listing is awaited (after the render: spawning costs this thread a
+        // few ms) and reads the transaction when it is ready.
+        await this.nft.apply(rendering.then((x) => x.text));
+        r = await rendering;
+      } else {
+        r = renderNftables(input);
+        await this.nft.apply(r.text);
+      }
     } catch (err) {
       this.state = undefined;
       if (!doFull || !input.existing) throw err;
@@ -56,11 +55,18 @@ export class NftablesProxier implements ProxyModeBackend {
       r = renderNftables({ ...input, existing: undefined });
       await this.nft.apply(deleteTableText(NFT_FAMILY, NFT_TABLE) + r.text);
     }
-    if (!r) throw new Error('unreachable: nftables render produced no result');
     this.state = r.commit();
     if (r.conflicts.length) this.log.warn({ conflicts: r.conflicts.slice(0, 5), count: r.conflicts.length }, 'service addresses claimed twice; first service keeps them');
     this.log.debug({ full: r.full, bytes: r.text.length, services: this.state.services.size }, 'nftables rules synced');
     return { wrote: r.text !== '', full: r.full, ...summarize(this.state) };
+  }
+
+  /** Lists the table (a child process) while the CPU-heavy part renders; `input.existing` is what it found. */
+  private async renderFull(input: NftRenderInput & { existing: NftExisting | undefined }): Promise<NftRenderResult> {
+    const listing = this.nft.listTable(NFT_FAMILY, NFT_TABLE);
+    const prepared = prepareFullSync(input);
+    input.existing = await listing;
+    return prepared.finish(input.existing);
   }
 
   /**
