@@ -5,6 +5,7 @@
       "sources": [
         "src/addon.c",
         "src/datapath.c",
+        "src/nftlist.c",
         "src/packet.c",
         "src/peers.c"
       ],

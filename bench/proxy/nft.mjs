@@ -78,8 +78,10 @@ function slice(name, ips) {
 /** Full sync in a fresh netns, then CHANGES single-endpoint changes (partial syncs). */
 async function runMode(mode, n, model) {
   const ns = netns(`${mode}${n}`);
+  let px;
   try {
-    const px = mode === 'nft' ? new NftablesProxier(new ExecNft(ns), CFG, silentLogger) : new IptablesProxier(new ExecIptables(IPT, ns), CFG, silentLogger);
+    // As weft-proxy runs it: the next transaction's nft started ahead (keepReady), closed before the netns goes.
+    px = mode === 'nft' ? new NftablesProxier(new ExecNft(ns, { keepReady: true }), CFG, silentLogger) : new IptablesProxier(new ExecIptables(IPT, ns), CFG, silentLogger);
     gc();
     let t0 = process.hrtime.bigint();
     await px.sync(model, new Set(), true);
@@ -101,6 +103,7 @@ async function runMode(mode, n, model) {
     if (mode === 'nft') dump = sh('ip', ['netns', 'exec', ns, 'nft', 'list', 'table', 'ip', 'weft-proxy']).stdout;
     return { full, change: median(changes), dump };
   } finally {
+    await px?.close?.();
     delNetns(ns);
   }
 }

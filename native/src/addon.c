@@ -5,17 +5,28 @@
  * and pure test entry points over packet.c / peers.c:
  *   checkIpv4(buf), classify(peers, ownNet, ownPlen, srcIp, buf), route(peers, dst),
  *   ttlDecrement(buf), icmpNetUnreachable(buf, src), finishCsum(buf, start, off),
- *   tsoSegment(buf, gsoSize), verdicts, counterNames.
+ *   tsoSegment(buf, gsoSize), verdicts, counterNames,
+ * and pipe() -> [readFd, writeFd]: a real pipe (libuv gives children socket
+ * pairs, which a child cannot reopen by path as /dev/fd/0);
+ * nftList(netns, family, table) -> Promise<{chains, sets}>: names in one
+ * nftables table, dumped over netlink on a worker thread (nftlist.c).
  * Addresses cross the boundary as unsigned 32-bit numbers in host order
  * (the same representation as src/core/ip.ts).
  */
+#define _GNU_SOURCE /* pipe2 */
+#include <errno.h>
+#include <fcntl.h>
 #include <node_api.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "datapath.h"
 #include "packet.h"
+#include "nftlist.h"
 #include "peers.h"
+
+#include <unistd.h>
 
 #define CHECK(call)                                  \
   do {                                               \
@@ -460,6 +471,95 @@ static napi_value js_gro(napi_env env, napi_callback_info info) {
   return out;
 }
 
+/* ------------------------------------------------------------ pipe */
+
+/* Both ends close-on-exec: spawn() dup2()s the read end onto the child's fd 0, which clears it there. */
+static napi_value js_pipe(napi_env env, napi_callback_info info) {
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0) {
+    char msg[96];
+    snprintf(msg, sizeof msg, "pipe2: %s", strerror(errno));
+    THROW("ERR_PIPE", msg);
+  }
+  napi_value out;
+  CHECK(napi_create_array_with_length(env, 2, &out));
+  napi_set_element(env, out, 0, num(env, fds[0]));
+  napi_set_element(env, out, 1, num(env, fds[1]));
+  return out;
+}
+
+/* ------------------------------------------------------------ nftList */
+
+struct nft_list_work {
+  napi_async_work work;
+  napi_deferred deferred;
+  char netns[256];
+  char table[256];
+  int family;
+  struct weft_names chains, sets;
+  char err[256];
+  int rc;
+};
+
+static void nft_list_execute(napi_env env, void *data) {
+  struct nft_list_work *w = data;
+  w->rc = weft_nft_list(w->netns, w->family, w->table, &w->chains, &w->sets, w->err, sizeof(w->err));
+}
+
+static napi_value names_array(napi_env env, const struct weft_names *l) {
+  napi_value a;
+  napi_create_array_with_length(env, l->n, &a);
+  for (size_t i = 0; i < l->n; i++) napi_set_element(env, a, (uint32_t)i, str(env, l->v[i]));
+  return a;
+}
+
+static void nft_list_complete(napi_env env, napi_status status, void *data) {
+  struct nft_list_work *w = data;
+  if (status == napi_ok && w->rc == 0) {
+    napi_value o;
+    napi_create_object(env, &o);
+    napi_set_named_property(env, o, "chains", names_array(env, &w->chains));
+    napi_set_named_property(env, o, "sets", names_array(env, &w->sets));
+    napi_resolve_deferred(env, w->deferred, o);
+  } else {
+    napi_value msg, e;
+    napi_create_string_utf8(env, status == napi_ok ? w->err : "nftList cancelled", NAPI_AUTO_LENGTH, &msg);
+    napi_create_error(env, NULL, msg, &e);
+    napi_reject_deferred(env, w->deferred, e);
+  }
+  napi_delete_async_work(env, w->work);
+  weft_names_free(&w->chains);
+  weft_names_free(&w->sets);
+  free(w);
+}
+
+static napi_value js_nft_list(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  struct nft_list_work *w = calloc(1, sizeof(*w));
+  if (!w) THROW("ERR_NO_MEMORY", "nftList");
+  size_t len;
+  uint32_t family;
+  if (argc < 3 || napi_get_value_string_utf8(env, argv[0], w->netns, sizeof(w->netns), &len) != napi_ok ||
+      napi_get_value_uint32(env, argv[1], &family) != napi_ok ||
+      napi_get_value_string_utf8(env, argv[2], w->table, sizeof(w->table), &len) != napi_ok) {
+    free(w);
+    THROW("ERR_INVALID_ARGUMENT", "nftList(netns, family, table)");
+  }
+  if (strchr(w->netns, '/') || strcmp(w->netns, ".") == 0 || strcmp(w->netns, "..") == 0) {
+    free(w);
+    THROW("ERR_INVALID_ARGUMENT", "netns must be a plain name");
+  }
+  w->family = (int)family;
+  napi_value promise, name;
+  CHECK(napi_create_promise(env, &w->deferred, &promise));
+  CHECK(napi_create_string_utf8(env, "weft.nftList", NAPI_AUTO_LENGTH, &name));
+  CHECK(napi_create_async_work(env, NULL, name, nft_list_execute, nft_list_complete, w, &w->work));
+  CHECK(napi_queue_async_work(env, w->work));
+  return promise;
+}
+
 /* ------------------------------------------------------------ module */
 
 static napi_value Init(napi_env env, napi_value exports) {
@@ -477,6 +577,8 @@ static napi_value Init(napi_env env, napi_value exports) {
       {"finishCsum", NULL, js_finish_csum, NULL, NULL, NULL, (napi_property_attributes)(napi_writable | napi_enumerable | napi_configurable), NULL},
       {"groCoalesce", NULL, js_gro, NULL, NULL, NULL, (napi_property_attributes)(napi_writable | napi_enumerable | napi_configurable), NULL},
       {"tsoSegment", NULL, js_tso_segment, NULL, NULL, NULL, (napi_property_attributes)(napi_writable | napi_enumerable | napi_configurable), NULL},
+      {"nftList", NULL, js_nft_list, NULL, NULL, NULL, (napi_property_attributes)(napi_writable | napi_enumerable | napi_configurable), NULL},
+      {"pipe", NULL, js_pipe, NULL, NULL, NULL, (napi_property_attributes)(napi_writable | napi_enumerable | napi_configurable), NULL},
   };
   napi_define_properties(env, exports, sizeof(fns) / sizeof(fns[0]), fns);
   napi_value verdicts, counters;

@@ -1,5 +1,9 @@
 import { spawn } from 'node:child_process';
+import { closeSync } from 'node:fs';
+import { Socket } from 'node:net';
+import type { Writable } from 'node:stream';
 import { ExecError } from '../core/errors.js';
+import { osPipe } from './pipe.js';
 
 export interface RunOptions {
   /** Written to the child's stdin. */
@@ -44,23 +48,51 @@ export interface StreamingRun {
   abort(): void;
   /** Bytes (UTF-16 units) written so far. */
   readonly written: number;
+  /** The child is gone (exited or failed to start). */
+  readonly exited: boolean;
 }
 
-export function runStreaming(cmd: string, args: string[], opts: Omit<RunOptions, 'input'> = {}): StreamingRun {
+export interface StreamingOptions extends Omit<RunOptions, 'input'> {
+  /**
+   * The child's stdin is a real pipe (needs `hasOsPipe()`), so it may open it
+   * by path as /dev/fd/0: nft reads a path as it parses, but buffers all of
+   * `-f -` first.
+   */
+  stdinByPath?: boolean;
+}
+
+export function runStreaming(cmd: string, args: string[], opts: StreamingOptions = {}): StreamingRun {
   const [file, argv] = opts.netns ? ['ip', ['netns', 'exec', opts.netns, cmd, ...args]] : [cmd, args];
-  const child = spawn(file, argv, { stdio: ['pipe', 'pipe', 'pipe'], env: opts.env ?? process.env });
+  const pipe = opts.stdinByPath ? osPipe() : undefined;
+  let child;
+  try {
+    child = spawn(file, argv, { stdio: [pipe ? pipe.read : 'pipe', 'pipe', 'pipe'], env: opts.env ?? process.env });
+  } catch (err) {
+    if (pipe) closeSync(pipe.write);
+    throw err;
+  } finally {
+    // The child has its own copy now (or never will).
+    if (pipe) closeSync(pipe.read);
+  }
+  const stdin: Writable = pipe ? new Socket({ fd: pipe.write, readable: false, writable: true }) : child.stdin!;
   let stdout = '';
   let stderr = '';
-  child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-  const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 60_000);
+  child.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  // Armed when the input starts, not at spawn: a child may be started ahead of time and wait for its input.
+  let timer: NodeJS.Timeout | undefined;
+  let exited = false;
+  const arm = () => void (exited || (timer ??= setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 60_000)));
   // Settled from spawn on, so a child that fails early is never an unhandled rejection.
   const done = new Promise<RunResult>((resolve, reject) => {
     child.on('error', (err) => {
+      exited = true;
       clearTimeout(timer);
+      stdin.destroy();
       reject(new ExecError(`${file} ${argv.join(' ')}`, null, err.message));
     });
     child.on('close', (code) => {
+      exited = true;
       clearTimeout(timer);
       if (code !== 0 && !opts.allowFail) {
         reject(new ExecError(`${cmd} ${args.join(' ')}`.slice(0, 300), code, stderr || stdout));
@@ -71,18 +103,20 @@ export function runStreaming(cmd: string, args: string[], opts: Omit<RunOptions,
   });
   done.catch(() => {});
   // EPIPE when the child exits early: its exit status tells what went wrong.
-  child.stdin.on('error', () => {});
+  stdin.on('error', () => {});
   let written = 0;
   return {
     write(text: string) {
+      arm();
       if (text) {
         written += text.length;
-        child.stdin.write(text);
+        stdin.write(text);
       }
       return new Promise<void>((r) => setImmediate(r));
     },
     end() {
-      child.stdin.end();
+      arm();
+      stdin.end();
       return done;
     },
     abort() {
@@ -90,6 +124,9 @@ export function runStreaming(cmd: string, args: string[], opts: Omit<RunOptions,
     },
     get written() {
       return written;
+    },
+    get exited() {
+      return exited;
     },
   };
 }

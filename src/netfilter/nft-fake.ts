@@ -86,8 +86,13 @@ export class FakeNft implements NftClient {
   /** Make the next apply fail (tests of the failure path). */
   failNext = false;
 
-  async apply(textOrPending: string | Promise<string>): Promise<void> {
-    const text = await textOrPending;
+  async applyStream(pieces: AsyncIterable<string> | Iterable<string>): Promise<void> {
+    let text = '';
+    for await (const piece of pieces) text += piece;
+    await this.apply(text);
+  }
+
+  async apply(text: string): Promise<void> {
     if (!text) return;
     if (this.failNext) {
       this.failNext = false;
@@ -108,7 +113,7 @@ export class FakeNft implements NftClient {
 
   async listTable(family: string, table: string): Promise<NftTableObjects | undefined> {
     const t = this.state.get(`${family} ${table}`);
-    return t ? { chains: new Set(t.chains.keys()), sets: new Set(t.sets.keys()) } : undefined;
+    return t ? { chains: new Set(t.chains.keys()), sets: new Set([...t.sets.keys(), ...t.maps.keys()]) } : undefined;
   }
 
   async listChain(family: string, table: string, chain: string): Promise<string[] | undefined> {

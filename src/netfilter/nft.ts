@@ -1,5 +1,7 @@
 import { WeftError } from '../core/errors.js';
-import { run, runStreaming, type RunResult } from '../exec/run.js';
+import { hasOsPipe } from '../exec/pipe.js';
+import { addonFunction } from '../native/addon.js';
+import { run, runStreaming, type RunResult, type StreamingRun } from '../exec/run.js';
 
 /** `nft -f` refused a transaction (nothing of it was applied). */
 export class NftError extends WeftError {
@@ -14,12 +16,16 @@ export interface NftTableObjects {
 
 /** The nftables operations weft-proxy needs; ExecNft runs `nft`, FakeNft keeps state in memory. */
 export interface NftClient {
+  /** Applies `nft -f` text as one atomic transaction; throws NftError and changes nothing on failure. */
+  apply(text: string): Promise<void>;
   /**
-   * Applies `nft -f` text as one atomic transaction; throws NftError and
-   * changes nothing on failure. Given a promise, nft starts at once and gets
-   * the text when it is ready ('' or a rejection: nothing is applied).
+   * The same for a transaction still being produced: nft starts at once and
+   * parses each piece as it comes. A producer that throws aborts it (nothing
+   * applied) and the error is rethrown.
    */
-  apply(text: string | Promise<string>): Promise<void>;
+  applyStream(pieces: AsyncIterable<string> | Iterable<string>): Promise<void>;
+  /** Releases what the client keeps open between transactions (nothing is removed). */
+  close?(): Promise<void>;
   /** Chains and sets of a table; undefined when the table does not exist. */
   listTable(family: string, table: string): Promise<NftTableObjects | undefined>;
   /** Rule bodies of one chain as nft prints them; undefined when the chain (or table) does not exist. */
@@ -29,28 +35,78 @@ export interface NftClient {
 interface NftJsonObj {
   chain?: { table: string; name: string };
   set?: { table: string; name: string };
+  map?: { table: string; name: string };
 }
 
-/** Runs the `nft` binary (optionally inside a netns); transactions go through stdin. */
-export class ExecNft implements NftClient {
-  constructor(private readonly netns?: string) {}
+/** Address families by nft's name (linux/netfilter.h NFPROTO_*). */
+const NFPROTO: Record<string, number> = { inet: 1, ip: 2, arp: 3, netdev: 5, bridge: 7, ip6: 10 };
 
-  async apply(text: string | Promise<string>): Promise<void> {
-    if (typeof text === 'string') {
-      if (text) this.check(await run('nft', ['-f', '-'], { input: text, netns: this.netns, allowFail: true }), text.length);
-      return;
+/** The addon's netlink listing (native/src/nftlist.c), when built. */
+const nftList = addonFunction<(netns: string, family: number, table: string) => Promise<{ chains: string[]; sets: string[] }>>('nftList');
+
+export interface ExecNftOptions {
+  /**
+   * Keep the next transaction's `nft` started and waiting for its input, so
+   * a sync does not wait for a process to start (~5 ms, a third of a small
+   * sync). For long-lived users (the proxy daemon); `close()` ends it.
+   */
+  keepReady?: boolean;
+  /** How `listTable` reads the kernel: over netlink in-process (default when the addon is built) or with an `nft` child. */
+  lister?: 'netlink' | 'nft';
+}
+
+/** Runs the `nft` binary (optionally inside a netns); transactions go through a pipe. */
+export class ExecNft implements NftClient {
+  private ready: StreamingRun | undefined;
+  private closed = false;
+
+  constructor(
+    private readonly netns?: string,
+    private readonly opts: ExecNftOptions = {},
+  ) {
+    if (opts.keepReady) this.ready = this.start();
+  }
+
+  async apply(text: string): Promise<void> {
+    if (text) await this.applyStream([text]);
+  }
+
+  async applyStream(pieces: AsyncIterable<string> | Iterable<string>): Promise<void> {
+    if (this.closed) throw new NftError('nft client closed');
+    // One started ahead of time may have died meanwhile (killed by someone): start another.
+    const child = this.ready && !this.ready.exited ? this.ready : this.start();
+    this.ready = undefined;
+    try {
+      try {
+        for await (const piece of pieces) await child.write(piece);
+      } catch (err) {
+        // Killed before its input ended: nft commits nothing.
+        child.abort();
+        await child.end();
+        throw err;
+      }
+      this.check(await child.end(), child.written);
+    } finally {
+      if (this.opts.keepReady && !this.closed) this.ready = this.start();
     }
-    // Started before the text exists: its exec and start-up overlap whatever the caller still waits for.
-    const child = runStreaming('nft', ['-f', '-'], { netns: this.netns, allowFail: true });
-    // Killed before it read anything: nothing applied.
-    const discard = async () => void (child.abort(), await child.end());
-    const t = await text.catch(async (err: unknown) => {
-      await discard();
-      throw err;
-    });
-    if (!t) return discard();
-    void child.write(t);
-    this.check(await child.end(), t.length);
+  }
+
+  /** Ends the waiting `nft` (empty input: it applies nothing and exits). */
+  async close(): Promise<void> {
+    this.closed = true;
+    const r = this.ready;
+    this.ready = undefined;
+    await r?.end();
+  }
+
+  /**
+   * nft reads all of `-f -` before it parses any of it, but parses a file as
+   * it reads it: a real pipe opened as /dev/fd/0 lets it parse while the
+   * rest is rendered (without the native addon: plain stdin).
+   */
+  private start(): StreamingRun {
+    const byPath = hasOsPipe();
+    return runStreaming('nft', ['-f', byPath ? '/dev/fd/0' : '-'], { netns: this.netns, allowFail: true, stdinByPath: byPath });
   }
 
   private check(r: RunResult, bytes: number): void {
@@ -60,23 +116,45 @@ export class ExecNft implements NftClient {
   }
 
   /**
-   * Chains from `list chains` and sets from terse `-t list sets` (without
-   * elements): near 10 ms at 10 000 Services, where `list tables`, `list
-   * chain` or a plain `list sets` take 300+ ms (nft 1.0.6 loads every set
-   * element for them). A table without chains counts as absent.
+   * Chains and sets (maps included) of one table. In-process over netlink
+   * when the native addon is built (under a millisecond, and no process
+   * competing with the render for the CPU); otherwise `nft -j -t list chains;
+   * list sets`, ~10 ms at 10 000 Services (`list tables`, `list chain` or a
+   * plain `list sets` take 300+ ms: nft 1.0.6 loads every set element for
+   * them). A table without chains counts as absent.
    */
   async listTable(family: string, table: string): Promise<NftTableObjects | undefined> {
+    const proto = NFPROTO[family];
+    const netlink = nftList && proto !== undefined && this.opts.lister !== 'nft';
+    const found = netlink ? await this.listNetlink(proto, family, table) : await this.listWithNft(family, table);
+    return found.chains.size ? found : undefined;
+  }
+
+  private async listNetlink(proto: number, family: string, table: string): Promise<NftTableObjects> {
+    try {
+      const r = await nftList!(this.netns ?? '', proto, table);
+      return { chains: new Set(r.chains), sets: new Set(r.sets) };
+    } catch (err) {
+      throw new NftError(`listing nftables table ${family} ${table} over netlink failed: ${(err as Error).message}`);
+    }
+  }
+
+  private async listWithNft(family: string, table: string): Promise<NftTableObjects> {
     // One process for both lists (a fork of a daemon with a large heap is not free): nft prints one JSON document per command.
-    const r = await run('nft', ['-j', '-t', `list chains ${family}; list sets ${family}`], { netns: this.netns, allowFail: true });
-    if (r.code !== 0) throw new NftError(`nft -j -t list chains/sets ${family} failed: ${r.stderr.trim()}`);
+    const r = await run('nft', ['-j', '-t', `list chains ${family}; list sets ${family}; list maps ${family}`], { netns: this.netns, allowFail: true });
+    if (r.code !== 0) throw new NftError(`nft -j -t list chains/sets/maps ${family} failed: ${r.stderr.trim()}`);
     const objs = r.stdout
       .split('\n')
       .filter((l) => l.trim())
       .flatMap((l) => (JSON.parse(l) as { nftables: NftJsonObj[] }).nftables);
-    const names = (kind: 'chain' | 'set') =>
-      new Set(objs.map((o) => o[kind]).filter((o): o is { table: string; name: string } => !!o && o.table === table).map((o) => o.name));
-    const chains = names('chain');
-    return chains.size ? { chains, sets: names('set') } : undefined;
+    const names = (kinds: readonly ('chain' | 'set' | 'map')[]) =>
+      new Set(
+        objs
+          .flatMap((o) => kinds.map((k) => o[k]))
+          .filter((o): o is { table: string; name: string } => !!o && o.table === table)
+          .map((o) => o.name),
+      );
+    return { chains: names(['chain']), sets: names(['set', 'map']) };
   }
 
   async listChain(family: string, table: string, chain: string): Promise<string[] | undefined> {

@@ -30,4 +30,6 @@ export interface ProxyModeBackend {
   healthy(): Promise<boolean>;
   /** Removes everything this mode ever wrote. */
   cleanup(): Promise<void>;
+  /** Releases processes or sockets kept open between syncs; the rules stay. */
+  close?(): Promise<void>;
 }

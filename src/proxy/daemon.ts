@@ -206,6 +206,7 @@ export async function runProxy(o: ProxyOptions, signal: AbortSignal): Promise<vo
     await Promise.all(running);
   } finally {
     runner.stop();
+    await backend.close?.();
     await hcServers.closeAll();
     await Promise.all(servers.map(close));
     etcd?.close();

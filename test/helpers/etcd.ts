@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -33,7 +33,8 @@ export interface TestEtcd {
   /** Stops and removes the data dir. */
   destroy(): Promise<void>;
   /** SIGSTOP / SIGCONT: an outage that loses nothing. */
-  pause(): void;
+  /** SIGSTOP, resolved once every thread of it is stopped (the signal lands asynchronously). */
+  pause(): Promise<void>;
   resume(): void;
 }
 
@@ -104,7 +105,12 @@ export async function createEtcd(): Promise<TestEtcd> {
     start,
     stop,
     destroy,
-    pause: () => proc?.kill('SIGSTOP'),
+    pause: async () => {
+      const pid = proc?.pid;
+      if (!pid || !proc?.kill('SIGSTOP')) return;
+      const stopped = () => readdirSync(`/proc/${pid}/task`).every((t) => /\) [Tt] /.test(readFileSync(`/proc/${pid}/task/${t}/stat`, 'utf8')));
+      await waitFor(stopped, { what: `etcd ${pid} stopped`, intervalMs: 5 });
+    },
     resume: () => proc?.kill('SIGCONT'),
   };
 }

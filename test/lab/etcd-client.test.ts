@@ -169,7 +169,7 @@ describe('EtcdClient on a real etcd', () => {
     const r = recorder();
     const w = c.watch(p, { prefix: true }, r.handlers);
     await waitFor(() => r.created === 1, { what: 'watch created' });
-    etcd.pause();
+    await etcd.pause();
     try {
       const err = await failure(c.get(`${p}a`));
       expect(err.kind).toBe('timeout');

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { waitFor } from '../../src/core/async.js';
 import { silentLogger } from '../../src/core/log.js';
 import { run } from '../../src/exec/run.js';
 import { ExecNft } from '../../src/netfilter/nft.js';
@@ -54,6 +55,10 @@ describe.skipIf(!isRoot)('NftablesProxier against the real nft in a namespace', 
     expect(t).toMatch(/10\.96\.0\.20 \. tcp \. 80 : goto pick-tcp-1/);
     expect(t.match(/^\s+set aff-/gm)).toHaveLength(2);
 
+    // A client's affinity entry, which a restart's full sync must keep (`flush table` empties chains, not sets).
+    const aff = /^\s+set (aff-\S+10\.244\.1\.2\S+) \{/m.exec(t)![1]!;
+    await run('nft', ['add', 'element', 'ip', 'weft-proxy', aff, '{ 192.0.2.9 }'], { netns: ns });
+
     // A restart with a smaller model: a new proxier's full sync removes what is stale.
     const px2 = new NftablesProxier(nft, CFG, silentLogger);
     model.remove('Service', 'default/empty');
@@ -62,6 +67,7 @@ describe.skipIf(!isRoot)('NftablesProxier against the real nft in a namespace', 
     t = await table();
     expect(t).not.toContain('default/empty');
     expect(t.match(/^\s+chain sep-/gm)).toHaveLength(2);
+    expect((await run('nft', ['list', 'set', 'ip', 'weft-proxy', aff], { netns: ns })).stdout).toContain('192.0.2.9');
 
     // A firewall reload flushes the ruleset: the canary sees it, a full sync repairs it.
     await run('nft', ['flush', 'ruleset'], { netns: ns });
@@ -75,15 +81,54 @@ describe.skipIf(!isRoot)('NftablesProxier against the real nft in a namespace', 
     await px2.cleanup();
   });
 
-  it('apply(promise): nft starts at once and applies the text when it comes; nothing when it is empty or rejected', async () => {
-    const later = (v: string) => new Promise<string>((r) => setTimeout(() => r(v), 20));
-    await nft.apply(later('add table ip weft-pending\nadd chain ip weft-pending c\n'));
-    expect((await run('nft', ['list', 'tables'], { netns: ns })).stdout).toContain('weft-pending');
-    await nft.apply(later(''));
-    await expect(nft.apply(Promise.reject(new Error('render failed')))).rejects.toThrow('render failed');
-    await expect(nft.apply(later('add chain ip weft-pending c2\nadd rule ip weft-pending c2 bogus\n'))).rejects.toThrow(/nft -f failed/);
-    // The refused transaction left nothing behind.
-    expect((await run('nft', ['list', 'table', 'ip', 'weft-pending'], { netns: ns })).stdout).not.toContain('c2');
+  it('applyStream: pieces make one transaction; a producer that fails or a refused piece applies nothing', async () => {
+    const tables = async () => (await run('nft', ['list', 'tables'], { netns: ns })).stdout;
+    async function* pieces(list: string[], failAfter?: number) {
+      for (const [i, p] of list.entries()) {
+        if (i === failAfter) throw new Error('render failed');
+        yield p;
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    }
+    await nft.applyStream(pieces(['add table ip weft-pending\n', 'add chain ip weft-pending c\n']));
+    expect(await tables()).toContain('weft-pending');
+    await expect(nft.applyStream(pieces(['add chain ip weft-pending c3\n', 'add chain ip weft-pending c4\n'], 1))).rejects.toThrow('render failed');
+    await expect(nft.applyStream(pieces(['add chain ip weft-pending c2\n', 'add rule ip weft-pending c2 bogus\n']))).rejects.toThrow(/nft -f failed/);
+    // Neither the abandoned nor the refused transaction left anything behind.
+    const left = (await run('nft', ['list', 'table', 'ip', 'weft-pending'], { netns: ns })).stdout;
+    expect(left).toContain('chain c {');
+    expect(left).not.toMatch(/c2|c3|c4/);
     await nft.apply('delete table ip weft-pending\n');
+  });
+
+  it('keepReady: the next transaction goes to an nft started ahead; close() ends it', async () => {
+    const waiting = async () => (await run('pgrep', ['-P', String(process.pid), '-f', '^nft -f'], { allowFail: true })).stdout.trim().split('\n').filter(Boolean);
+    const before = await waiting();
+    const ready = new ExecNft(ns, { keepReady: true });
+    try {
+      await waitFor(async () => (await waiting()).length === before.length + 1, { what: 'an nft waiting for input', intervalMs: 20 });
+      const [pid] = (await waiting()).filter((p) => !before.includes(p));
+      await ready.apply('add table ip weft-ready\n');
+      expect((await run('nft', ['list', 'tables'], { netns: ns })).stdout).toContain('weft-ready');
+      // The waiting process did that transaction; another one waits now.
+      expect(await waiting()).not.toContain(pid);
+      expect((await waiting()).length).toBe(before.length + 1);
+    } finally {
+      await ready.close();
+    }
+    await waitFor(async () => (await waiting()).length === before.length, { what: 'the waiting nft gone after close()', intervalMs: 20 });
+    await expect(ready.apply('delete table ip weft-ready\n')).rejects.toThrow(/closed/);
+    await nft.apply('delete table ip weft-ready\n');
+  });
+
+  it('listTable: the netlink listing finds what an nft child lists, including maps and sets', async () => {
+    await nft.apply('table ip weft-list {\nmap m { type ipv4_addr : verdict; }\nset s { type ipv4_addr; }\nchain a {\n}\nchain b {\njump a\n}\n}\n');
+    const viaNetlink = await new ExecNft(ns, { lister: 'netlink' }).listTable('ip', 'weft-list');
+    const viaNft = await new ExecNft(ns, { lister: 'nft' }).listTable('ip', 'weft-list');
+    expect(viaNetlink).toEqual({ chains: new Set(['a', 'b']), sets: new Set(['m', 's']) });
+    expect(viaNft).toEqual(viaNetlink);
+    expect(await new ExecNft(ns).listTable('ip', 'weft-absent')).toBeUndefined();
+    await expect(new ExecNft('weft-no-such-netns').listTable('ip', 'weft-list')).rejects.toThrow(/weft-no-such-netns/);
+    await nft.apply('delete table ip weft-list\n');
   });
 });

@@ -137,7 +137,7 @@ describe('EtcdRegistry + LeaseManager on a real etcd', () => {
     const lease = await m.acquire(signal);
     const running = m.run(signal);
     cleanups.push(() => running);
-    etcd.pause();
+    await etcd.pause();
     const until = Date.now() + 30_000;
     await waitFor(() => Date.now() >= until, { timeoutMs: 40_000, intervalMs: 1000 });
     etcd.resume();

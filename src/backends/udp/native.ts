@@ -1,8 +1,7 @@
-import { existsSync, readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { WeftError } from '../../core/errors.js';
+import { ADDON_RELATIVE_PATH, loadAddon, NativeAddonMissingError } from '../../native/addon.js';
+
+export { ADDON_RELATIVE_PATH, NativeAddonMissingError, packageRoot } from '../../native/addon.js';
 
 /** One row of the peer table as the addon takes it (addresses host-order u32). */
 export interface NativePeer {
@@ -60,62 +59,18 @@ export interface WeftNative {
   readonly version: string;
 }
 
-/** The native addon is not built (run `npm run build:native`). */
-export class NativeAddonMissingError extends WeftError {
-  override readonly code = 'ERR_NATIVE_ADDON_MISSING';
-}
-
 /** The native data path could not be opened (TUN, socket, netns). */
 export class UdpDatapathError extends WeftError {
   override readonly code = 'ERR_UDP_DATAPATH';
 }
 
-/** Walks up from this module to the package root (works from src/ and dist/). */
-export function packageRoot(from: string = dirname(fileURLToPath(import.meta.url))): string {
-  let dir = from;
-  for (;;) {
-    const pkg = join(dir, 'package.json');
-    if (existsSync(pkg)) {
-      try {
-        if ((JSON.parse(readFileSync(pkg, 'utf8')) as { name?: string }).name === 'weft') return dir;
-      } catch {
-        /* not ours; keep walking */
-      }
-    }
-    const up = dirname(dir);
-    if (up === dir) throw new NativeAddonMissingError('package root (package.json of weft) not found', { from });
-    dir = up;
-  }
-}
-
-export const ADDON_RELATIVE_PATH = 'native/build/Release/weft_native.node';
-
-let cached: WeftNative | undefined;
-let cachedError: Error | undefined;
-
 /** Loads the addon once; throws NativeAddonMissingError with the reason when it cannot. */
 export function loadNative(): WeftNative {
-  if (cached) return cached;
-  if (cachedError) throw cachedError;
-  try {
-    const root = packageRoot();
-    const path = join(root, ADDON_RELATIVE_PATH);
-    if (!existsSync(path)) {
-      throw new NativeAddonMissingError(`native addon not built: ${path} missing (run npm run build:native)`, { path });
-    }
-    const mod = createRequire(join(root, 'package.json'))(path) as WeftNative;
-    if (typeof mod.open !== 'function') {
-      throw new NativeAddonMissingError(`native addon at ${path} has no udp data path (stale build?)`, { path });
-    }
-    cached = mod;
-    return mod;
-  } catch (err) {
-    cachedError =
-      err instanceof NativeAddonMissingError
-        ? err
-        : new NativeAddonMissingError(`native addon failed to load: ${(err as Error).message}`, {}, { cause: err });
-    throw cachedError;
+  const mod = loadAddon();
+  if (typeof mod.open !== 'function') {
+    throw new NativeAddonMissingError(`native addon at ${ADDON_RELATIVE_PATH} has no udp data path (stale build?)`, { path: ADDON_RELATIVE_PATH });
   }
+  return mod as unknown as WeftNative;
 }
 
 /** The addon, or undefined with the reason (for tests that skip). */

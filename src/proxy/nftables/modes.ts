@@ -26,7 +26,7 @@ export async function createMode(mode: 'nftables' | 'ipvs', o: ProxyOptions, cfg
     const px = new IpvsProxier(clients, { ...cfg, scheduler: o.ipvsScheduler ?? 'rr', nodeIPs: o.nodeIP ? [o.nodeIP] : [] }, o.log);
     return new RemovingLeftovers(px, 'ipvs', o, cfg);
   }
-  return new RemovingLeftovers(new NftablesProxier(o.nft ?? new ExecNft(o.netns), cfg, o.log), 'nftables', o, cfg);
+  return new RemovingLeftovers(new NftablesProxier(o.nft ?? new ExecNft(o.netns, { keepReady: true }), cfg, o.log), 'nftables', o, cfg);
 }
 
 /** A mode backend that removes the other modes' rules once its own are in place. */
@@ -54,6 +54,9 @@ export class RemovingLeftovers implements ProxyModeBackend {
   }
   cleanup(): Promise<void> {
     return this.inner.cleanup();
+  }
+  async close(): Promise<void> {
+    await this.inner.close?.();
   }
 }
 

@@ -7,7 +7,7 @@ import type { ProxyModel } from '../model/model.js';
 import type { ServicePortInfo } from '../model/service-port.js';
 import { FIXED, NFT_FAMILY, NFT_TABLE } from './names.js';
 import { BASE_CHAINS } from './static.js';
-import { prepareFullSync, renderNftables, summarize, type NftExisting, type NftRenderInput, type NftRenderResult, type NftRenderState } from './render.js';
+import { renderNftables, streamFullSync, summarize, type NftExisting, type NftFullSyncResult, type NftRenderInput, type NftRenderState } from './render.js';
 import type { NftProxyConfig } from './service-rules.js';
 
 /**
@@ -36,37 +36,55 @@ export class NftablesProxier implements ProxyModeBackend {
       previous: this.state,
       existing: undefined as NftExisting | undefined,
     };
-    let r: NftRenderResult;
+    let r: { full: boolean; conflicts: string[]; bytes: number; commit(): NftRenderState };
     try {
       if (doFull) {
-        const rendering = this.renderFull(input);
-        // nft starts while the listing is awaited (after the render: spawning costs this thread a
-        // few ms) and reads the transaction when it is ready.
-        await this.nft.apply(rendering.then((x) => x.text));
-        r = await rendering;
+        r = await this.applyFull(input);
       } else {
-        r = renderNftables(input);
-        await this.nft.apply(r.text);
+        const p = renderNftables(input);
+        await this.nft.apply(p.text);
+        r = { ...p, bytes: p.text.length };
       }
     } catch (err) {
       this.state = undefined;
       if (!doFull || !input.existing) throw err;
       this.log.warn({ err: errorMessage(err) }, 'full nftables sync refused; recreating the table');
-      r = renderNftables({ ...input, existing: undefined });
-      await this.nft.apply(deleteTableText(NFT_FAMILY, NFT_TABLE) + r.text);
+      const p = renderNftables({ ...input, existing: undefined });
+      await this.nft.apply(deleteTableText(NFT_FAMILY, NFT_TABLE) + p.text);
+      r = { ...p, bytes: p.text.length };
     }
     this.state = r.commit();
     if (r.conflicts.length) this.log.warn({ conflicts: r.conflicts.slice(0, 5), count: r.conflicts.length }, 'service addresses claimed twice; first service keeps them');
-    this.log.debug({ full: r.full, bytes: r.text.length, services: this.state.services.size }, 'nftables rules synced');
-    return { wrote: r.text !== '', full: r.full, ...summarize(this.state) };
+    this.log.debug({ full: r.full, bytes: r.bytes, services: this.state.services.size }, 'nftables rules synced');
+    return { wrote: r.bytes > 0, full: r.full, ...summarize(this.state) };
   }
 
-  /** Lists the table (a child process) while the CPU-heavy part renders; `input.existing` is what it found. */
-  private async renderFull(input: NftRenderInput & { existing: NftExisting | undefined }): Promise<NftRenderResult> {
-    const listing = this.nft.listTable(NFT_FAMILY, NFT_TABLE);
-    const prepared = prepareFullSync(input);
-    input.existing = await listing;
-    return prepared.finish(input.existing);
+  /**
+   * One streamed transaction: nft starts first and parses each piece while
+   * the next renders; the table listing (a child process) runs meanwhile and
+   * is needed only for the last piece, the stale removals. `input.existing`
+   * is what it found.
+   */
+  private async applyFull(input: NftRenderInput & { existing: NftExisting | undefined }): Promise<NftFullSyncResult> {
+    const sync = streamFullSync(input);
+    let result: NftFullSyncResult | undefined;
+    let listing: Promise<NftExisting | undefined> | undefined;
+    const nft = this.nft;
+    async function* transaction(): AsyncGenerator<string> {
+      // Spawned after nft, whose start-up is on the critical path.
+      listing = nft.listTable(NFT_FAMILY, NFT_TABLE);
+      yield* sync.pieces();
+      input.existing = await listing;
+      result = sync.finish(input.existing);
+      yield result.tail;
+    }
+    try {
+      await this.nft.applyStream(transaction());
+    } finally {
+      // A failed apply may leave the listing unread: settle it before the retry looks at input.existing.
+      if (listing && !result) input.existing = await listing.catch(() => undefined);
+    }
+    return result!;
   }
 
   /**
@@ -82,6 +100,10 @@ export class NftablesProxier implements ProxyModeBackend {
 
   reset(): void {
     this.state = undefined;
+  }
+
+  async close(): Promise<void> {
+    await this.nft.close?.();
   }
 
   async cleanup(): Promise<void> {

@@ -139,114 +139,167 @@ function renderService(input: Pick<NftRenderInput, 'model' | 'cfg'>, name: strin
 }
 
 function renderFull(input: NftRenderInput): NftRenderResult {
-  return prepareFullSync(input).finish(input.existing);
+  const sync = streamFullSync(input);
+  let text = '';
+  for (const piece of sync.pieces()) text += piece;
+  const { tail, bytes: _bytes, ...result } = sync.finish(input.existing);
+  return { ...result, text: text + tail };
+}
+
+/** A streamed full sync's outcome: the stale removals that end the transaction, and what `renderNftables` returns but the text. */
+export interface NftFullSyncResult extends Omit<NftRenderResult, 'text'> {
+  /** Removal of stale chains and sets; the last piece of the transaction. */
+  tail: string;
+  /** Length of the whole transaction text. */
+  bytes: number;
 }
 
 /**
- * The CPU-heavy half of a full sync, which does not depend on what the
- * kernel holds: the proxier lists the table while this runs, then calls
- * `finish` with the listing (flushes of existing chains, stale removals).
+ * A full sync as a stream, so nft parses the first pieces while the rest
+ * renders. Nothing in `pieces()` depends on what the kernel holds: the table
+ * is flushed (`flush table` empties every chain, keeping sets and their
+ * affinity entries), maps and the hairpin set are flushed, everything is
+ * refilled. Only the removal of stale chains and sets needs the listing:
+ * `finish(existing)` renders it once the pieces are exhausted.
  */
-export function prepareFullSync(input: Omit<NftRenderInput, 'existing' | 'changed' | 'previous'>): { finish(existing: NftExisting | undefined): NftRenderResult } {
+export interface NftFullSync {
+  pieces(): Generator<string, void>;
+  finish(existing: NftExisting | undefined): NftFullSyncResult;
+}
+
+/** Text per piece: small enough that nft starts parsing early at 1000 Services, large enough to keep the pieces few. */
+const PIECE_CHARS = 32 * 1024;
+
+export function streamFullSync(input: Omit<NftRenderInput, 'existing' | 'changed' | 'previous'>): NftFullSync {
   const { cfg } = input;
   const state: NftRenderState = { services: new Map(), elements: new Map(), hairpin: new Map(), picks: new Map(), healthCheckServices: new Set(), noLocalEndpoints: 0, ruleCount: 0, endpointEntries: 0 };
   const conflicts: string[] = [];
-  const block: string[] = [`table ${T} {`];
-  const els = new Elements();
-  const written: string[] = [];
+  const written = new Set<string>();
+  const wantedSets = new Set<string>();
+  let bytes = 0;
+  let finished = false;
+
+  // The piece being filled: a table block (sets and chains) and the elements that point into it.
+  let block: string[] = [];
+  let els = new Elements();
+  let size = 0;
   const chain = (name: string, rules: readonly string[]) => {
-    written.push(name);
+    written.add(name);
     const b = BASE.get(name);
     block.push(`chain ${name} {`);
     if (b) block.push(`type ${b.type} hook ${b.hook} priority ${b.priority}; policy accept;`);
-    for (const r of rules) block.push(r);
+    for (const r of rules) (block.push(r), (size += r.length));
     block.push('}');
     state.ruleCount += rules.length;
   };
+  const element = (map: string, item: string) => {
+    els.addElement(map, item);
+    size += item.length;
+  };
+  const usePick = (pick: string) => {
+    const n = state.picks.get(pick) ?? 0;
+    state.picks.set(pick, n + 1);
+    if (n > 0) return;
+    const [proto, count] = pick.split('/') as [string, string];
+    chain(...pickChainRules(proto, Number(count), cfg));
+  };
+  const useHairpin = (ip: string) => {
+    const n = state.hairpin.get(ip) ?? 0;
+    state.hairpin.set(ip, n + 1);
+    if (n === 0) element(HAIRPIN_SET, hairpinItem(ip));
+  };
+  const take = (): string => {
+    const out = block.length ? [`table ${T} {`, ...block, '}'] : [];
+    els.emit(out);
+    block = [];
+    els = new Elements();
+    size = 0;
+    const piece = out.length ? out.join('\n') + '\n' : '';
+    bytes += piece.length;
+    return piece;
+  };
 
-  for (const m of MAPS) block.push(`map ${m} { ${mapType(m)}; }`);
-  block.push(`set ${HAIRPIN_SET} ${HAIRPIN_SET_DECL}`);
-  for (const [c, rules] of fixedChains(cfg)) chain(c, rules);
+  function* pieces(): Generator<string, void> {
+    const head = [`add table ${T} { comment "weft-proxy service rules (nftables mode)"; }`, `flush table ${T}`, `table ${T} {`];
+    for (const m of MAPS) head.push(`map ${m} { ${mapType(m)}; }`);
+    head.push(`set ${HAIRPIN_SET} ${HAIRPIN_SET_DECL}`, '}');
+    for (const m of MAPS) head.push(`flush map ${T} ${m}`);
+    head.push(`flush set ${T} ${HAIRPIN_SET}`);
+    for (const [c, rules] of fixedChains(cfg)) chain(c, rules);
+    const headText = `${head.join('\n')}\n`;
+    bytes += headText.length;
+    yield headText + take();
 
-  const wantedSets = new Set<string>();
-  for (const name of [...input.model.services.keys()].sort()) {
-    const r = renderService(input, name);
-    if (!r) continue;
-    state.services.set(name, r);
-    for (const [set, decl] of r.sets) (wantedSets.add(set), block.push(`set ${set} ${decl}`));
-    for (const [c, rules] of r.chains) chain(c, rules);
-    // Endpoint entries follow their ClusterIP's element: written when it was.
-    let parentWritten = false;
-    for (const e of r.elements) {
-      if (e.parent) {
-        if (parentWritten) (els.addElement(e.map, `${e.key} : ${e.value}`), state.endpointEntries++);
-        continue;
+    for (const name of [...input.model.services.keys()].sort()) {
+      const r = renderService(input, name);
+      if (!r) continue;
+      state.services.set(name, r);
+      for (const n of r.picks) usePick(n);
+      for (const [set, decl] of r.sets) (wantedSets.add(set), block.push(`set ${set} ${decl}`));
+      for (const [c, rules] of r.chains) chain(c, rules);
+      // Endpoint entries follow their ClusterIP's element: written when it was.
+      let parentWritten = false;
+      for (const e of r.elements) {
+        if (e.parent) {
+          if (parentWritten) (element(e.map, `${e.key} : ${e.value}`), state.endpointEntries++);
+          continue;
+        }
+        const id = elemId(e);
+        const other = state.elements.get(id);
+        parentWritten = !other;
+        if (other) {
+          conflicts.push(`${id} (${other}, ${name})`);
+          continue;
+        }
+        state.elements.set(id, name);
+        element(e.map, `${e.key} : ${e.value}`);
       }
-      const id = elemId(e);
-      const other = state.elements.get(id);
-      parentWritten = !other;
-      if (other) {
-        conflicts.push(`${id} (${other}, ${name})`);
-        continue;
+      // Plain ClusterIP ports: elements written straight from the model's data (nothing kept per element).
+      let hairpin = r.hairpin;
+      for (const pp of r.plain) {
+        let parentOk = false;
+        const eps = plainElements(pp, (map, key, value) => {
+          if (map === MAP.SERVICE_IPS) {
+            const id = `${map} ${key}`;
+            const other = state.elements.get(id);
+            parentOk = !other;
+            if (other) return void conflicts.push(`${id} (${other}, ${name})`);
+            state.elements.set(id, name);
+          } else if (!parentOk) return;
+          else state.endpointEntries++;
+          element(map, `${key} : ${value}`);
+        });
+        // The element above points at this chain: declared in the same piece, whose block comes first.
+        usePick(`${pp.proto}/${eps.length}`);
+        // Counted once per Service, as expandRules does for partial syncs.
+        for (const e of eps) {
+          if (hairpin.includes(e.ip)) continue;
+          if (hairpin === r.hairpin) hairpin = [...r.hairpin];
+          hairpin.push(e.ip);
+        }
       }
-      state.elements.set(id, name);
-      els.addElement(e.map, `${e.key} : ${e.value}`);
+      for (const ip of hairpin) useHairpin(ip);
+      if (r.healthChecks.length) state.healthCheckServices.add(name);
+      state.noLocalEndpoints += r.noLocalEndpoints;
+      if (size >= PIECE_CHARS) yield take();
     }
-    // Plain ClusterIP ports: elements written straight from the model's data (nothing kept per element).
-    let hairpin = r.hairpin;
-    for (const pp of r.plain) {
-      let written = false;
-      const eps = plainElements(pp, (map, key, value) => {
-        if (map === MAP.SERVICE_IPS) {
-          const id = `${map} ${key}`;
-          const other = state.elements.get(id);
-          written = !other;
-          if (other) return void conflicts.push(`${id} (${other}, ${name})`);
-          state.elements.set(id, name);
-        } else if (!written) return;
-        else state.endpointEntries++;
-        els.addElement(map, `${key} : ${value}`);
-      });
-      const pick = `${pp.proto}/${eps.length}`;
-      state.picks.set(pick, (state.picks.get(pick) ?? 0) + 1);
-      // Counted once per Service, as expandRules does for partial syncs.
-      for (const e of eps) {
-        if (hairpin.includes(e.ip)) continue;
-        if (hairpin === r.hairpin) hairpin = [...r.hairpin];
-        hairpin.push(e.ip);
-      }
-    }
-    for (const ip of hairpin) state.hairpin.set(ip, (state.hairpin.get(ip) ?? 0) + 1);
-    for (const n of r.picks) state.picks.set(n, (state.picks.get(n) ?? 0) + 1);
-    if (r.healthChecks.length) state.healthCheckServices.add(name);
-    state.noLocalEndpoints += r.noLocalEndpoints;
+    const last = take();
+    if (last) yield last;
+    finished = true;
   }
-  for (const pick of [...state.picks.keys()].sort()) {
-    const [proto, n] = pick.split('/') as [string, string];
-    const [c, rules] = pickChainRules(proto, Number(n), cfg);
-    chain(c, rules);
-  }
-  block.push('}');
-  for (const ip of state.hairpin.keys()) els.addElement(HAIRPIN_SET, hairpinItem(ip));
-  const body: string[] = [];
-  els.emit(body);
-  const text = `${block.join('\n')}\n${body.join('\n')}\n`;
 
   return {
+    pieces,
     finish(existing) {
-      const head: string[] = [`add table ${T} { comment "weft-proxy service rules (nftables mode)"; }`];
+      if (!finished) throw new Error('streamFullSync: finish() before the pieces were exhausted');
       const tail: string[] = [];
       if (existing) {
-        for (const c of written) if (existing.chains.has(c)) head.push(`flush chain ${T} ${c}`);
-        for (const m of MAPS) head.push(`flush map ${T} ${m}`);
-        head.push(`flush set ${T} ${HAIRPIN_SET}`);
-        const wanted = new Set(written);
-        const stale = [...existing.chains].filter((c) => OWNED_CHAIN_RE.test(c) && !wanted.has(c));
-        for (const c of stale) tail.push(`flush chain ${T} ${c}`);
-        for (const c of stale) tail.push(`delete chain ${T} ${c}`);
+        // `flush table` emptied them; nothing refilled points at them.
+        for (const c of existing.chains) if (OWNED_CHAIN_RE.test(c) && !written.has(c)) tail.push(`delete chain ${T} ${c}`);
         for (const x of existing.sets) if (OWNED_SET_RE.test(x) && !wantedSets.has(x)) tail.push(`delete set ${T} ${x}`);
       }
-      return { text: `${head.join('\n')}\n${text}${tail.length ? tail.join('\n') + '\n' : ''}`, full: true, conflicts, commit: () => state };
+      const text = tail.length ? tail.join('\n') + '\n' : '';
+      return { tail: text, bytes: bytes + text.length, full: true, conflicts, commit: () => state };
     },
   };
 }

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { hasOsPipe } from '../../../src/exec/pipe.js';
 import { run, runStreaming } from '../../../src/exec/run.js';
 
 describe('runStreaming: a child fed while the caller is still producing', () => {
@@ -35,5 +36,25 @@ describe('runStreaming: a child fed while the caller is still producing', () => 
 
   it('run() is the same thing with all its input at once', async () => {
     expect((await run('cat', [], { input: 'a\nb\n' })).stdout).toBe('a\nb\n');
+  });
+
+  it.skipIf(!hasOsPipe())('stdinByPath: the child can open its stdin by path as /dev/fd/0 (a socket pair cannot)', async () => {
+    const byPath = runStreaming('sh', ['-c', 'cat /dev/fd/0'], { stdinByPath: true });
+    for (let i = 0; i < 20; i++) await byPath.write(`piece ${i}\n`.repeat(1000));
+    const r = await byPath.end();
+    expect(r.stdout.split('\n').filter(Boolean)).toHaveLength(20 * 1000);
+    expect(r.stdout.endsWith('piece 19\n')).toBe(true);
+    // What libuv hands a child by default: opening it by path fails (ENXIO), the reason for stdinByPath.
+    const plain = await run('sh', ['-c', 'cat /dev/fd/0'], { input: 'x\n', allowFail: true });
+    expect(plain.code).not.toBe(0);
+    expect(plain.stderr).toMatch(/No such device or address/);
+  });
+
+  it('a child started ahead of its input is not timed out while it waits', async () => {
+    const child = runStreaming('cat', [], { timeoutMs: 50 });
+    await new Promise((r) => setTimeout(r, 150));
+    expect(child.exited).toBe(false);
+    await child.write('late\n');
+    expect((await child.end()).stdout).toBe('late\n');
   });
 });
