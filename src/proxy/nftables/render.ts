@@ -119,12 +119,12 @@ const mapType = (m: MapName) => (MAP_TYPES[m].startsWith('typeof ') ? MAP_TYPES[
 const hairpinItem = (ip: string) => `${ip} . ${ip}`;
 
 /**
- * Renders one sync as a single `nft -f` transaction. Full: the whole table
- * in nft's block syntax (chains that exist are flushed first, maps and the
- * hairpin set flushed and refilled, stale chains and sets removed; affinity
- * sets keep their entries). Partial: commands for the changed Services'
- * chains, their map elements, and what they no longer need - an unchanged
- * model renders ''. Order inside a transaction: declarations, chain
+ * Renders one sync as a single `nft -f` transaction. Full: the text of
+ * `streamFullSync` in one string (the table flushed, maps and the hairpin
+ * set flushed and refilled, stale chains and sets removed; affinity sets
+ * keep their entries). Partial: commands for the changed Services' chains,
+ * their map elements, and what they no longer need - an unchanged model
+ * renders ''. Order inside a partial transaction: declarations, chain
  * contents, element deletions, element additions, stale chains flushed,
  * then deleted (nothing points at them any more). Pure.
  */
