@@ -562,24 +562,28 @@ static napi_value js_nft_list(napi_env env, napi_callback_info info) {
 
 /* ------------------------------------------------------------ module */
 
+/* One exported function (writable, enumerable, configurable like a plain property). */
+#define FN(name, fn) {name, NULL, fn, NULL, NULL, NULL, (napi_property_attributes)(napi_writable | napi_enumerable | napi_configurable), NULL}
+
 static napi_value Init(napi_env env, napi_value exports) {
   napi_property_descriptor fns[] = {
-      {"open", NULL, js_open, NULL, NULL, NULL, (napi_property_attributes)(napi_writable | napi_enumerable | napi_configurable), NULL},
-      {"setPeers", NULL, js_set_peers, NULL, NULL, NULL, (napi_property_attributes)(napi_writable | napi_enumerable | napi_configurable), NULL},
-      {"stats", NULL, js_stats, NULL, NULL, NULL, (napi_property_attributes)(napi_writable | napi_enumerable | napi_configurable), NULL},
-      {"info", NULL, js_info, NULL, NULL, NULL, (napi_property_attributes)(napi_writable | napi_enumerable | napi_configurable), NULL},
-      {"close", NULL, js_close, NULL, NULL, NULL, (napi_property_attributes)(napi_writable | napi_enumerable | napi_configurable), NULL},
-      {"checkIpv4", NULL, js_check_ipv4, NULL, NULL, NULL, (napi_property_attributes)(napi_writable | napi_enumerable | napi_configurable), NULL},
-      {"classify", NULL, js_classify, NULL, NULL, NULL, (napi_property_attributes)(napi_writable | napi_enumerable | napi_configurable), NULL},
-      {"route", NULL, js_route, NULL, NULL, NULL, (napi_property_attributes)(napi_writable | napi_enumerable | napi_configurable), NULL},
-      {"ttlDecrement", NULL, js_ttl_decrement, NULL, NULL, NULL, (napi_property_attributes)(napi_writable | napi_enumerable | napi_configurable), NULL},
-      {"icmpNetUnreachable", NULL, js_icmp, NULL, NULL, NULL, (napi_property_attributes)(napi_writable | napi_enumerable | napi_configurable), NULL},
-      {"finishCsum", NULL, js_finish_csum, NULL, NULL, NULL, (napi_property_attributes)(napi_writable | napi_enumerable | napi_configurable), NULL},
-      {"groCoalesce", NULL, js_gro, NULL, NULL, NULL, (napi_property_attributes)(napi_writable | napi_enumerable | napi_configurable), NULL},
-      {"tsoSegment", NULL, js_tso_segment, NULL, NULL, NULL, (napi_property_attributes)(napi_writable | napi_enumerable | napi_configurable), NULL},
-      {"nftList", NULL, js_nft_list, NULL, NULL, NULL, (napi_property_attributes)(napi_writable | napi_enumerable | napi_configurable), NULL},
-      {"pipe", NULL, js_pipe, NULL, NULL, NULL, (napi_property_attributes)(napi_writable | napi_enumerable | napi_configurable), NULL},
+      FN("open", js_open),
+      FN("setPeers", js_set_peers),
+      FN("stats", js_stats),
+      FN("info", js_info),
+      FN("close", js_close),
+      FN("checkIpv4", js_check_ipv4),
+      FN("classify", js_classify),
+      FN("route", js_route),
+      FN("ttlDecrement", js_ttl_decrement),
+      FN("icmpNetUnreachable", js_icmp),
+      FN("finishCsum", js_finish_csum),
+      FN("groCoalesce", js_gro),
+      FN("tsoSegment", js_tso_segment),
+      FN("nftList", js_nft_list),
+      FN("pipe", js_pipe),
   };
+#undef FN
   napi_define_properties(env, exports, sizeof(fns) / sizeof(fns[0]), fns);
   napi_value verdicts, counters;
   napi_create_array(env, &verdicts);

@@ -8,7 +8,7 @@ export class NftError extends WeftError {
   override readonly code = 'ERR_NFT';
 }
 
-/** Names of the chains and (non-map) sets of one table. */
+/** Names of the chains and sets (maps included, as the kernel counts them) of one table. */
 export interface NftTableObjects {
   chains: Set<string>;
   sets: Set<string>;

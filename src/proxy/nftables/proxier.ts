@@ -7,7 +7,7 @@ import type { ProxyModel } from '../model/model.js';
 import type { ServicePortInfo } from '../model/service-port.js';
 import { FIXED, NFT_FAMILY, NFT_TABLE } from './names.js';
 import { BASE_CHAINS } from './static.js';
-import { renderNftables, streamFullSync, summarize, type NftExisting, type NftFullSyncResult, type NftRenderInput, type NftRenderState } from './render.js';
+import { renderNftables, streamFullSync, summarize, type NftExisting, type NftFullSyncResult, type NftRenderInput, type NftRenderResult, type NftRenderState } from './render.js';
 import type { NftProxyConfig } from './service-rules.js';
 
 /**
@@ -36,22 +36,16 @@ export class NftablesProxier implements ProxyModeBackend {
       previous: this.state,
       existing: undefined as NftExisting | undefined,
     };
+    // Rendered as one text (partial syncs, the retry): applied after `prefix`.
+    const applyText = async (p: NftRenderResult, prefix = '') => (await this.nft.apply(prefix + p.text), { ...p, bytes: p.text.length });
     let r: { full: boolean; conflicts: string[]; bytes: number; commit(): NftRenderState };
     try {
-      if (doFull) {
-        r = await this.applyFull(input);
-      } else {
-        const p = renderNftables(input);
-        await this.nft.apply(p.text);
-        r = { ...p, bytes: p.text.length };
-      }
+      r = doFull ? await this.applyFull(input) : await applyText(renderNftables(input));
     } catch (err) {
       this.state = undefined;
       if (!doFull || !input.existing) throw err;
       this.log.warn({ err: errorMessage(err) }, 'full nftables sync refused; recreating the table');
-      const p = renderNftables({ ...input, existing: undefined });
-      await this.nft.apply(deleteTableText(NFT_FAMILY, NFT_TABLE) + p.text);
-      r = { ...p, bytes: p.text.length };
+      r = await applyText(renderNftables({ ...input, existing: undefined }), deleteTableText(NFT_FAMILY, NFT_TABLE));
     }
     this.state = r.commit();
     if (r.conflicts.length) this.log.warn({ conflicts: r.conflicts.slice(0, 5), count: r.conflicts.length }, 'service addresses claimed twice; first service keeps them');

@@ -180,7 +180,8 @@ export function streamFullSync(input: Omit<NftRenderInput, 'existing' | 'changed
   let finished = false;
 
   // The piece being filled: a table block (sets and chains) and the elements that point into it.
-  let block: string[] = [];
+  const open = () => [`table ${T} {`];
+  let block = open();
   let els = new Elements();
   let size = 0;
   const chain = (name: string, rules: readonly string[]) => {
@@ -209,9 +210,9 @@ export function streamFullSync(input: Omit<NftRenderInput, 'existing' | 'changed
     if (n === 0) element(HAIRPIN_SET, hairpinItem(ip));
   };
   const take = (): string => {
-    const out = block.length ? [`table ${T} {`, ...block, '}'] : [];
+    const out = block.length > 1 ? (block.push('}'), block) : [];
     els.emit(out);
-    block = [];
+    block = open();
     els = new Elements();
     size = 0;
     const piece = out.length ? out.join('\n') + '\n' : '';
