@@ -44,6 +44,40 @@ const NFPROTO: Record<string, number> = { inet: 1, ip: 2, arp: 3, netdev: 5, bri
 /** The addon's netlink listing (native/src/nftlist.c), when built. */
 const nftList = addonFunction<(netns: string, family: number, table: string) => Promise<{ chains: string[]; sets: string[] }>>('nftList');
 
+/** nft's location prefix: "<input>:<line>:<first column>-<last column>: Error: ...". */
+const NFT_LOCATION = /^(\S+):(\d+):(\d+)-(\d+): (.*)$/;
+
+/**
+ * nft's error lines, each followed by the input line it points at (quoted,
+ * with the columns it names), as nft itself does for stdin but cannot for a
+ * pipe it has already read. Lines nft quoted itself, and caret lines, are
+ * dropped: the quote replaces them. Pure.
+ */
+export function quoteNftErrors(stderr: string, input: string): string[] {
+  const out: string[] = [];
+  let lines: string[] | undefined;
+  for (const raw of stderr.split('\n')) {
+    const line = raw.trimEnd();
+    const m = NFT_LOCATION.exec(line);
+    if (!m) continue;
+    lines ??= input.split('\n');
+    const [, , ln, from, to, what] = m;
+    const text = lines[Number(ln) - 1];
+    out.push(text === undefined ? line : `line ${ln}: ${what}: ${excerpt(text, Number(from), Number(to))}`);
+  }
+  // Not in nft's located form (a crash, a missing binary): the first lines as they are.
+  return out.length ? out : stderr.trim().split('\n').filter(Boolean);
+}
+
+/** The columns nft names (1-based, inclusive) in brackets, with some context: an `add element` line can hold 40 KB. */
+function excerpt(text: string, from: number, to: number, context = 60): string {
+  const start = Math.max(0, from - 1 - context);
+  const end = Math.min(text.length, to + context);
+  const pre = start > 0 ? '…' : '';
+  const post = end < text.length ? '…' : '';
+  return `${pre}${text.slice(start, from - 1)}[${text.slice(from - 1, to)}]${text.slice(to, end)}${post}`.trimEnd();
+}
+
 export interface ExecNftOptions {
   /**
    * Keep the next transaction's `nft` started and waiting for its input, so
@@ -76,16 +110,18 @@ export class ExecNft implements NftClient {
     // One started ahead of time may have died meanwhile (killed by someone): start another.
     const child = this.ready && !this.ready.exited ? this.ready : this.start();
     this.ready = undefined;
+    // Kept until nft exits: it cannot quote a line of a pipe it has consumed, so an error does it from these.
+    const sent: string[] = [];
     try {
       try {
-        for await (const piece of pieces) await child.write(piece);
+        for await (const piece of pieces) (sent.push(piece), await child.write(piece));
       } catch (err) {
         // Killed before its input ended: nft commits nothing.
         child.abort();
         await child.end();
         throw err;
       }
-      this.check(await child.end(), child.written);
+      this.check(await child.end(), child.written, sent);
     } finally {
       if (this.opts.keepReady && !this.closed) this.ready = this.start();
     }
@@ -109,9 +145,10 @@ export class ExecNft implements NftClient {
     return runStreaming('nft', ['-f', byPath ? '/dev/fd/0' : '-'], { netns: this.netns, allowFail: true, stdinByPath: byPath });
   }
 
-  private check(r: RunResult, bytes: number): void {
+  private check(r: RunResult, bytes: number, sent: readonly string[]): void {
     if (r.code !== 0) {
-      throw new NftError(`nft -f failed (exit ${r.code}): ${r.stderr.trim().split('\n').slice(0, 3).join(' | ')}`, { exitCode: r.code, bytes });
+      const errors = quoteNftErrors(r.stderr, sent.join(''));
+      throw new NftError(`nft -f failed (exit ${r.code}): ${errors.slice(0, 3).join(' | ')}`, { exitCode: r.code, bytes, errors });
     }
   }
 
