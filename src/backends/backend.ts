@@ -61,6 +61,8 @@ export interface Backend {
   cleanup(): Promise<void>;
   /** Optional: backend counters as Prometheus text, appended to weftd's /metrics. */
   metricsText?(): string;
+  /** Optional: the overlay device the backend programs (vxlan's `weft.<VNI>`); kept when stale ones are removed. */
+  readonly device?: string;
 }
 
 export type BackendFactory = (ctx: BackendContext) => Backend;

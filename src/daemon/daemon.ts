@@ -2,6 +2,7 @@ import type { Server } from 'node:http';
 import { AbortedError } from '../core/errors.js';
 import { formatCidr, sameNet, subnetKey } from '../core/ip.js';
 import type { Logger } from '../core/log.js';
+import { removeStaleOverlayDevices } from '../backends/stale-devices.js';
 import { BoundedFrequencyRunner } from '../core/runner.js';
 import { createBackend, type Backend, type ExternalInterface } from '../backends/backend.js';
 import '../backends/index.js';
@@ -87,6 +88,7 @@ export async function runWeftd(opts: WeftdOptions, deps: DaemonDeps): Promise<vo
     const { backend: made, iface } = await backendFor(opts, config, kernel, log);
     backend = made;
     log.info({ iface: iface.name, ifaceAddr: iface.ifaceAddr, publicIp: iface.publicIp, mtu: iface.mtu }, 'using interface');
+    await removeStaleOverlayDevices(kernel.links, backend.device, log);
     const prepared = await backend.prepare();
 
     readyReason = 'acquiring lease';

@@ -98,6 +98,17 @@ describe.skipIf(!isRoot)('weftd host-gw on a 3-host lab (real etcd, real kernel)
     expect(routes).toHaveLength(2);
   });
 
+  it('removes a vxlan device left by an earlier vxlan run on start', async () => {
+    const h1 = labTarget(id, 'h1');
+    await stopWeftd(id, 'h1');
+    await run('ip', ['-n', h1, 'link', 'add', 'weft.9', 'type', 'vxlan', 'id', '9', 'dstport', '8472', 'dev', 'eth0']);
+    await run('ip', ['-n', h1, 'link', 'set', 'weft.9', 'up']);
+    await startWeftd(id, 'h1');
+    const links = (await run('ip', ['-n', h1, '-o', 'link', 'show'])).stdout;
+    expect(links).not.toContain('weft.9');
+    expect(await podRoutesOf(id, 'h1')).toHaveLength(2);
+  });
+
   it('restores a route deleted by hand at the next reconcile', async () => {
     const h1 = labTarget(id, 'h1');
     await run('ip', ['-n', h1, 'route', 'del', subnetOf('h2')]);

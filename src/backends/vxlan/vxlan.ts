@@ -40,6 +40,9 @@ export class VxlanBackend implements Backend {
   onNeedSync?: (reason: string) => void;
   readonly cfg: VxlanConfig;
   readonly dev: string;
+  get device(): string {
+    return this.dev;
+  }
   private readonly kernel: Kernel;
   private readonly log: Logger;
   private spec?: VxlanSpec;
