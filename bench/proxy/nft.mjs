@@ -4,6 +4,8 @@
 // output loaded into an empty netns), one endpoint change at each size, and the
 // same full sync / change in iptables mode, side by side in one run. Each
 // measurement runs in its own throwaway netns, from a garbage-collected heap.
+// Times are medians over the rounds; the full-vs-bare ratio is the median of
+// each round's own ratio (the two run back to back).
 //
 //   npx tsc -p tsconfig.json && node bench/proxy/nft.mjs [--sizes 1000,5000,10000] [--rounds 3] [--changes 5] [--iptables-backend nft|legacy|none] [--json]
 //
@@ -160,12 +162,14 @@ const results = [];
 try {
   for (const n of SIZES) {
     const model = buildModel(n);
-    const rows = { nftFull: [], bare: [], nftChange: [], iptFull: [], iptChange: [] };
+    const rows = { nftFull: [], bare: [], pairRatio: [], nftChange: [], iptFull: [], iptChange: [] };
     for (let r = 0; r < ROUNDS; r++) {
       const nft = await runMode('nft', n, model);
       rows.nftFull.push(nft.full);
       rows.nftChange.push(nft.change);
       rows.bare.push(bareNft(nft.dump, n));
+      // Each round's pair runs back to back: their ratio is immune to the machine's speed drifting between rounds.
+      rows.pairRatio.push(nft.full / rows.bare.at(-1));
       if (IPT !== 'none') {
         const ipt = await runMode('ipt', n, model);
         rows.iptFull.push(ipt.full);
@@ -180,14 +184,18 @@ try {
       iptFullMs: IPT !== 'none' ? median(rows.iptFull) : undefined,
       iptChangeMs: IPT !== 'none' ? median(rows.iptChange) : undefined,
     };
-    row.fullVsBare = row.nftFullMs / row.bareNftMs;
+    row.fullVsBare = median(rows.pairRatio);
+    row.fullVsBareRange = [Math.min(...rows.pairRatio), Math.max(...rows.pairRatio)];
+    // Per-round samples, in round order, for the report's paired ratio.
+    row.nftFullRuns = rows.nftFull;
+    row.bareNftRuns = rows.bare;
     if (row.iptFullMs) row.nftVsIptFull = row.nftFullMs / row.iptFullMs;
     if (row.iptChangeMs) row.nftVsIptChange = row.nftChangeMs / row.iptChangeMs;
     results.push(row);
     if (!JSON_OUT) {
       const f = (x) => (x === undefined ? '-' : x.toFixed(1));
       console.log(
-        `${n} services x 2 endpoints: nft full sync ${f(row.nftFullMs)} ms, bare nft -f ${f(row.bareNftMs)} ms (ratio ${row.fullVsBare.toFixed(2)}), ` +
+        `${n} services x 2 endpoints: nft full sync ${f(row.nftFullMs)} ms, bare nft -f ${f(row.bareNftMs)} ms (ratio ${row.fullVsBare.toFixed(2)}, rounds ${row.fullVsBareRange.map((x) => x.toFixed(2)).join('-')}), ` +
           `one endpoint change ${f(row.nftChangeMs)} ms; iptables-${IPT} full ${f(row.iptFullMs)} ms, change ${f(row.iptChangeMs)} ms` +
           (row.nftVsIptFull ? ` (nft/iptables: full ${row.nftVsIptFull.toFixed(2)}, change ${row.nftVsIptChange.toFixed(2)})` : ''),
       );

@@ -139,6 +139,14 @@ describe('report figures and markdown', () => {
       nftables: { rounds: 2, results: [{ services: 1000, nftFullMs: 900, bareNftMs: 400, nftChangeMs: 40, fullVsBare: 2.25 }, { services: 2000, nftFullMs: 1500, bareNftMs: 700, nftChangeMs: 45, fullVsBare: 2.1 }] },
     });
     expect(p.headline.map((h: { met: boolean }) => h.met)).toEqual([false, false, true]);
+    // With per-round samples the nftables ratio pairs each round's sync with the bare load that followed it.
+    const paired = proxyReport({
+      nftables: { rounds: 3, results: [{ services: 1000, nftFullMs: 110, bareNftMs: 100, nftChangeMs: 20, fullVsBare: 1.1, fullVsBareRange: [1.05, 1.3], nftFullRuns: [105, 110, 260], bareNftRuns: [100, 100, 200] }] },
+    });
+    expect(paired.headline[0].ratioValue.median).toBeCloseTo(1.1);
+    expect(paired.headline[0].ratioValue.max).toBeCloseTo(1.3);
+    expect(paired.headline[0].met).toBe(true);
+    expect(paired.tables[0].rows[0][3]).toBe('1.10x (1.05-1.30)');
     checkSvg(p.charts[0].svg);
     const c = convergenceReport({
       samples: 3,
