@@ -22,20 +22,22 @@ static inline uint64_t add_carry64(uint64_t acc, uint64_t v) {
  * 2^64-1 is a multiple of 0xffff, so this equals the 16-bit big-endian sum.
  * Only the last chunk given may have an odd length. */
 uint64_t weft_csum_add(uint64_t sum, const uint8_t *p, size_t len) {
-  uint64_t acc = 0;
+  /* Four independent carry chains: one chain waits on each add's carry. */
+  uint64_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
   while (len >= 32) {
     uint64_t a, b, c, d;
     memcpy(&a, p, 8);
     memcpy(&b, p + 8, 8);
     memcpy(&c, p + 16, 8);
     memcpy(&d, p + 24, 8);
-    acc = add_carry64(acc, a);
-    acc = add_carry64(acc, b);
-    acc = add_carry64(acc, c);
-    acc = add_carry64(acc, d);
+    a0 = add_carry64(a0, a);
+    a1 = add_carry64(a1, b);
+    a2 = add_carry64(a2, c);
+    a3 = add_carry64(a3, d);
     p += 32;
     len -= 32;
   }
+  uint64_t acc = add_carry64(add_carry64(a0, a1), add_carry64(a2, a3));
   while (len >= 8) {
     uint64_t a;
     memcpy(&a, p, 8);
