@@ -21,6 +21,7 @@ import { ExecIptables } from '../../dist/netfilter/iptables.js';
 import { NftablesProxier } from '../../dist/proxy/nftables/proxier.js';
 import { IptablesProxier } from '../../dist/proxy/iptables/proxier.js';
 import { ProxyModel } from '../../dist/proxy/model/model.js';
+import { pairedRatio } from '../report/stats.mjs';
 
 const opt = (name, def) => {
   const i = process.argv.indexOf(name);
@@ -162,14 +163,12 @@ const results = [];
 try {
   for (const n of SIZES) {
     const model = buildModel(n);
-    const rows = { nftFull: [], bare: [], pairRatio: [], nftChange: [], iptFull: [], iptChange: [] };
+    const rows = { nftFull: [], bare: [], nftChange: [], iptFull: [], iptChange: [] };
     for (let r = 0; r < ROUNDS; r++) {
       const nft = await runMode('nft', n, model);
       rows.nftFull.push(nft.full);
       rows.nftChange.push(nft.change);
       rows.bare.push(bareNft(nft.dump, n));
-      // Each round's pair runs back to back: their ratio is immune to the machine's speed drifting between rounds.
-      rows.pairRatio.push(nft.full / rows.bare.at(-1));
       if (IPT !== 'none') {
         const ipt = await runMode('ipt', n, model);
         rows.iptFull.push(ipt.full);
@@ -184,9 +183,11 @@ try {
       iptFullMs: IPT !== 'none' ? median(rows.iptFull) : undefined,
       iptChangeMs: IPT !== 'none' ? median(rows.iptChange) : undefined,
     };
-    row.fullVsBare = median(rows.pairRatio);
-    row.fullVsBareRange = [Math.min(...rows.pairRatio), Math.max(...rows.pairRatio)];
-    // Per-round samples, in round order, for the report's paired ratio.
+    // Each round's sync and bare load run back to back: their ratio is immune to the machine's speed drifting between rounds.
+    const paired = pairedRatio(rows.nftFull, rows.bare);
+    row.fullVsBare = paired.median;
+    row.fullVsBareRange = [paired.min, paired.max];
+    // Per-round samples, in round order, for the report.
     row.nftFullRuns = rows.nftFull;
     row.bareNftRuns = rows.bare;
     if (row.iptFullMs) row.nftVsIptFull = row.nftFullMs / row.iptFullMs;

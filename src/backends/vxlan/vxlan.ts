@@ -39,10 +39,8 @@ export class VxlanBackend implements Backend {
   readonly type = 'vxlan';
   onNeedSync?: (reason: string) => void;
   readonly cfg: VxlanConfig;
-  readonly dev: string;
-  get device(): string {
-    return this.dev;
-  }
+  /** `weft.<VNI>`: the device this backend programs. */
+  readonly device: string;
   private readonly kernel: Kernel;
   private readonly log: Logger;
   private spec?: VxlanSpec;
@@ -58,8 +56,8 @@ export class VxlanBackend implements Backend {
     opts: VxlanOptions = {},
   ) {
     this.cfg = parseVxlanConfig(ctx.config.backend.raw, opts.devicePrefix ? { devicePrefix: opts.devicePrefix } : {});
-    this.dev = deviceName(this.cfg);
-    this.log = ctx.log.child({ backend: 'vxlan', dev: this.dev });
+    this.device = deviceName(this.cfg);
+    this.log = ctx.log.child({ backend: 'vxlan', dev: this.device });
     this.kernel = opts.kernel ?? createKernel({ ...(ctx.netns ? { netns: ctx.netns } : {}), log: this.log });
     const want = this.cfg.txChecksumOffload;
     this.txCsum =
@@ -72,8 +70,8 @@ export class VxlanBackend implements Backend {
   /** Applies the TxChecksumOffload policy; true when it changed something. */
   private async ensureOffload(): Promise<boolean> {
     if (this.txCsum === undefined) return false;
-    if ((await this.kernel.offloads.getTxChecksum(this.dev)) === this.txCsum) return false;
-    await this.kernel.offloads.setTxChecksum(this.dev, this.txCsum);
+    if ((await this.kernel.offloads.getTxChecksum(this.device)) === this.txCsum) return false;
+    await this.kernel.offloads.setTxChecksum(this.device, this.txCsum);
     this.log.info({ txChecksumOffload: this.txCsum }, 'set tx checksum offload on vxlan device');
     return true;
   }
@@ -86,7 +84,7 @@ export class VxlanBackend implements Backend {
   async prepare(): Promise<PrepareResult> {
     const mac = await this.persistentMac();
     this.spec = {
-      name: this.dev,
+      name: this.device,
       vni: this.cfg.vni,
       port: this.cfg.port,
       // The VTEP source must be an address on this host; --public-ip may be a NAT address.
@@ -108,7 +106,7 @@ export class VxlanBackend implements Backend {
   /** The MAC from the state file, else the existing device's, else a new one; saved either way. */
   private async persistentMac(): Promise<string> {
     const saved = await loadState(this.ctx.stateDir, this.cfg.vni);
-    const existing = saved ? undefined : await this.kernel.links.get(this.dev);
+    const existing = saved ? undefined : await this.kernel.links.get(this.device);
     const mac = saved?.VtepMAC ?? (existing?.kind === 'vxlan' ? existing.mac : undefined) ?? randomMac();
     await saveState(this.ctx.stateDir, { VNI: this.cfg.vni, VtepMAC: mac, Port: this.cfg.port, MTU: this.mtu });
     return mac;
@@ -118,11 +116,11 @@ export class VxlanBackend implements Backend {
     if (!this.spec) throw new Error('vxlan: start() before prepare()');
     this.own = own.subnet;
     this.sweep = true;
-    await ensureDeviceAddress(this.kernel, this.dev, own.subnet, this.log);
+    await ensureDeviceAddress(this.kernel, this.device, own.subnet, this.log);
     this.watch?.abort();
     this.watch = new AbortController();
     this.kernel.linkWatcher.watch((ev) => {
-      if (ev.name !== this.dev) return;
+      if (ev.name !== this.device) return;
       if (ev.type === 'deleted') this.needSync('device deleted');
       else if (!ev.up) this.needSync('device down');
     }, this.watch.signal);
@@ -148,16 +146,16 @@ export class VxlanBackend implements Backend {
     const dev = await ensureDevice(this.kernel, spec, this.log);
     if (dev.changed) fixes++;
     if (await this.ensureOffload()) fixes++;
-    if (await ensureDeviceAddress(this.kernel, this.dev, own, this.log)) fixes++;
+    if (await ensureDeviceAddress(this.kernel, this.device, own, this.log)) fixes++;
 
     const { network } = this.ctx.config;
     const [routes, neighs, fdb] = await Promise.all([
       this.kernel.routes.list(),
-      this.kernel.neighs.list(this.dev),
-      this.kernel.fdb.list(this.dev),
+      this.kernel.neighs.list(this.device),
+      this.kernel.fdb.list(this.device),
     ]);
     const { usable, skipped } = usableLeases(remotes, { type: this.type, network, own, ownPublicIp: this.ctx.iface.publicIp });
-    const planned = planPeers(usable, { dev: this.dev, underlay: this.ctx.iface.name, directRouting: this.cfg.directRouting, routes });
+    const planned = planPeers(usable, { dev: this.device, underlay: this.ctx.iface.name, directRouting: this.cfg.directRouting, routes });
     for (const s of this.skipLog.fresh([...skipped, ...planned.skipped])) {
       this.log.info({ ...leaseFields(s.lease), reason: s.reason }, 'ignoring lease');
     }
@@ -166,7 +164,7 @@ export class VxlanBackend implements Backend {
       current: { routes, neighs, fdb },
       network,
       own,
-      dev: this.dev,
+      dev: this.device,
       sweep: this.sweep,
       learning: this.cfg.learning,
     });
@@ -267,7 +265,7 @@ export class VxlanBackend implements Backend {
   async cleanup(): Promise<void> {
     await this.stop();
     // Deleting the device takes its neighbours, fdb entries and onlink routes with it.
-    await this.kernel.links.delete(this.dev);
+    await this.kernel.links.delete(this.device);
     const { network } = this.ctx.config;
     const direct = (await this.kernel.routes.list())
       .filter((r) => r.proto === WEFT_ROUTE_PROTO && r.dev === this.ctx.iface.name && containsNet(network, r.dst))
