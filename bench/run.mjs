@@ -60,7 +60,7 @@ const SUITES = {
   proxy: {
     steps: [
       { key: 'iptables', args: ['bench/proxy/run.mjs', '--sizes', q ? '1000,2000' : '1000,5000,10000', '--backends', 'nft,legacy', '--reps', '3', ...(q ? ['--no-single'] : [])] },
-      { key: 'nftables', args: ['bench/proxy/nft.mjs', '--sizes', q ? '1000,2000' : '1000,5000,10000', '--rounds', q ? '3' : '5', '--iptables-backend', 'none', '--json'] },
+      { key: 'nftables', args: ['bench/proxy/nft.mjs', '--sizes', q ? '1000,2000' : '1000,5000,10000', '--rounds', q ? '3' : '9', '--iptables-backend', 'none', '--json'] },
     ],
     budgetS: q ? 200 : 3600,
   },

@@ -3,9 +3,12 @@
 // next to a bare `nft -f` of the same ruleset (the kernel's own `nft list table`
 // output loaded into an empty netns), one endpoint change at each size, and the
 // same full sync / change in iptables mode, side by side in one run. Each
-// measurement runs in its own throwaway netns, from a garbage-collected heap.
-// Times are medians over the rounds; the full-vs-bare ratio is the median of
-// each round's own ratio (the two run back to back).
+// measurement runs in its own throwaway netns, after a young-generation GC.
+// Each size starts with one untimed warm-up round (its sync time is printed).
+// Times are medians over the rounds. Each round runs the sync and then the
+// bare load; the full-vs-bare ratio is the median over rounds of the sync's
+// time against the mean of the bare loads just before and just after it, so
+// the machine's speed drifting between rounds moves both sides alike.
 //
 //   npx tsc -p tsconfig.json && node bench/proxy/nft.mjs [--sizes 1000,5000,10000] [--rounds 3] [--changes 5] [--iptables-backend nft|legacy|none] [--json]
 //
@@ -21,7 +24,7 @@ import { ExecIptables } from '../../dist/netfilter/iptables.js';
 import { NftablesProxier } from '../../dist/proxy/nftables/proxier.js';
 import { IptablesProxier } from '../../dist/proxy/iptables/proxier.js';
 import { ProxyModel } from '../../dist/proxy/model/model.js';
-import { pairedRatio } from '../report/stats.mjs';
+import { bracketedRatio } from '../report/stats.mjs';
 
 const opt = (name, def) => {
   const i = process.argv.indexOf(name);
@@ -34,9 +37,13 @@ const IPT = opt('--iptables-backend', 'nft');
 const JSON_OUT = process.argv.includes('--json');
 const CFG = { nodeName: 'node-a', clusterCIDR: '10.244.0.0/16' };
 const tag = randomBytes(3).toString('hex');
-// Each measurement starts from a collected heap, so one mode does not pay for the other's garbage.
+// Each measurement starts from a collected young generation, so one mode does not pay for the other's
+// fresh garbage. Not a forced full GC: that makes V8 drop the optimised render code, and the next sync
+// then runs unoptimised while ~200 ms of recompiling competes with nft, a cost weft-proxy (which never
+// forces a GC) does not pay. Old-generation garbage is left to V8's own collections, as in the daemon.
 setFlagsFromString('--expose_gc');
-const gc = runInNewContext('gc');
+const gcRaw = runInNewContext('gc');
+const gc = () => gcRaw({ type: 'minor' });
 const made = [];
 
 function sh(cmd, args, opts = {}) {
@@ -164,6 +171,10 @@ try {
   for (const n of SIZES) {
     const model = buildModel(n);
     const rows = { nftFull: [], bare: [], nftChange: [], iptFull: [], iptChange: [] };
+    // One untimed round first, as any benchmark of JIT-compiled code warms up: the rounds then measure
+    // the syncs of a running weft-proxy. The first sync of a fresh process is printed on its own.
+    const cold = (await runMode('nft', n, model)).full;
+    if (IPT !== 'none') await runMode('ipt', n, model);
     for (let r = 0; r < ROUNDS; r++) {
       const nft = await runMode('nft', n, model);
       rows.nftFull.push(nft.full);
@@ -180,11 +191,11 @@ try {
       nftFullMs: median(rows.nftFull),
       bareNftMs: median(rows.bare),
       nftChangeMs: median(rows.nftChange),
+      nftWarmupFullMs: cold,
       iptFullMs: IPT !== 'none' ? median(rows.iptFull) : undefined,
       iptChangeMs: IPT !== 'none' ? median(rows.iptChange) : undefined,
     };
-    // Each round's sync and bare load run back to back: their ratio is immune to the machine's speed drifting between rounds.
-    const paired = pairedRatio(rows.nftFull, rows.bare);
+    const paired = bracketedRatio(rows.nftFull, rows.bare);
     row.fullVsBare = paired.median;
     row.fullVsBareRange = [paired.min, paired.max];
     // Per-round samples, in round order, for the report.
@@ -196,7 +207,7 @@ try {
     if (!JSON_OUT) {
       const f = (x) => (x === undefined ? '-' : x.toFixed(1));
       console.log(
-        `${n} services x 2 endpoints: nft full sync ${f(row.nftFullMs)} ms, bare nft -f ${f(row.bareNftMs)} ms (ratio ${row.fullVsBare.toFixed(2)}, rounds ${row.fullVsBareRange.map((x) => x.toFixed(2)).join('-')}), ` +
+        `${n} services x 2 endpoints: nft full sync ${f(row.nftFullMs)} ms (warm-up ${f(row.nftWarmupFullMs)}), bare nft -f ${f(row.bareNftMs)} ms (ratio ${row.fullVsBare.toFixed(2)}, rounds ${row.fullVsBareRange.map((x) => x.toFixed(2)).join('-')}), ` +
           `one endpoint change ${f(row.nftChangeMs)} ms; iptables-${IPT} full ${f(row.iptFullMs)} ms, change ${f(row.iptChangeMs)} ms` +
           (row.nftVsIptFull ? ` (nft/iptables: full ${row.nftVsIptFull.toFixed(2)}, change ${row.nftVsIptChange.toFixed(2)})` : ''),
       );

@@ -25,10 +25,12 @@ const reps = Number(arg('reps', '3'));
 // Also time one restore of the same rules as a single nat transaction (kube-proxy's way); slow on nft.
 const single = !process.argv.includes('--no-single');
 const CFG = { nodeName: 'node-a', clusterCIDR: '10.244.0.0/16' };
-// Each measurement (weft's and the bare restore) starts from a collected heap, as in nft.mjs: the
-// garbage of the previous size must not be paid by the next one (nor make its forks slower).
+// Each measurement (weft's and the bare restore) starts from a collected young generation, as in
+// nft.mjs: the fresh garbage of the previous size must not be paid by the next one. Not a forced full
+// GC, which makes V8 drop optimised code that weft-proxy (never forcing a GC) keeps.
 setFlagsFromString('--expose_gc');
-const gc = runInNewContext('gc');
+const gcRaw = runInNewContext('gc');
+const gc = () => gcRaw({ type: 'minor' });
 
 const ipOf = (base, i) => `${base}.${(i >> 8) & 255}.${i & 255}`;
 function buildModel(n) {

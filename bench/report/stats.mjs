@@ -58,6 +58,17 @@ export function pairedRatio(a, b) {
 }
 
 /**
+ * Like `pairedRatio`, for rounds that run `a` and then `b` (a0 b0 a1 b1 ...):
+ * each a[i] is set against the mean of the b runs on either side of it,
+ * b[i-1] and b[i] (b[0] alone for the first), so a machine that speeds up or
+ * slows down between rounds moves both sides of a ratio alike.
+ */
+export function bracketedRatio(a, b) {
+  const around = b.map((x, i) => (i > 0 && Number.isFinite(b[i - 1]) && Number.isFinite(x) ? (b[i - 1] + x) / 2 : x));
+  return pairedRatio(a, around);
+}
+
+/**
  * Order of work for `rounds` rounds over `names`: every round runs each name
  * once, and every other round runs them in reverse (A B, B A, A B ...), so
  * neither side always goes first after the same neighbour.

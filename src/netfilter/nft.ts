@@ -98,7 +98,7 @@ export class ExecNft implements NftClient {
     private readonly netns?: string,
     private readonly opts: ExecNftOptions = {},
   ) {
-    if (opts.keepReady) this.ready = this.start();
+    if (opts.keepReady) this.prepare();
   }
 
   async apply(text: string): Promise<void> {
@@ -123,8 +123,14 @@ export class ExecNft implements NftClient {
       }
       this.check(await child.end(), child.written, sent);
     } finally {
-      if (this.opts.keepReady && !this.closed) this.ready = this.start();
+      // After the caller resumes: a spawn forks this process (3-5 ms with a large heap), which the sync need not wait for.
+      if (this.opts.keepReady) setImmediate(() => this.prepare());
     }
+  }
+
+  /** Starts the next transaction's nft unless one waits already or the client is closed. */
+  private prepare(): void {
+    if (!this.closed && !this.ready) this.ready = this.start();
   }
 
   /** Ends the waiting `nft` (empty input: it applies nothing and exits). */

@@ -115,7 +115,7 @@ describe.skipIf(!isRoot)('NftablesProxier against the real nft in a namespace', 
       expect((await run('nft', ['list', 'tables'], { netns: ns })).stdout).toContain('weft-ready');
       // The waiting process did that transaction; another one waits now.
       expect(await waiting()).not.toContain(pid);
-      expect((await waiting()).length).toBe(before.length + 1);
+      await waitFor(async () => (await waiting()).length === before.length + 1, { what: 'the next nft waiting for input', intervalMs: 20 });
     } finally {
       await ready.close();
     }

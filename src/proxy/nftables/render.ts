@@ -171,107 +171,69 @@ export interface NftFullSync {
 const PIECE_CHARS = 32 * 1024;
 
 export function streamFullSync(input: Omit<NftRenderInput, 'existing' | 'changed' | 'previous'>): NftFullSync {
-  const { cfg } = input;
-  const state: NftRenderState = { services: new Map(), elements: new Map(), hairpin: new Map(), picks: new Map(), healthCheckServices: new Set(), noLocalEndpoints: 0, ruleCount: 0, endpointEntries: 0 };
-  const conflicts: string[] = [];
-  const written = new Set<string>();
-  const wantedSets = new Set<string>();
-  let bytes = 0;
-  let finished = false;
+  return new FullSyncRender(input);
+}
 
+/**
+ * The state of one streamed full sync. A class rather than closures made
+ * anew per sync, so every sync calls the same functions and reuses their
+ * optimised code (recompiling them costs ~200 ms of compiler threads at
+ * 10 000 Services, which then compete with nft for the CPU).
+ */
+class FullSyncRender implements NftFullSync {
+  private readonly state: NftRenderState = { services: new Map(), elements: new Map(), hairpin: new Map(), picks: new Map(), healthCheckServices: new Set(), noLocalEndpoints: 0, ruleCount: 0, endpointEntries: 0 };
+  private readonly conflicts: string[] = [];
+  private readonly written = new Set<string>();
+  private readonly wantedSets = new Set<string>();
+  private bytes = 0;
+  private finished = false;
   // The piece being filled: a table block (sets and chains) and the elements that point into it.
-  const open = () => [`table ${T} {`];
-  let block = open();
-  let els = new Elements();
-  let size = 0;
-  const chain = (name: string, rules: readonly string[]) => {
-    written.add(name);
-    const b = BASE.get(name);
-    block.push(`chain ${name} {`);
-    if (b) block.push(`type ${b.type} hook ${b.hook} priority ${b.priority}; policy accept;`);
-    for (const r of rules) (block.push(r), (size += r.length));
-    block.push('}');
-    state.ruleCount += rules.length;
-  };
-  const element = (map: string, item: string) => {
-    els.addElement(map, item);
-    size += item.length;
-  };
-  const usePick = (pick: string) => {
-    const n = state.picks.get(pick) ?? 0;
-    state.picks.set(pick, n + 1);
-    if (n > 0) return;
-    const [proto, count] = pick.split('/') as [string, string];
-    chain(...pickChainRules(proto, Number(count), cfg));
-  };
-  const useHairpin = (ip: string) => {
-    const n = state.hairpin.get(ip) ?? 0;
-    state.hairpin.set(ip, n + 1);
-    if (n === 0) element(HAIRPIN_SET, hairpinItem(ip));
-  };
-  const take = (): string => {
-    const out = block.length > 1 ? (block.push('}'), block) : [];
-    els.emit(out);
-    block = open();
-    els = new Elements();
-    size = 0;
-    const piece = out.length ? out.join('\n') + '\n' : '';
-    bytes += piece.length;
-    return piece;
-  };
+  private block: string[] = [`table ${T} {`];
+  private els = new Elements();
+  private size = 0;
+  // The Service whose plain ports are being written, and whether the ClusterIP element of the current port was (`plainElement`).
+  private current = '';
+  private parentOk = false;
 
-  function* pieces(): Generator<string, void> {
+  constructor(private readonly input: Omit<NftRenderInput, 'existing' | 'changed' | 'previous'>) {}
+
+  *pieces(): Generator<string, void> {
+    const { input, state } = this;
     const head = [`add table ${T} { comment "weft-proxy service rules (nftables mode)"; }`, `flush table ${T}`, `table ${T} {`];
     for (const m of MAPS) head.push(`map ${m} { ${mapType(m)}; }`);
     head.push(`set ${HAIRPIN_SET} ${HAIRPIN_SET_DECL}`, '}');
     for (const m of MAPS) head.push(`flush map ${T} ${m}`);
     head.push(`flush set ${T} ${HAIRPIN_SET}`);
-    for (const [c, rules] of fixedChains(cfg)) chain(c, rules);
+    for (const [c, rules] of fixedChains(input.cfg)) this.chain(c, rules);
     const headText = `${head.join('\n')}\n`;
-    bytes += headText.length;
-    yield headText + take();
+    this.bytes += headText.length;
+    yield headText + this.take();
 
     for (const name of [...input.model.services.keys()].sort()) {
       const r = renderService(input, name);
       if (!r) continue;
       state.services.set(name, r);
-      for (const n of r.picks) usePick(n);
-      for (const [set, decl] of r.sets) (wantedSets.add(set), block.push(`set ${set} ${decl}`));
-      for (const [c, rules] of r.chains) chain(c, rules);
+      for (const n of r.picks) this.usePick(n);
+      for (const [set, decl] of r.sets) (this.wantedSets.add(set), this.block.push(`set ${set} ${decl}`));
+      for (const [c, rules] of r.chains) this.chain(c, rules);
       // Endpoint entries follow their ClusterIP's element: written when it was.
       let parentWritten = false;
       for (const e of r.elements) {
         if (e.parent) {
-          if (parentWritten) (element(e.map, `${e.key} : ${e.value}`), state.endpointEntries++);
+          if (parentWritten) (this.element(e.map, `${e.key} : ${e.value}`), state.endpointEntries++);
           continue;
         }
-        const id = elemId(e);
-        const other = state.elements.get(id);
-        parentWritten = !other;
-        if (other) {
-          conflicts.push(`${id} (${other}, ${name})`);
-          continue;
-        }
-        state.elements.set(id, name);
-        element(e.map, `${e.key} : ${e.value}`);
+        parentWritten = this.claim(elemId(e), name);
+        if (parentWritten) this.element(e.map, `${e.key} : ${e.value}`);
       }
       // Plain ClusterIP ports: elements written straight from the model's data (nothing kept per element).
       let hairpin = r.hairpin;
+      this.current = name;
       for (const pp of r.plain) {
-        let parentOk = false;
-        const eps = plainElements(pp, (map, key, value) => {
-          if (map === MAP.SERVICE_IPS) {
-            const id = `${map} ${key}`;
-            const other = state.elements.get(id);
-            parentOk = !other;
-            if (other) return void conflicts.push(`${id} (${other}, ${name})`);
-            state.elements.set(id, name);
-          } else if (!parentOk) return;
-          else state.endpointEntries++;
-          element(map, `${key} : ${value}`);
-        });
+        this.parentOk = false;
+        const eps = plainElements(pp, this);
         // The element above points at this chain: declared in the same piece, whose block comes first.
-        usePick(`${pp.proto}/${eps.length}`);
+        this.usePick(`${pp.proto}/${eps.length}`);
         // Counted once per Service, as expandRules does for partial syncs.
         for (const e of eps) {
           if (hairpin.includes(e.ip)) continue;
@@ -279,30 +241,93 @@ export function streamFullSync(input: Omit<NftRenderInput, 'existing' | 'changed
           hairpin.push(e.ip);
         }
       }
-      for (const ip of hairpin) useHairpin(ip);
+      for (const ip of hairpin) this.useHairpin(ip);
       if (r.healthChecks.length) state.healthCheckServices.add(name);
       state.noLocalEndpoints += r.noLocalEndpoints;
-      if (size >= PIECE_CHARS) yield take();
+      if (this.size >= PIECE_CHARS) yield this.take();
     }
-    const last = take();
+    const last = this.take();
     if (last) yield last;
-    finished = true;
+    this.finished = true;
   }
 
-  return {
-    pieces,
-    finish(existing) {
-      if (!finished) throw new Error('streamFullSync: finish() before the pieces were exhausted');
-      const tail: string[] = [];
-      if (existing) {
-        // `flush table` emptied them; nothing refilled points at them.
-        for (const c of existing.chains) if (OWNED_CHAIN_RE.test(c) && !written.has(c)) tail.push(`delete chain ${T} ${c}`);
-        for (const x of existing.sets) if (OWNED_SET_RE.test(x) && !wantedSets.has(x)) tail.push(`delete set ${T} ${x}`);
-      }
-      const text = tail.length ? tail.join('\n') + '\n' : '';
-      return { tail: text, bytes: bytes + text.length, full: true, conflicts, commit: () => state };
-    },
-  };
+  finish(existing: NftExisting | undefined): NftFullSyncResult {
+    if (!this.finished) throw new Error('streamFullSync: finish() before the pieces were exhausted');
+    const tail: string[] = [];
+    if (existing) {
+      // `flush table` emptied them; nothing refilled points at them.
+      for (const c of existing.chains) if (OWNED_CHAIN_RE.test(c) && !this.written.has(c)) tail.push(`delete chain ${T} ${c}`);
+      for (const x of existing.sets) if (OWNED_SET_RE.test(x) && !this.wantedSets.has(x)) tail.push(`delete set ${T} ${x}`);
+    }
+    const text = tail.length ? tail.join('\n') + '\n' : '';
+    const state = this.state;
+    return { tail: text, bytes: this.bytes + text.length, full: true, conflicts: this.conflicts, commit: () => state };
+  }
+
+  /** `plainElements`' sink: one element of the current plain port. */
+  emit(map: MapName, key: string, value: string): void {
+    if (map === MAP.SERVICE_IPS) {
+      this.parentOk = this.claim(`${map} ${key}`, this.current);
+      if (!this.parentOk) return;
+    } else if (!this.parentOk) return;
+    else this.state.endpointEntries++;
+    this.element(map, `${key} : ${value}`);
+  }
+
+  /** Records `id` as the Service's; false (and a conflict) when another Service has it. */
+  private claim(id: string, name: string): boolean {
+    const other = this.state.elements.get(id);
+    if (other) {
+      this.conflicts.push(`${id} (${other}, ${name})`);
+      return false;
+    }
+    this.state.elements.set(id, name);
+    return true;
+  }
+
+  private chain(name: string, rules: readonly string[]): void {
+    this.written.add(name);
+    const b = BASE.get(name);
+    const block = this.block;
+    block.push(`chain ${name} {`);
+    if (b) block.push(`type ${b.type} hook ${b.hook} priority ${b.priority}; policy accept;`);
+    for (const r of rules) (block.push(r), (this.size += r.length));
+    block.push('}');
+    this.state.ruleCount += rules.length;
+  }
+
+  private element(map: string, item: string): void {
+    this.els.addElement(map, item);
+    this.size += item.length;
+  }
+
+  private usePick(pick: string): void {
+    const picks = this.state.picks;
+    const n = picks.get(pick) ?? 0;
+    picks.set(pick, n + 1);
+    if (n > 0) return;
+    const [proto, count] = pick.split('/') as [string, string];
+    this.chain(...pickChainRules(proto, Number(count), this.input.cfg));
+  }
+
+  private useHairpin(ip: string): void {
+    const hairpin = this.state.hairpin;
+    const n = hairpin.get(ip) ?? 0;
+    hairpin.set(ip, n + 1);
+    if (n === 0) this.element(HAIRPIN_SET, hairpinItem(ip));
+  }
+
+  /** The piece filled so far, as text; starts the next one. */
+  private take(): string {
+    const out = this.block.length > 1 ? (this.block.push('}'), this.block) : [];
+    this.els.emit(out);
+    this.block = [`table ${T} {`];
+    this.els = new Elements();
+    this.size = 0;
+    const piece = out.length ? out.join('\n') + '\n' : '';
+    this.bytes += piece.length;
+    return piece;
+  }
 }
 
 function renderPartial(input: NftRenderInput, prev: NftRenderState, changed: ReadonlySet<string>): NftRenderResult {

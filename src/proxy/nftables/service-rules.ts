@@ -230,10 +230,15 @@ function endpointDispatch(p: ServicePortInfo, eps: readonly EndpointInfo[]): str
  * Calls `emit` for each element of a plain port, endpoints after the
  * ClusterIP element they belong to; returns the endpoints used.
  */
-export function plainElements(pp: PlainPort, emit: (map: MapName, key: string, value: string) => void): readonly EndpointInfo[] {
+/** Receives a plain port's elements (an object, not a callback: one stable call target for the optimising compiler). */
+export interface ElementSink {
+  emit(map: MapName, key: string, value: string): void;
+}
+
+export function plainElements(pp: PlainPort, sink: ElementSink): readonly EndpointInfo[] {
   const eps = usableEndpoints(pp.all);
-  emit(MAP.SERVICE_IPS, pp.key, `goto ${pickChain(pp.proto, eps.length)}`);
-  for (let i = 0; i < eps.length; i++) emit(endpointsMap(pp.proto), `${pp.clusterIP} . ${pp.port} . ${i}`, `${eps[i]!.ip} . ${eps[i]!.port}`);
+  sink.emit(MAP.SERVICE_IPS, pp.key, `goto ${pickChain(pp.proto, eps.length)}`);
+  for (let i = 0; i < eps.length; i++) sink.emit(endpointsMap(pp.proto), `${pp.clusterIP} . ${pp.port} . ${i}`, `${eps[i]!.ip} . ${eps[i]!.port}`);
   return eps;
 }
 
@@ -243,7 +248,7 @@ export function expandRules(r: NftServiceRules): NftServiceRules {
   const out: NftServiceRules = { ...r, elements: [...r.elements], hairpin: [...r.hairpin], picks: [...r.picks], plain: [] };
   for (const pp of r.plain) {
     const parent = `${MAP.SERVICE_IPS} ${pp.key}`;
-    const eps = plainElements(pp, (map, key, value) => out.elements.push(map === MAP.SERVICE_IPS ? { map, key, value } : { map, key, value, parent }));
+    const eps = plainElements(pp, { emit: (map, key, value) => void out.elements.push(map === MAP.SERVICE_IPS ? { map, key, value } : { map, key, value, parent }) });
     out.picks.push(`${pp.proto}/${eps.length}`);
     for (const e of eps) if (!out.hairpin.includes(e.ip)) out.hairpin.push(e.ip);
   }

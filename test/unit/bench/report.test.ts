@@ -139,14 +139,17 @@ describe('report figures and markdown', () => {
       nftables: { rounds: 2, results: [{ services: 1000, nftFullMs: 900, bareNftMs: 400, nftChangeMs: 40, fullVsBare: 2.25 }, { services: 2000, nftFullMs: 1500, bareNftMs: 700, nftChangeMs: 45, fullVsBare: 2.1 }] },
     });
     expect(p.headline.map((h: { met: boolean }) => h.met)).toEqual([false, false, true]);
-    // With per-round samples the nftables ratio pairs each round's sync with the bare load that followed it.
+    // With per-round samples the nftables ratio sets each round's sync against the bare loads before and after it
+    // (the last round: 260 against (100 + 300) / 2; against its following bare load alone it would be 0.87).
     const paired = proxyReport({
-      nftables: { rounds: 3, results: [{ services: 1000, nftFullMs: 110, bareNftMs: 100, nftChangeMs: 20, fullVsBare: 1.1, fullVsBareRange: [1.05, 1.3], nftFullRuns: [105, 110, 260], bareNftRuns: [100, 100, 200] }] },
+      nftables: { rounds: 3, results: [{ services: 1000, nftFullMs: 110, bareNftMs: 100, nftChangeMs: 20, fullVsBare: 1.1, fullVsBareRange: [1.05, 1.3], nftFullRuns: [105, 110, 260], bareNftRuns: [100, 100, 300] }] },
     });
     expect(paired.headline[0].ratioValue.median).toBeCloseTo(1.1);
     expect(paired.headline[0].ratioValue.max).toBeCloseTo(1.3);
+    expect(paired.headline[0].ratioValue.min).toBeCloseTo(1.05);
     expect(paired.headline[0].met).toBe(true);
-    expect(paired.tables[0].rows[0][3]).toBe('1.10x (1.05-1.30)');
+    expect(paired.tables[0].rows[0][4]).toBe('1.10x (1.05-1.30)');
+    expect(paired.tables[0].rows[0][2]).toBe('-');
     checkSvg(p.charts[0].svg);
     const c = convergenceReport({
       samples: 3,

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 // @ts-expect-error plain ESM module without types (bench/ is outside tsconfig)
-import { fmt, interleave, median, pairedRatio, quantile, runInterleaved, summarize } from '../../../bench/report/stats.mjs';
+import { bracketedRatio, fmt, interleave, median, pairedRatio, quantile, runInterleaved, summarize } from '../../../bench/report/stats.mjs';
 
 describe('bench stats', () => {
   it('interpolates quantiles between closest ranks', () => {
@@ -28,6 +28,19 @@ describe('bench stats', () => {
     expect(r.max).toBe(2);
     expect(r.ofMedians).toBeCloseTo(4 / 3.5);
     expect(pairedRatio([1], [0]).n).toBe(0);
+  });
+
+  it('sets each a run against the b runs on either side of it', () => {
+    // The machine slows down steadily: a is always 1.1x the b runs around it, but 1.0x the b run after it.
+    const b = [100, 120, 140, 160];
+    const a = [110, 121, 143, 165];
+    const r = bracketedRatio(a, b);
+    expect(r.n).toBe(4);
+    expect(r.min).toBeCloseTo(1.1);
+    expect(r.max).toBeCloseTo(1.1);
+    expect(pairedRatio(a, b).median).toBeLessThan(1.05);
+    // A missing neighbour: that round uses its own b run.
+    expect(bracketedRatio([2, 4], [NaN, 2]).median).toBe(2);
   });
 
   it('interleaves A B, B A so neither side always goes first', () => {
