@@ -10,7 +10,7 @@
 // time against the mean of the bare loads just before and just after it, so
 // the machine's speed drifting between rounds moves both sides alike.
 //
-//   npx tsc -p tsconfig.json && node bench/proxy/nft.mjs [--sizes 1000,5000,10000] [--rounds 3] [--changes 5] [--iptables-backend nft|legacy|none] [--json]
+//   npx tsc -p tsconfig.json && node bench/proxy/nft.mjs [--sizes 1000,5000,10000] [--rounds 3 (at 5000 and up; more below)] [--changes 5] [--iptables-backend nft|legacy|none] [--json]
 //
 // Needs root and nft / iptables-{nft,legacy}-restore.
 import { spawnSync } from 'node:child_process';
@@ -32,6 +32,9 @@ const opt = (name, def) => {
 };
 const SIZES = opt('--sizes', '1000,5000,10000').split(',').map(Number);
 const ROUNDS = Number(opt('--rounds', '3'));
+// Small sizes get more rounds (as many as make the same work as ROUNDS at 5000 Services): a round at
+// 1000 takes ~70 ms of nft, where this machine's speed alone moves single loads by 30%.
+const roundsFor = (n) => Math.max(ROUNDS, Math.ceil((ROUNDS * 5000) / n));
 const CHANGES = Number(opt('--changes', '5'));
 const IPT = opt('--iptables-backend', 'nft');
 const JSON_OUT = process.argv.includes('--json');
@@ -175,7 +178,8 @@ try {
     // the syncs of a running weft-proxy. The first sync of a fresh process is printed on its own.
     const cold = (await runMode('nft', n, model)).full;
     if (IPT !== 'none') await runMode('ipt', n, model);
-    for (let r = 0; r < ROUNDS; r++) {
+    const rounds = roundsFor(n);
+    for (let r = 0; r < rounds; r++) {
       const nft = await runMode('nft', n, model);
       rows.nftFull.push(nft.full);
       rows.nftChange.push(nft.change);
@@ -188,6 +192,7 @@ try {
     }
     const row = {
       services: n,
+      rounds,
       nftFullMs: median(rows.nftFull),
       bareNftMs: median(rows.bare),
       nftChangeMs: median(rows.nftChange),

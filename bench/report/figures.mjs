@@ -124,9 +124,9 @@ export function proxyReport(d) {
     });
   if (nft.length)
     tables.push({
-      title: `nftables mode (medians of ${d.nftables.rounds} rounds after one warm-up round; ratio: each sync against the bare loads before and after it)`,
-      columns: ['services', 'weft full sync ms', 'warm-up sync ms', 'bare nft -f ms', 'ratio (median of rounds, min-max)', 'one endpoint change ms', 'iptables full ms', 'iptables change ms'],
-      rows: nft.map((r) => [String(r.services), fmt(r.nftFullMs), fmt(r.nftWarmupFullMs), fmt(r.bareNftMs), `${fmt(r.fullVsBare)}x${r.fullVsBareRange ? ` (${fmt(r.fullVsBareRange[0])}-${fmt(r.fullVsBareRange[1])})` : ''}`, fmt(r.nftChangeMs), fmt(r.iptFullMs), fmt(r.iptChangeMs)]),
+      title: 'nftables mode (medians over rounds, after one warm-up round; ratio: each sync against the bare loads before and after it)',
+      columns: ['services', 'rounds', 'weft full sync ms', 'warm-up sync ms', 'bare nft -f ms', 'ratio (median of rounds, min-max)', 'one endpoint change ms', 'iptables full ms', 'iptables change ms'],
+      rows: nft.map((r) => [String(r.services), String(r.rounds ?? d.nftables.rounds), fmt(r.nftFullMs), fmt(r.nftWarmupFullMs), fmt(r.bareNftMs), `${fmt(r.fullVsBare)}x${r.fullVsBareRange ? ` (${fmt(r.fullVsBareRange[0])}-${fmt(r.fullVsBareRange[1])})` : ''}`, fmt(r.nftChangeMs), fmt(r.iptFullMs), fmt(r.iptChangeMs)]),
     });
   const chart = lineChart({ title: 'Proxy full sync time vs services (solid weft, dashed bare load)', xLabel: 'services (x 2 endpoints)', yLabel: 'ms', series, logX: true, logY: true });
   return { headline: heads, tables, charts: series.length ? [{ name: 'proxy-sync', title: 'Proxy sync time vs number of services, per mode, with the bare restore', svg: chart }] : [] };

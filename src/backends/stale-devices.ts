@@ -1,18 +1,28 @@
 import type { Logger } from '../core/log.js';
 import type { Link, Links } from '../kernel/links.js';
 
-/** weft's VXLAN devices under the default prefix: `weft.<VNI>`. */
-const WEFT_VXLAN = /^weft\.\d+$/;
+/** The default device prefix; a VXLAN device is `<prefix>.<VNI>`. */
+const DEFAULT_PREFIX = 'weft';
 
 /**
  * VXLAN devices named like weft's that the running backend does not use:
  * left by an earlier run with the vxlan backend, or with another VNI. They
  * still answer on the VXLAN port and keep their neighbour and fdb entries.
- * Only `weft.<n>` links of kind vxlan qualify (a custom device prefix
- * of an earlier run is not guessed). Pure.
+ * Only `<prefix>.<n>` links of kind vxlan qualify, for the default prefix
+ * and the running device's own (a custom prefix of an earlier run that is
+ * not the running one cannot be told from someone else's devices). Pure.
  */
 export function staleOverlayDevices(links: readonly Link[], keep: string | undefined): string[] {
-  return links.filter((l) => l.kind === 'vxlan' && WEFT_VXLAN.test(l.name) && l.name !== keep).map((l) => l.name);
+  const prefixes = new Set([DEFAULT_PREFIX]);
+  const own = keep && /^(.+)\.\d+$/.exec(keep);
+  if (own) prefixes.add(own[1]!);
+  return links
+    .filter((l) => {
+      if (l.kind !== 'vxlan' || l.name === keep) return false;
+      const m = /^(.+)\.\d+$/.exec(l.name);
+      return !!m && prefixes.has(m[1]!);
+    })
+    .map((l) => l.name);
 }
 
 /** Deletes the stale devices (their routes go with them); returns their names. */

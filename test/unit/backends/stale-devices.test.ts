@@ -15,4 +15,10 @@ describe('staleOverlayDevices', () => {
   it('leaves links of another kind, another prefix or another name shape alone', () => {
     expect(staleOverlayDevices([link('weft.7', 'bridge'), link('flannel.1', 'vxlan'), link('weft.x', 'vxlan'), link('weft0', 'tun')], undefined)).toEqual([]);
   });
+
+  it("also covers the running device's own custom prefix, but no other", () => {
+    const more = [...links, link('ovl.3', 'vxlan'), link('ovl.9', 'vxlan'), link('other.3', 'vxlan')];
+    expect(staleOverlayDevices(more, 'ovl.9')).toEqual(['weft.1', 'weft.42', 'ovl.3']);
+    expect(staleOverlayDevices(more, undefined)).toEqual(['weft.1', 'weft.42']);
+  });
 });

@@ -148,8 +148,9 @@ describe('report figures and markdown', () => {
     expect(paired.headline[0].ratioValue.max).toBeCloseTo(1.3);
     expect(paired.headline[0].ratioValue.min).toBeCloseTo(1.05);
     expect(paired.headline[0].met).toBe(true);
-    expect(paired.tables[0].rows[0][4]).toBe('1.10x (1.05-1.30)');
-    expect(paired.tables[0].rows[0][2]).toBe('-');
+    expect(paired.tables[0].rows[0][5]).toBe('1.10x (1.05-1.30)');
+    expect(paired.tables[0].rows[0][1]).toBe('3');
+    expect(paired.tables[0].rows[0][3]).toBe('-');
     checkSvg(p.charts[0].svg);
     const c = convergenceReport({
       samples: 3,
