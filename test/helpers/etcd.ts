@@ -3,18 +3,29 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { waitFor } from '../../src/core/async.js';
+import { delay, waitFor } from '../../src/core/async.js';
 
-/** A free TCP port on 127.0.0.1 (for etcd and other test servers). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
+/**
+ * A free TCP port on 127.0.0.1 (for etcd and other test servers), below the
+ * kernel's ephemeral range: a port from `listen(0)` is in that range, and
+ * between our check and the server's bind any outgoing connection of a
+ * parallel test may take it as its local port.
+ */
+export async function freePort(): Promise<number> {
+  const [low] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
+  const top = Math.min(low && low > 12000 ? low : 32768, 65536);
+  for (let i = 0; i < 50; i++) {
+    const port = 10000 + Math.floor(Math.random() * (top - 10000));
+    if (await canListen(port)) return port;
+  }
+  throw new Error('freePort: no free port below the ephemeral range after 50 tries');
+}
+
+function canListen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
     const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
+    srv.once('error', () => resolve(false));
+    srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
   });
 }
 
@@ -39,9 +50,19 @@ export interface TestEtcd {
 }
 
 export async function createEtcd(): Promise<TestEtcd> {
+  // Another test may still bind a port between freePort() and etcd's bind: a first start that finds
+  // its port taken is retried on new ports.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await createEtcdOn(await freePort(), await freePort());
+    } catch (err) {
+      if (attempt >= 3 || !/address already in use/.test((err as Error).message)) throw err;
+    }
+  }
+}
+
+export async function createEtcdOn(client: number, peer: number): Promise<TestEtcd> {
   const dir = mkdtempSync(join(tmpdir(), 'weft-etcd-'));
-  const client = await freePort();
-  const peer = await freePort();
   const endpoint = `http://127.0.0.1:${client}`;
   let proc: ChildProcess | undefined;
   let stderr = '';
@@ -76,14 +97,19 @@ export async function createEtcd(): Promise<TestEtcd> {
     proc = p;
     p.stderr!.on('data', (d) => (stderr = (stderr + d).slice(-4000)));
     try {
-      await waitFor(
-        async () => {
-          if (p.exitCode !== null) throw new Error(`etcd exited: ${stderr}`);
-          const res = await fetch(`${endpoint}/health`).catch(() => undefined);
-          return res?.ok;
-        },
-        { timeoutMs: 20_000, what: 'etcd health' },
-      );
+      // A bounded poll that ends at once when etcd exits (a port taken meanwhile), with all it said.
+      const deadline = Date.now() + 20_000;
+      for (;;) {
+        if (p.exitCode !== null || p.signalCode !== null) {
+          if (!p.stderr!.closed) await new Promise((r) => p.stderr!.once('close', r));
+          throw new Error(`etcd exited: ${stderr}`);
+        }
+        // Bounded: whoever holds the port may accept and never answer.
+        const res = await fetch(`${endpoint}/health`, { signal: AbortSignal.timeout(2000) }).catch(() => undefined);
+        if (res?.ok) break;
+        if (Date.now() > deadline) throw new Error(`timed out waiting for etcd health: ${stderr}`);
+        await delay(100);
+      }
     } catch (err) {
       await stop();
       throw err;
