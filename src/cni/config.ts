@@ -1,5 +1,6 @@
 import { isIPv4 } from '../core/ip.js';
 import { DecodeError, IncompatibleVersionError, InvalidNetworkConfigError } from './errors.js';
+import { parseIpamConf, type WeftIpamConf } from './ipam/conf.js';
 import { isSupportedVersion, type CniDns, type CniVersion } from './spec.js';
 
 /** The weft network configuration (stdin). Unknown fields are passed through untouched. */
@@ -19,8 +20,10 @@ export interface WeftNetConf {
   ipMasq?: boolean;
   /** Default route via the bridge address. Default true. */
   isDefaultGateway: boolean;
-  /** host-local's state directory (one subfolder per network name). Default /var/lib/cni/networks. */
+  /** host-local's state directory (one subfolder per network name); also read from `ipam.dataDir`. Default /var/lib/cni/networks. */
   dataDir: string;
+  /** The `ipam` section (host-local's fields that agree with the node's subnet). */
+  ipam?: WeftIpamConf;
   /** iptables flavour for ipMasq. Default: detected (whichever holds more rules). */
   iptablesBackend?: 'legacy' | 'nft';
   dns: CniDns;
@@ -116,6 +119,12 @@ export function parseNetConf(raw: Record<string, unknown>): WeftNetConf {
     }
   }
 
+  const ipam = parseIpamConf(raw.ipam);
+  const topDataDir = optString(raw, 'dataDir');
+  if (topDataDir && ipam?.dataDir && topDataDir !== ipam.dataDir) {
+    throw new InvalidNetworkConfigError('ipam.dataDir', `"${ipam.dataDir}" differs from dataDir "${topDataDir}"; give one`);
+  }
+
   return {
     cniVersion,
     name,
@@ -126,7 +135,8 @@ export function parseNetConf(raw: Record<string, unknown>): WeftNetConf {
     hairpinMode: optBool(raw, 'hairpinMode') ?? CONF_DEFAULTS.hairpinMode,
     ipMasq: optBool(raw, 'ipMasq'),
     isDefaultGateway: optBool(raw, 'isDefaultGateway') ?? CONF_DEFAULTS.isDefaultGateway,
-    dataDir: optString(raw, 'dataDir') ?? CONF_DEFAULTS.dataDir,
+    dataDir: topDataDir ?? ipam?.dataDir ?? CONF_DEFAULTS.dataDir,
+    ipam,
     iptablesBackend: backend as WeftNetConf['iptablesBackend'],
     dns: dns as CniDns,
     runtimeConfig,

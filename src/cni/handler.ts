@@ -15,7 +15,8 @@ import {
   UnknownContainerError,
   toCniError,
 } from './errors.js';
-import { allocate, rangeFor } from './ipam/allocator.js';
+import { allocate } from './ipam/allocator.js';
+import { ipamRange, ipamRoutes } from './ipam/conf.js';
 import { DiskIpamStore } from './ipam/disk-store.js';
 import type { IpamStore } from './ipam/store.js';
 import type { BridgeState, CniKernel } from './kernel.js';
@@ -165,7 +166,11 @@ function bridgeAfter(plan: AttachPlan, before: BridgeState | undefined, newMac: 
 async function cmdAdd(ctx: Ctx, env: CniEnv, conf: WeftNetConf): Promise<Record<string, unknown>> {
   const senv = readSubnetEnv(conf.subnetFile);
   if (!ctx.kernel.netnsExists(env.netns)) throw new UnknownContainerError(`netns ${env.netns} does not exist`, { netns: env.netns });
-  const range = rangeFor(senv.subnet);
+  const range = ipamRange(senv.subnet, conf.ipam);
+  const net = networkRoute(senv);
+  const gateway = formatIPv4(range.gateway);
+  // Checked before anything is reserved or built: a bad route gateway is a config error, not a half-made attachment.
+  const extraRoutes = ipamRoutes(senv.subnet, conf.ipam, gateway, [...(net ? [formatCidr(net)] : []), ...(conf.isDefaultGateway ? ['0.0.0.0/0'] : [])]);
   const mtu = conf.mtu ?? senv.mtu;
   const ipMasq = conf.ipMasq ?? !senv.ipMasq;
   const requested = env.args.ip ?? conf.runtimeConfig.ips?.[0];
@@ -180,8 +185,6 @@ async function cmdAdd(ctx: Ctx, env: CniEnv, conf: WeftNetConf): Promise<Record<
     durable.catch(() => {});
     await ctx.fault('reserved');
 
-    const gateway = formatIPv4(range.gateway);
-    const net = networkRoute(senv);
     const plan: AttachPlan = {
       bridge: conf.bridge,
       gatewayCidr: `${gateway}/${senv.subnet.prefixLen}`,
@@ -197,6 +200,7 @@ async function cmdAdd(ctx: Ctx, env: CniEnv, conf: WeftNetConf): Promise<Record<
       address: `${formatIPv4(alloc.ip)}/${senv.subnet.prefixLen}`,
       network: net ? formatCidr(net) : '',
       defaultRoute: conf.isDefaultGateway,
+      extraRoutes,
     };
     // A repeated ADD (or a retry after a crash) rebuilds the attachment: the
     // old pair goes, the address stays the same.
@@ -249,7 +253,7 @@ async function cmdAdd(ctx: Ctx, env: CniEnv, conf: WeftNetConf): Promise<Record<
         { name: env.ifname, mac: plan.containerMac, sandbox: env.netns, mtu },
       ],
       ips: [{ address: plan.address, gateway, interface: 2 }],
-      routes: [...(net ? [{ dst: formatCidr(net), gw: gateway }] : []), ...(conf.isDefaultGateway ? [{ dst: '0.0.0.0/0', gw: gateway }] : [])],
+      routes: [...(net ? [{ dst: formatCidr(net), gw: gateway }] : []), ...(conf.isDefaultGateway ? [{ dst: '0.0.0.0/0', gw: gateway }] : []), ...extraRoutes],
       dns: conf.dns,
     };
     return formatResult(result, conf.cniVersion);

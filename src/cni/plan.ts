@@ -21,6 +21,8 @@ export interface AttachPlan {
   /** "10.244.0.0/16": a route via the gateway. */
   network: string;
   defaultRoute: boolean;
+  /** Further routes (the conf's `ipam.routes`), after the network and default routes. */
+  extraRoutes?: ReadonlyArray<{ dst: string; gw: string }>;
 }
 
 function hex(text: string, n: number): string {
@@ -83,5 +85,6 @@ export function renderContainerLines(plan: AttachPlan): string[] {
   const lines = [`addr add ${plan.address} dev ${plan.ifname}`, `link set dev ${plan.ifname} up`];
   if (plan.network) lines.push(`route add ${plan.network} via ${plan.gateway} dev ${plan.ifname}`);
   if (plan.defaultRoute) lines.push(`route add default via ${plan.gateway} dev ${plan.ifname}`);
+  for (const r of plan.extraRoutes ?? []) lines.push(`route add ${r.dst} via ${r.gw} dev ${plan.ifname}`);
   return lines;
 }

@@ -5,6 +5,7 @@ import { waitFor } from '../../src/core/async.js';
 import { run } from '../../src/exec/run.js';
 import { createCniHandler, type CniHandler } from '../../src/cni/handler.js';
 import { SUPPORTED_VERSIONS } from '../../src/cni/spec.js';
+import { hostVethName } from '../../src/cni/plan.js';
 import { isRoot, NetnsSandbox } from '../helpers/netns.js';
 import { CniWorkspace } from '../helpers/cni-env.js';
 
@@ -93,6 +94,30 @@ describe.skipIf(!isRoot)('weft CNI plugin in network namespaces', () => {
     const del1 = await handler({ env: cniEnv('DEL', 'pair1', `/var/run/netns/${n1}`), stdin: JSON.stringify({ ...ws.conf({ bridge }), prevResult: {} }) });
     expect(del1.exitCode, del1.stdout).toBe(0);
     expect(reservations()).not.toContain(r1.ips[0].address.split('/')[0]);
+  });
+
+  it("honours a host-local ipam section: the address from rangeStart-rangeEnd, its routes in the container; a gateway that is not the bridge's is refused", async () => {
+    const ns = await sb.create('ipam');
+    const path = `/var/run/netns/${ns}`;
+    const ipam = { type: 'host-local', ranges: [[{ subnet: '10.244.21.0/24', rangeStart: '10.244.21.240', rangeEnd: '10.244.21.245' }]], routes: [{ dst: '192.0.2.0/24' }] };
+    const add = await handler({ env: cniEnv('ADD', 'ipam1', path), stdin: conf({ ipam }) });
+    expect(add.exitCode, add.stdout).toBe(0);
+    const result = JSON.parse(add.stdout);
+    expect(result.ips[0].address).toMatch(/^10\.244\.21\.24[0-5]\/24$/);
+    expect(result.routes).toContainEqual({ dst: '192.0.2.0/24', gw: '10.244.21.1' });
+    expect((await run('ip', ['-n', ns, 'route'])).stdout).toContain('192.0.2.0/24 via 10.244.21.1 dev eth0');
+    const check = await handler({ env: cniEnv('CHECK', 'ipam1', path), stdin: conf({ ipam, prevResult: result }) });
+    expect(check.exitCode, check.stdout).toBe(0);
+    const del = await handler({ env: cniEnv('DEL', 'ipam1', path), stdin: conf({ ipam }) });
+    expect(del.exitCode, del.stdout).toBe(0);
+    expect(reservations()).not.toContain(result.ips[0].address.split('/')[0]);
+
+    const refused = await handler({ env: cniEnv('ADD', 'ipam2', path), stdin: conf({ ipam: { ...ipam, ranges: [[{ subnet: '10.244.21.0/24', gateway: '10.244.21.254' }]] } }) });
+    expect(refused.exitCode).toBe(1);
+    expect(JSON.parse(refused.stdout)).toMatchObject({ code: 7, msg: expect.stringMatching(/ipam\.gateway: 10\.244\.21\.254 is not 10\.244\.21\.1/) });
+    // Nothing half-made: no host veth for it, no reservation.
+    expect(await hostLinks()).not.toContain(hostVethName('weftlab', 'ipam2', 'eth0'));
+    expect(reservations().filter((ip) => ip.startsWith('10.244.21.24'))).toEqual([]);
   });
 
   it('ipMasq installs a WEFT-CNI chain in the host netns and DEL removes it', async () => {

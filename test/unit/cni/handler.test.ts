@@ -191,3 +191,62 @@ describe('DEL, CHECK, GC, STATUS', () => {
     expect(JSON.parse(res.stdout).code).toBe(50);
   });
 });
+
+describe('the ipam section (host-local fields that agree with subnet.env)', () => {
+  const add = (ipam: unknown, extra: Record<string, unknown> = {}) => handler({ env: env('ADD'), stdin: conf({ ipam, ...extra }) });
+  const error = (res: { exitCode: number; stdout: string }) => (expect(res.exitCode).toBe(1), JSON.parse(res.stdout) as { code: number; msg: string });
+
+  it('allocates inside rangeStart-rangeEnd, inline or in ranges, and adds its routes to the container and result', async () => {
+    const res = await add({ type: 'host-local', rangeStart: '10.244.3.50', rangeEnd: '10.244.3.60', routes: [{ dst: '192.168.0.0/16' }, { dst: '172.16.5.0/24', gw: '10.244.3.9' }, { dst: '0.0.0.0/0' }] });
+    expect(res.exitCode).toBe(0);
+    const out = JSON.parse(res.stdout);
+    expect(out.ips[0].address).toBe('10.244.3.50/24');
+    // The default route is added once (isDefaultGateway), not again from ipam.routes.
+    expect(out.routes).toEqual([
+      { dst: '10.244.0.0/16', gw: '10.244.3.1' },
+      { dst: '0.0.0.0/0', gw: '10.244.3.1' },
+      { dst: '192.168.0.0/16', gw: '10.244.3.1' },
+      { dst: '172.16.5.0/24', gw: '10.244.3.9' },
+    ]);
+    const eth0 = kernel.netns.get(NS)!.get('eth0')!;
+    expect(eth0.routes.map((r) => `${r.dst} via ${r.gw}`)).toEqual(expect.arrayContaining(['192.168.0.0/16 via 10.244.3.1', '172.16.5.0/24 via 10.244.3.9']));
+    // CHECK verifies the extra routes too.
+    const check = await handler({ env: env('CHECK'), stdin: conf({ ipam: { rangeStart: '10.244.3.50', rangeEnd: '10.244.3.60', routes: [{ dst: '192.168.0.0/16' }] }, prevResult: out }) });
+    expect(check.exitCode).toBe(0);
+
+    kernel.addNetns('/var/run/netns/fake-c2');
+    const second = await handler({ env: env('ADD', { CNI_CONTAINERID: 'c2', CNI_NETNS: '/var/run/netns/fake-c2' }), stdin: conf({ ipam: { ranges: [[{ subnet: '10.244.3.0/24', rangeStart: '10.244.3.200', gateway: '10.244.3.1' }]] } }) });
+    expect(second.exitCode).toBe(0);
+    expect(JSON.parse(second.stdout).ips[0].address).toBe('10.244.3.200/24');
+  });
+
+  it('takes dataDir from ipam; refuses a different one at the top level', async () => {
+    expect((await add({ type: 'host-local', dataDir: '/var/lib/weft-ipam' })).exitCode).toBe(0);
+    expect(stores.has('/var/lib/weft-ipam/weftnet')).toBe(true);
+    const e = error(await add({ dataDir: '/a' }, { dataDir: '/b' }));
+    expect(e.code).toBe(7);
+    expect(e.msg).toMatch(/ipam\.dataDir/);
+  });
+
+  it('refuses, with code 7 naming the field and nothing reserved, what disagrees with the node subnet', async () => {
+    const cases: Array<[unknown, RegExp]> = [
+      [{ type: 'dhcp' }, /ipam\.type: "dhcp" is not supported/],
+      [{ subnet: '10.244.9.0/24' }, /ipam\.subnet: 10\.244\.9\.0\/24 is not this node's subnet 10\.244\.3\.0\/24/],
+      [{ ranges: [[{ subnet: '10.244.3.0/24', gateway: '10.244.3.254' }]] }, /ipam\.gateway: 10\.244\.3\.254 is not 10\.244\.3\.1/],
+      [{ rangeStart: '10.244.4.5' }, /ipam\.rangeStart: 10\.244\.4\.5 is not a usable address of 10\.244\.3\.0\/24/],
+      [{ rangeStart: '10.244.3.90', rangeEnd: '10.244.3.80' }, /rangeStart: 10\.244\.3\.90 is after rangeEnd/],
+      [{ ranges: [[{ subnet: '10.244.3.0/24' }], [{ subnet: '10.245.0.0/24' }]] }, /ipam\.ranges: weft allocates from one range/],
+      [{ ranges: [[{}]], rangeStart: '10.244.3.5' }, /ipam\.rangeStart: give the range either in ipam\.ranges or inline/],
+      [{ routes: [{ dst: '192.168.0.0/16', gw: '10.1.1.1' }] }, /ipam\.routes\[0\]\.gw: 10\.1\.1\.1 is not in this node's subnet/],
+      [{ routes: [{ dst: 'nowhere' }] }, /ipam\.routes\[0\]\.dst: "nowhere" is not an IPv4 CIDR/],
+      ['host-local', /ipam: not an object/],
+    ];
+    for (const [ipam, msg] of cases) {
+      const e = error(await add(ipam));
+      expect(e.code, JSON.stringify(ipam)).toBe(7);
+      expect(e.msg).toMatch(msg);
+    }
+    expect(kernel.hostLinks.size).toBe(0);
+    expect(stores.get('/var/lib/cni/networks/weftnet')?.getByID('c1', 'eth0') ?? []).toEqual([]);
+  });
+});
