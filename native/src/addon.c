@@ -26,6 +26,7 @@
 #include "nftlist.h"
 #include "peers.h"
 
+#include <sys/file.h>
 #include <unistd.h>
 
 #define CHECK(call)                                  \
@@ -488,6 +489,35 @@ static napi_value js_pipe(napi_env env, napi_callback_info info) {
   return out;
 }
 
+/* ------------------------------------------------------------ flock */
+
+/* flock(fd, LOCK_EX | LOCK_NB): true when taken, false when another open file
+ * holds it. Never blocks the event loop; callers poll with a deadline. The
+ * lock goes with the last close of the file (host-local's lock, shared with it). */
+static napi_value js_try_flock(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int32_t fd;
+  if (argc < 1 || napi_get_value_int32(env, argv[0], &fd) != napi_ok || fd < 0) THROW("ERR_INVALID_ARGUMENT", "tryFlock(fd)");
+  int r;
+  do {
+    r = flock(fd, LOCK_EX | LOCK_NB);
+  } while (r != 0 && errno == EINTR);
+  napi_value out;
+  if (r == 0) {
+    napi_get_boolean(env, true, &out);
+    return out;
+  }
+  if (errno == EWOULDBLOCK) {
+    napi_get_boolean(env, false, &out);
+    return out;
+  }
+  char msg[96];
+  snprintf(msg, sizeof msg, "flock: %s", strerror(errno));
+  THROW("ERR_FLOCK", msg);
+}
+
 /* ------------------------------------------------------------ nftList */
 
 struct nft_list_work {
@@ -582,6 +612,7 @@ static napi_value Init(napi_env env, napi_value exports) {
       FN("tsoSegment", js_tso_segment),
       FN("nftList", js_nft_list),
       FN("pipe", js_pipe),
+      FN("tryFlock", js_try_flock),
   };
 #undef FN
   napi_define_properties(env, exports, sizeof(fns) / sizeof(fns[0]), fns);

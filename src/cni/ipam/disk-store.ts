@@ -3,6 +3,7 @@ import { closeSync, mkdirSync, openSync, readFileSync, readdirSync, unlinkSync, 
 import { join } from 'node:path';
 import { formatIPv4, isIPv4, parseIPv4, type IPv4 } from '../../core/ip.js';
 import { acquireFileLock, KeyedMutex, type FileLockOptions } from './file-lock.js';
+import { acquireFlock } from './flock.js';
 import type { IpamStore, Reservation } from './store.js';
 
 /** host-local writes `<containerID>\r\n<ifname>`; older versions wrote the id alone. */
@@ -19,8 +20,9 @@ export interface DiskStoreOptions {
 /**
  * host-local's on-disk store, file for file: `<dir>/<ip>`,
  * `<dir>/last_reserved_ip.<range>`, `<dir>/lock`. The mutual exclusion is
- * `<dir>/lock.weft` (see file-lock.ts: Node cannot flock); the empty `lock`
- * file is kept so the directory looks as host-local leaves it.
+ * flock(2) on `<dir>/lock`, as host-local takes it (with the native addon),
+ * plus `<dir>/lock.weft` (file-lock.ts), which also serialises weft
+ * processes that run without the addon (the standalone plugin bundle).
  */
 export class DiskIpamStore implements IpamStore {
   private readonly fsync: boolean;
@@ -35,13 +37,19 @@ export class DiskIpamStore implements IpamStore {
   async withLock<T>(fn: () => T): Promise<T> {
     return processMutex.run(this.dir, async () => {
       mkdirSync(this.dir, { recursive: true, mode: 0o755 });
+      // host-local's lock file, flock'ed as host-local does (when the addon is there); kept as a plain file otherwise.
       const compat = join(this.dir, 'lock');
-      if (!existsSync(compat)) closeSync(openSync(compat, 'a', 0o600));
-      const release = await acquireFileLock(join(this.dir, 'lock.weft'), this.opts.lock);
+      const releaseFlock = await acquireFlock(compat, this.opts.lock);
+      if (!releaseFlock && !existsSync(compat)) closeSync(openSync(compat, 'a', 0o600));
       try {
-        return fn();
+        const release = await acquireFileLock(join(this.dir, 'lock.weft'), this.opts.lock);
+        try {
+          return fn();
+        } finally {
+          release();
+        }
       } finally {
-        release();
+        releaseFlock?.();
       }
     });
   }

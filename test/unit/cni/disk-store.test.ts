@@ -5,6 +5,9 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { parseCidr, parseIPv4 } from '../../../src/core/ip.js';
 import { DiskIpamStore } from '../../../src/cni/ipam/disk-store.js';
 import { acquireFileLock } from '../../../src/cni/ipam/file-lock.js';
+import { acquireFlock, hasFlock } from '../../../src/cni/ipam/flock.js';
+import { spawn, spawnSync } from 'node:child_process';
+import { waitFor } from '../../../src/core/async.js';
 import { allocate, rangeFor } from '../../../src/cni/ipam/allocator.js';
 
 const root = mkdtempSync(join(tmpdir(), 'weft-cni-disk-'));
@@ -71,5 +74,58 @@ describe('acquireFileLock', () => {
     const release = await acquireFileLock(p, { timeoutMs: 1000, staleMs: 30_000 });
     release();
     expect(existsSync(p)).toBe(false);
+  });
+});
+
+// host-local takes flock(2) on <dir>/lock; util-linux `flock` stands in for it here.
+describe.skipIf(!hasFlock())('flock on host-local\'s lock file', () => {
+  const holdWithFlockTool = (path: string) => {
+    // Holds the lock until its stdin closes.
+    const child = spawn('flock', [path, 'cat'], { stdio: ['pipe', 'ignore', 'inherit'] });
+    const exited = new Promise<void>((r) => child.once('exit', () => r()));
+    return { child, release: async () => (child.stdin!.end(), await exited) };
+  };
+  const heldByOther = (path: string) => spawnSync('flock', ['-n', path, 'true']).status !== 0;
+
+  it('waits while host-local (flock) holds the directory, gives up with code 11, and goes on once it is released', async () => {
+    const dir = join(root, 'flocked');
+    mkdirSync(dir, { recursive: true });
+    const holder = holdWithFlockTool(join(dir, 'lock'));
+    try {
+      await waitFor(() => heldByOther(join(dir, 'lock')), { what: 'flock tool holding the lock', intervalMs: 10 });
+      const store = new DiskIpamStore(dir, { fsync: false, lock: { timeoutMs: 100 } });
+      const err = await store.withLock(() => 'ran').catch((e) => e);
+      expect(err.cniCode).toBe(11);
+      expect(String(err.message)).toMatch(/flock/);
+    } finally {
+      await holder.release();
+    }
+    const store = new DiskIpamStore(dir, { fsync: false, lock: { timeoutMs: 2000 } });
+    expect(await store.withLock(() => 'ran')).toBe('ran');
+  });
+
+  it('holds the flock while weft works, so host-local waits; releases it after', async () => {
+    const dir = join(root, 'flocked2');
+    const store = new DiskIpamStore(dir, { fsync: false });
+    let seenFromOutside: boolean | undefined;
+    await store.withLock(() => {
+      seenFromOutside = heldByOther(join(dir, 'lock'));
+    });
+    expect(seenFromOutside).toBe(true);
+    expect(heldByOther(join(dir, 'lock'))).toBe(false);
+  });
+
+  it('acquireFlock releases on its own timeout without leaking the descriptor', async () => {
+    const path = join(root, 'fl.lock');
+    const holder = holdWithFlockTool(path);
+    try {
+      await waitFor(() => heldByOther(path), { what: 'flock tool holding the lock', intervalMs: 10 });
+      const fds = () => readdirSync('/proc/self/fd').length;
+      const before = fds();
+      await expect(acquireFlock(path, { timeoutMs: 30 })).rejects.toThrow(/held by another process/);
+      expect(fds()).toBe(before);
+    } finally {
+      await holder.release();
+    }
   });
 });
