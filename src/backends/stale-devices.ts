@@ -3,6 +3,7 @@ import type { Link, Links } from '../kernel/links.js';
 
 /** The default device prefix; a VXLAN device is `<prefix>.<VNI>`. */
 const DEFAULT_PREFIX = 'weft';
+const DEVICE_NAME = /^(.+)\.\d+$/;
 
 /**
  * VXLAN devices named like weft's that the running backend does not use:
@@ -14,12 +15,12 @@ const DEFAULT_PREFIX = 'weft';
  */
 export function staleOverlayDevices(links: readonly Link[], keep: string | undefined): string[] {
   const prefixes = new Set([DEFAULT_PREFIX]);
-  const own = keep && /^(.+)\.\d+$/.exec(keep);
+  const own = keep && DEVICE_NAME.exec(keep);
   if (own) prefixes.add(own[1]!);
   return links
     .filter((l) => {
       if (l.kind !== 'vxlan' || l.name === keep) return false;
-      const m = /^(.+)\.\d+$/.exec(l.name);
+      const m = DEVICE_NAME.exec(l.name);
       return !!m && prefixes.has(m[1]!);
     })
     .map((l) => l.name);

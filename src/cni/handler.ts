@@ -170,7 +170,8 @@ async function cmdAdd(ctx: Ctx, env: CniEnv, conf: WeftNetConf): Promise<Record<
   const net = networkRoute(senv);
   const gateway = formatIPv4(range.gateway);
   // Checked before anything is reserved or built: a bad route gateway is a config error, not a half-made attachment.
-  const extraRoutes = ipamRoutes(senv.subnet, conf.ipam, gateway, [...(net ? [formatCidr(net)] : []), ...(conf.isDefaultGateway ? ['0.0.0.0/0'] : [])]);
+  const baseRoutes = [...(net ? [{ dst: formatCidr(net), gw: gateway }] : []), ...(conf.isDefaultGateway ? [{ dst: '0.0.0.0/0', gw: gateway }] : [])];
+  const extraRoutes = ipamRoutes(senv.subnet, conf.ipam, gateway, baseRoutes.map((r) => r.dst));
   const mtu = conf.mtu ?? senv.mtu;
   const ipMasq = conf.ipMasq ?? !senv.ipMasq;
   const requested = env.args.ip ?? conf.runtimeConfig.ips?.[0];
@@ -253,7 +254,7 @@ async function cmdAdd(ctx: Ctx, env: CniEnv, conf: WeftNetConf): Promise<Record<
         { name: env.ifname, mac: plan.containerMac, sandbox: env.netns, mtu },
       ],
       ips: [{ address: plan.address, gateway, interface: 2 }],
-      routes: [...(net ? [{ dst: formatCidr(net), gw: gateway }] : []), ...(conf.isDefaultGateway ? [{ dst: '0.0.0.0/0', gw: gateway }] : []), ...extraRoutes],
+      routes: [...baseRoutes, ...extraRoutes],
       dns: conf.dns,
     };
     return formatResult(result, conf.cniVersion);

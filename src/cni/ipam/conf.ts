@@ -117,12 +117,12 @@ export function ipamRange(subnet: IPv4Net, ipam: WeftIpamConf | undefined): IpRa
 
 /**
  * The section's routes with their gateways, minus those the plugin adds
- * anyway (the Network route, the default route); code 7 for a gateway
+ * anyway (`added`: their destinations, in formatCidr's form); code 7 for a gateway
  * outside the node's subnet (it would not be on-link). Pure.
  */
 export function ipamRoutes(subnet: IPv4Net, ipam: WeftIpamConf | undefined, gateway: string, added: readonly string[]): Array<{ dst: string; gw: string }> {
   if (!ipam) return [];
-  const seen = new Set(added.map((d) => formatCidr(parseCidr(d))));
+  const seen = new Set(added);
   const out: Array<{ dst: string; gw: string }> = [];
   ipam.routes.forEach((r, i) => {
     const gw = r.gw ?? gateway;

@@ -5,13 +5,9 @@ import { TryAgainLaterError } from '../errors.js';
 import type { FileLockOptions } from './file-lock.js';
 
 type TryFlock = (fd: number) => boolean;
-let tryFlock: TryFlock | null | undefined;
 
-/** The addon's non-blocking flock, looked up on first use (the standalone plugin bundle runs without the addon). */
-function flockFn(): TryFlock | undefined {
-  if (tryFlock === undefined) tryFlock = addonFunction<TryFlock>('tryFlock') ?? null;
-  return tryFlock ?? undefined;
-}
+/** The addon's non-blocking flock (loadAddon caches the addon); undefined without it, as in the standalone plugin bundle. */
+const flockFn = () => addonFunction<TryFlock>('tryFlock');
 
 /** Whether `acquireFlock` can take flock(2) locks here (the native addon is built and loadable). */
 export function hasFlock(): boolean {
