@@ -1,5 +1,6 @@
 import type { Logger } from '../core/log.js';
 import type { Kernel } from '../kernel/kernel.js';
+import type { NftClient } from '../netfilter/nft.js';
 import type { Lease, NetworkConfig } from '../store/types.js';
 
 /** The underlay interface weftd uses (chosen by --iface / --iface-regex / default route). */
@@ -23,6 +24,16 @@ export interface BackendContext {
   netns?: string;
   /** Kernel adapters to use (a FakeKernel in unit tests); default: the real ones in `netns`. */
   kernel?: Kernel;
+  /**
+   * The lease this host is about to take over (flannel's acquire order: an
+   * existing lease with our PublicIP), read before prepare(); undefined when
+   * there is none. vxlan keeps its VtepMAC when it has no MAC of its own.
+   */
+  takeoverLease?: () => Promise<Lease | undefined>;
+  /** vxlan: accept VXLAN UDP only from current peers' PublicIPs (nftables). Default true. */
+  vxlanPeerFilter?: boolean;
+  /** nftables client (a FakeNft in unit tests); default: `nft` in `netns`. */
+  nft?: NftClient;
 }
 
 export interface PrepareResult {

@@ -15,6 +15,11 @@ const int = (flag: string) => (v: string) => {
   return n;
 };
 
+const bool = (flag: string) => (v: string) => {
+  if (v === 'true' || v === 'false') return v === 'true';
+  throw new InvalidArgumentError(flag, `"${v}" is not true or false`);
+};
+
 const d = DEFAULT_OPTIONS;
 const program = new Command('weftd')
   .description('weft network daemon: leases a pod subnet in etcd (flannel schema) and programs the data path.\nEvery flag can also be set as WEFTD_<FLAG> (e.g. WEFTD_ETCD_ENDPOINTS).')
@@ -35,6 +40,7 @@ const program = new Command('weftd')
   .option('--subnet-lease-ttl <seconds>', 'lease TTL (tests use a few seconds)', int('--subnet-lease-ttl'), Number(env('SUBNET_LEASE_TTL') ?? d.subnetLeaseTtl))
   .option('--state-dir <dir>', 'state directory', env('STATE_DIR') ?? d.stateDir)
   .option('--reconcile-interval <seconds>', 'periodic data path re-assertion', int('--reconcile-interval'), Number(env('RECONCILE_INTERVAL') ?? d.reconcileIntervalMs / 1000))
+  .option('--vxlan-peer-filter <bool>', `vxlan: accept VXLAN UDP only from current peers (nftables table ip weft-vxlan) (default: ${d.vxlanPeerFilter})`, bool('--vxlan-peer-filter'))
   .option('--cni-socket <path>', 'serve CNI requests from the weft shim on this unix socket', env('CNI_SOCKET'))
   .addOption(new Option('--log-format <format>', 'log format').choices(['text', 'json']).default(env('LOG_FORMAT') ?? 'text'))
   .addOption(new Option('--log-level <level>', 'log level').choices(['debug', 'info', 'warn', 'error']).default(env('LOG_LEVEL') ?? 'info'))
@@ -60,6 +66,7 @@ const program = new Command('weftd')
       stateDir: o.stateDir,
       reconcileIntervalMs: o.reconcileInterval * 1000,
       cniSocket: o.cniSocket || undefined,
+      vxlanPeerFilter: o.vxlanPeerFilter ?? (env('VXLAN_PEER_FILTER') === undefined ? d.vxlanPeerFilter : bool('WEFTD_VXLAN_PEER_FILTER')(env('VXLAN_PEER_FILTER')!)),
       logFormat: o.logFormat,
       logLevel: o.logLevel,
     };

@@ -9,6 +9,9 @@ import '../backends/index.js';
 import { createKernel, type Kernel } from '../kernel/kernel.js';
 import { selectInterface } from '../kernel/iface.js';
 import { ExecIptables, type IptablesClient } from '../netfilter/iptables.js';
+import { ExecNft, type NftClient } from '../netfilter/nft.js';
+import { removePeerFilter } from '../backends/vxlan/peer-filter.js';
+import { chooseSubnet } from '../store/subnet-policy.js';
 import { loadNetworkConfig } from '../store/config-loader.js';
 import { parseNetworkConfig } from '../store/netconfig.js';
 import type { Registry } from '../store/registry.js';
@@ -31,6 +34,8 @@ export interface DaemonDeps {
   kernel?: Kernel;
   /** Injected in tests; default: detected iptables when --ip-masq. */
   iptables?: IptablesClient;
+  /** Injected in tests (FakeNft); default: `nft`, unless `kernel` is injected (then no nftables is touched). */
+  nft?: NftClient;
 }
 
 function registryOf(opts: WeftdOptions): Registry {
@@ -85,8 +90,19 @@ export async function runWeftd(opts: WeftdOptions, deps: DaemonDeps): Promise<vo
     readyReason = 'waiting for network config';
     const config = await loadNetworkConfig(registry, { signal, log });
 
-    const { backend: made, iface } = await backendFor(opts, config, kernel, log);
+    const nft = deps.nft ?? (deps.kernel ? undefined : new ExecNft());
+    const { backend: made, iface } = await backendFor(opts, config, kernel, log, {
+      nft,
+      // flannel's acquire order step 1, read ahead so vxlan can keep a taken-over lease's VtepMAC.
+      takeoverLease: async (iface) => {
+        const { leases } = await registry.listLeases();
+        const prev = readPreviousSubnet(opts.subnetFile);
+        const c = chooseSubnet({ config, leases, publicIp: iface.publicIp, ...(prev ? { previousSubnet: prev } : {}) });
+        return c.kind === 'own' ? c.lease : undefined;
+      },
+    });
     backend = made;
+    if (backend.type !== 'vxlan' && nft) await removeVxlanPeerFilter(nft, log);
     log.info({ iface: iface.name, ifaceAddr: iface.ifaceAddr, publicIp: iface.publicIp, mtu: iface.mtu }, 'using interface');
     await removeStaleOverlayDevices(kernel.links, backend.device, log);
     const prepared = await backend.prepare();
@@ -198,10 +214,35 @@ function backendMetricsText(backend: Backend | undefined): string {
 }
 
 /** The underlay interface chosen in flannel's order, and the configured backend on it. */
-async function backendFor(opts: WeftdOptions, config: NetworkConfig, kernel: Kernel, log: Logger): Promise<{ backend: Backend; iface: ExternalInterface }> {
+async function backendFor(
+  opts: WeftdOptions,
+  config: NetworkConfig,
+  kernel: Kernel,
+  log: Logger,
+  extra: { nft?: NftClient | undefined; takeoverLease?: (iface: ExternalInterface) => Promise<Lease | undefined> } = {},
+): Promise<{ backend: Backend; iface: ExternalInterface }> {
   const iface = await selectInterface({ ifaces: opts.iface, ifaceRegex: opts.ifaceRegex, publicIp: opts.publicIp }, kernel);
-  const backend = createBackend({ config, iface, log: log.child({ backend: config.backend.type }), stateDir: opts.stateDir, kernel });
+  const { nft, takeoverLease } = extra;
+  const backend = createBackend({
+    config,
+    iface,
+    log: log.child({ backend: config.backend.type }),
+    stateDir: opts.stateDir,
+    kernel,
+    vxlanPeerFilter: opts.vxlanPeerFilter,
+    ...(nft ? { nft } : {}),
+    ...(takeoverLease ? { takeoverLease: () => takeoverLease(iface) } : {}),
+  });
   return { backend, iface };
+}
+
+/** The vxlan peer filter's table, left by an earlier run with vxlan; a failure is logged, not fatal. */
+async function removeVxlanPeerFilter(nft: NftClient, log: Logger): Promise<void> {
+  try {
+    await removePeerFilter(nft);
+  } catch (err) {
+    log.warn({ error: (err as Error).message }, 'could not remove the vxlan peer filter table');
+  }
 }
 
 /** `weftd --cleanup`: removes masquerade rules and what the configured backend programmed. */
@@ -209,6 +250,8 @@ export async function cleanupWeftd(opts: WeftdOptions, log: Logger): Promise<voi
   const ipt = await ExecIptables.create();
   await removeMasq(ipt);
   log.info({}, 'removed masquerade and forward rules');
+  // Whatever the config says now: the table may be left from a vxlan run.
+  await removeVxlanPeerFilter(new ExecNft(), log);
   const registry = registryOf(opts);
   try {
     const raw = await registry.getConfig();

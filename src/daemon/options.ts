@@ -33,6 +33,8 @@ export interface WeftdOptions {
   reconcileIntervalMs: number;
   /** Socket on which weftd serves CNI requests from the `weft` shim; empty = off. */
   cniSocket?: string;
+  /** vxlan: accept VXLAN UDP only from current peers' PublicIPs (nftables). Default true. */
+  vxlanPeerFilter: boolean;
   logFormat: LogFormat;
   logLevel: LogLevel;
 }
@@ -49,6 +51,7 @@ export const DEFAULT_OPTIONS: WeftdOptions = {
   subnetLeaseTtl: 86400,
   stateDir: '/var/lib/weft',
   reconcileIntervalMs: 10_000,
+  vxlanPeerFilter: true,
   logFormat: 'text',
   logLevel: 'info',
 };

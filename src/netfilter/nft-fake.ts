@@ -1,3 +1,4 @@
+import { isIPv4 } from '../core/ip.js';
 import { NftError, type NftClient, type NftTableObjects } from './nft.js';
 
 interface FakeChain {
@@ -31,7 +32,10 @@ function clone(s: FakeState): FakeState {
 function items(body: string): string[] {
   const m = /^\{(.*)\}$/.exec(body.trim());
   if (!m) throw new Error(`expected "{ ... }", got "${body}"`);
-  return m[1]!.split(',').map((s) => s.trim()).filter(Boolean);
+  const out = m[1]!.split(',').map((s) => s.trim()).filter(Boolean);
+  // nft: "syntax error, unexpected '}'".
+  if (out.length === 0) throw new Error('syntax error (empty element list)');
+  return out;
 }
 
 /**
@@ -253,10 +257,9 @@ export class FakeNft implements NftClient {
       case 'add element': {
         if (t.sets.has(name)) {
           const set = t.sets.get(name)!;
-          const seen = new Set<string>();
+          // nft accepts an element given twice, or already present, in a plain set.
           for (const key of items(rest)) {
-            if (seen.has(key)) throw new Error(`File exists (element ${key})`);
-            seen.add(key);
+            if (/\btype ipv4_addr\s*;/.test(set.decl) && !isIPv4(key)) throw new Error(`Could not resolve hostname (element ${key})`);
             set.elements.add(key);
           }
           return;

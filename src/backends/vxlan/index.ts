@@ -6,5 +6,15 @@ export * from './config.js';
 export * from './plan.js';
 export * from './device.js';
 export * from './state.js';
+export * from './mac.js';
+export * from './peer-filter.js';
 
-registerBackend('vxlan', (ctx) => new VxlanBackend(ctx, ctx.kernel ? { kernel: ctx.kernel } : {}));
+registerBackend(
+  'vxlan',
+  (ctx) =>
+    new VxlanBackend(ctx, {
+      ...(ctx.kernel ? { kernel: ctx.kernel } : {}),
+      ...(ctx.nft ? { nft: ctx.nft } : {}),
+      ...(ctx.vxlanPeerFilter !== undefined ? { peerFilter: ctx.vxlanPeerFilter } : {}),
+    }),
+);

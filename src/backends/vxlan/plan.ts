@@ -1,10 +1,10 @@
 import { contains, formatIPv4, parseIPv4, subnetKey, type IPv4Net } from '../../core/ip.js';
 import type { FdbEntry, FdbOp } from '../../kernel/fdb.js';
-import { isMac } from '../../kernel/links.js';
 import type { Neighbour, NeighbourOp } from '../../kernel/neighbours.js';
 import { WEFT_ROUTE_PROTO, type Route, type RouteOp } from '../../kernel/routes.js';
 import type { Lease } from '../../store/types.js';
 import { planRoutes, type SkippedLease } from '../hostgw/plan.js';
+import { checkVtepMac, rawVtepMac } from './mac.js';
 
 /** What one remote lease needs on this host. */
 export interface PeerPlan {
@@ -19,11 +19,8 @@ export interface PeerPlan {
 
 /** VtepMAC from a lease's BackendData (field names matched case-insensitively, as flannel's JSON does). */
 export function vtepMacOf(lease: Lease): string | undefined {
-  const data = lease.attrs.BackendData;
-  if (!data || typeof data !== 'object') return undefined;
-  const key = Object.keys(data).find((k) => k.toLowerCase() === 'vtepmac');
-  const mac = key ? (data as Record<string, unknown>)[key] : undefined;
-  return typeof mac === 'string' && isMac(mac) ? mac.toLowerCase() : undefined;
+  const r = checkVtepMac(rawVtepMac(lease.attrs.BackendData));
+  return r.ok ? r.mac : undefined;
 }
 
 /** True when `ip` is covered by a connected route on `dev` (the peer shares our L2). */

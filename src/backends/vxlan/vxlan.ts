@@ -7,6 +7,7 @@ import { createKernel, type Kernel } from '../../kernel/kernel.js';
 import { randomMac, type VxlanSpec } from '../../kernel/links.js';
 import { kernelNeedsTxChecksumOff } from '../../kernel/offload.js';
 import { WEFT_ROUTE_PROTO, formatRoute } from '../../kernel/routes.js';
+import { ExecNft, type NftClient } from '../../netfilter/nft.js';
 import type { Lease } from '../../store/types.js';
 import type { Backend, BackendContext, PrepareResult, SyncStats } from '../backend.js';
 import { ensureIpForward } from '../hostgw/forward.js';
@@ -15,6 +16,9 @@ import { VXLAN_OVERHEAD, deviceName, parseVxlanConfig, type VxlanConfig } from '
 import { ensureDevice, ensureDeviceAddress } from './device.js';
 import { planPeers, planSize, planVxlan, type PeerPlan, type VxlanPlan } from './plan.js';
 import { loadState, saveState } from './state.js';
+import { checkVtepMac, rawVtepMac } from './mac.js';
+import { VxlanPeerFilter, removePeerFilter } from './peer-filter.js';
+import { renderSamples } from '../udp/metrics.js';
 
 export interface VxlanOptions {
   /** Kernel adapters. Default: the real ones in ctx.netns. */
@@ -23,6 +27,14 @@ export interface VxlanOptions {
   devicePrefix?: string;
   /** Kernel release deciding `TxChecksumOffload: "auto"`. Default os.release(). */
   kernelRelease?: string;
+  /** Accept VXLAN UDP only from current peers' PublicIPs. Default true. */
+  peerFilter?: boolean;
+  /**
+   * nftables client for the peer filter. Default: `nft` in ctx.netns - but
+   * none when `kernel` is injected (a unit test's fake kernel must not be
+   * paired with the host's real nftables): the filter is then off.
+   */
+  nft?: NftClient;
 }
 
 /** flannel's lease BackendData for vxlan, field order as flanneld writes it. */
@@ -48,6 +60,13 @@ export class VxlanBackend implements Backend {
   private sweep = true;
   private watch?: AbortController;
   private readonly skipLog = new SkipLog();
+  /** nftables for the peer filter (also used to remove it); undefined in unit tests without a fake. */
+  private readonly nft: NftClient | undefined;
+  private readonly filter: VxlanPeerFilter | undefined;
+  /** Last filter error logged (an unchanged error is not logged again each reconcile). */
+  private filterError: string | undefined;
+  /** Filter turned off: a table of an earlier run has been removed. */
+  private offRemoved = false;
   /** Serialises sync() calls (a link event and the periodic timer may overlap). */
   private queue: Promise<unknown> = Promise.resolve();
 
@@ -59,6 +78,8 @@ export class VxlanBackend implements Backend {
     this.device = deviceName(this.cfg);
     this.log = ctx.log.child({ backend: 'vxlan', dev: this.device });
     this.kernel = opts.kernel ?? createKernel({ ...(ctx.netns ? { netns: ctx.netns } : {}), log: this.log });
+    this.nft = opts.nft ?? (opts.kernel ? undefined : new ExecNft(ctx.netns));
+    this.filter = opts.peerFilter !== false && this.nft ? new VxlanPeerFilter(this.nft, this.cfg.port, this.log) : undefined;
     const want = this.cfg.txChecksumOffload;
     this.txCsum =
       want === 'auto' ? (kernelNeedsTxChecksumOff(opts.kernelRelease ?? release()) ? false : undefined) : want;
@@ -103,13 +124,41 @@ export class VxlanBackend implements Backend {
     return { backendData, mtu: this.mtu };
   }
 
-  /** The MAC from the state file, else the existing device's, else a new one; saved either way. */
+  /**
+   * The MAC from the state file, else the VtepMAC of the lease we take over
+   * (peers - flanneld ones keep a stale fdb entry on a MAC change - then need
+   * no change), else the existing device's, else a new one; saved either way.
+   */
   private async persistentMac(): Promise<string> {
     const saved = await loadState(this.ctx.stateDir, this.cfg.vni);
-    const existing = saved ? undefined : await this.kernel.links.get(this.device);
-    const mac = saved?.VtepMAC ?? (existing?.kind === 'vxlan' ? existing.mac : undefined) ?? randomMac();
+    const inherited = saved ? undefined : await this.takeoverMac();
+    const existing = saved || inherited ? undefined : await this.kernel.links.get(this.device);
+    const mac = saved?.VtepMAC ?? inherited ?? (existing?.kind === 'vxlan' ? existing.mac : undefined) ?? randomMac();
     await saveState(this.ctx.stateDir, { VNI: this.cfg.vni, VtepMAC: mac, Port: this.cfg.port, MTU: this.mtu });
     return mac;
+  }
+
+  /** A valid VtepMAC of the lease we are about to take over, if any (logged either way). */
+  private async takeoverMac(): Promise<string | undefined> {
+    if (!this.ctx.takeoverLease) return undefined;
+    let lease: Lease | undefined;
+    try {
+      lease = await this.ctx.takeoverLease();
+    } catch (err) {
+      this.log.warn({ error: errorMessage(err) }, 'could not read the lease to take over; making a new VtepMAC');
+      return undefined;
+    }
+    if (!lease) return undefined;
+    const subnet = formatCidr(lease.subnet);
+    const raw = rawVtepMac(lease.attrs.BackendData);
+    if (raw === undefined) return undefined;
+    const r = checkVtepMac(raw);
+    if (!r.ok) {
+      this.log.warn({ subnet, publicIp: lease.attrs.PublicIP, reason: r.reason }, 'ignored the VtepMAC of the lease we take over');
+      return undefined;
+    }
+    this.log.info({ subnet, publicIp: lease.attrs.PublicIP, mac: r.mac }, 'keeping the VtepMAC of the lease we take over');
+    return r.mac;
   }
 
   async start(own: Lease): Promise<void> {
@@ -159,6 +208,7 @@ export class VxlanBackend implements Backend {
     for (const s of this.skipLog.fresh([...skipped, ...planned.skipped])) {
       this.log.info({ ...leaseFields(s.lease), reason: s.reason }, 'ignoring lease');
     }
+    if (await this.syncFilter(planned.peers.map((p) => p.lease.attrs.PublicIP))) fixes++;
     const plan = planVxlan({
       peers: planned.peers,
       current: { routes, neighs, fdb },
@@ -179,6 +229,35 @@ export class VxlanBackend implements Backend {
     }
     fixes += res.applied;
     return { fixes, peers: planned.peers.length - res.failed.size };
+  }
+
+  /**
+   * The peer filter follows the programmed peers. Turned off, a table left by
+   * an earlier run is removed. A failure (nft missing, refused) is logged and
+   * counted but does not hold up the data path.
+   */
+  private async syncFilter(publicIps: string[]): Promise<boolean> {
+    try {
+      let changed = false;
+      if (this.filter) changed = await this.filter.sync(publicIps);
+      else if (this.nft && !this.offRemoved) {
+        await removePeerFilter(this.nft);
+        this.offRemoved = true;
+      }
+      if (this.filterError !== undefined) this.log.info({}, 'vxlan peer filter works again');
+      this.filterError = undefined;
+      return changed;
+    } catch (err) {
+      const msg = errorMessage(err);
+      if (this.filter) this.filter.stats.errors++;
+      if (msg !== this.filterError) this.log.error({ error: msg, filter: this.filter ? 'on' : 'off' }, 'vxlan peer filter update failed; retrying at the next reconcile');
+      this.filterError = msg;
+      return false;
+    }
+  }
+
+  metricsText(): string {
+    return this.filter ? renderSamples(this.filter.metrics()) : '';
   }
 
   /**
@@ -271,6 +350,7 @@ export class VxlanBackend implements Backend {
       .filter((r) => r.proto === WEFT_ROUTE_PROTO && r.dev === this.ctx.iface.name && containsNet(network, r.dst))
       .map((route) => ({ op: 'delete' as const, route }));
     await this.kernel.routes.apply(direct);
-    this.log.info({ directRoutes: direct.length }, 'vxlan device and routes removed');
+    if (this.nft) await removePeerFilter(this.nft);
+    this.log.info({ directRoutes: direct.length, peerFilter: this.nft ? 'removed' : 'not managed' }, 'vxlan device, routes and peer filter removed');
   }
 }
