@@ -9,6 +9,9 @@ import { VxlanBackend, parseVxlanConfig } from '../../../src/backends/vxlan/inde
 import { FakeKernel } from '../../../src/kernel/fake.js';
 import type { BackendContext } from '../../../src/backends/backend.js';
 import type { Lease } from '../../../src/store/types.js';
+import type { NftClient } from '../../../src/netfilter/nft.js';
+import { FakeNft } from '../../../src/netfilter/nft-fake.js';
+import { fakeSetElements } from '../../helpers/vxlan-filter-cases.js';
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -22,7 +25,13 @@ const peer = (n: number, publicIp = `192.0.2.${n}`, mac = macOf(n), type = 'vxla
 });
 const own: Lease = peer(1);
 
-function setup(backend: Record<string, unknown> = {}, k = new FakeKernel(), stateDir?: string, kernelRelease = '6.1.0') {
+function setup(
+  backend: Record<string, unknown> = {},
+  k = new FakeKernel(),
+  stateDir?: string,
+  kernelRelease = '6.1.0',
+  extra: { takeoverLease?: BackendContext['takeoverLease']; nft?: NftClient; peerFilter?: boolean } = {},
+) {
   if (!k.state.links.some((l) => l.name === 'eth0')) k.addHostLink('eth0', '192.0.2.1/24');
   const dir = stateDir ?? mkdtempSync(join(tmpdir(), 'weft-vx-'));
   if (!stateDir) dirs.push(dir);
@@ -39,8 +48,14 @@ function setup(backend: Record<string, unknown> = {}, k = new FakeKernel(), stat
     iface: { name: 'eth0', index: 1, mtu: 1500, ifaceAddr: '192.0.2.1', publicIp: '192.0.2.1' },
     log: createLogger({ level: 'debug', write: (l) => lines.push(l) }),
     stateDir: dir,
+    ...(extra.takeoverLease ? { takeoverLease: extra.takeoverLease } : {}),
   };
-  const be = new VxlanBackend(ctx, { kernel: k, kernelRelease });
+  const be = new VxlanBackend(ctx, {
+    kernel: k,
+    kernelRelease,
+    ...(extra.nft ? { nft: extra.nft } : {}),
+    ...(extra.peerFilter !== undefined ? { peerFilter: extra.peerFilter } : {}),
+  });
   return { k, be, dir, lines };
 }
 
@@ -264,5 +279,134 @@ describe('vxlan peer programming against the fake kernel', () => {
     await be.sync(remotes);
     expect(dump(k)).toEqual(entries(2).sort());
     expect(lines.filter((l) => l.includes('ignoring lease'))).toHaveLength(2);
+  });
+});
+
+describe('vxlan: taking over a lease keeps its VtepMAC', () => {
+  /** A lease as flanneld writes it for this host (PublicIP 192.0.2.1). */
+  const flannelLease = (mac: unknown): Lease => ({
+    subnet: parseCidr('10.244.7.0/24'),
+    attrs: { PublicIP: '192.0.2.1', PublicIPv6: null, BackendType: 'vxlan', BackendData: { VNI: 1, VtepMAC: mac } },
+  });
+
+  it('creates the device with the lease\'s VtepMAC when no MAC is persisted, and persists it', async () => {
+    const { k, be, dir, lines } = setup({}, new FakeKernel(), undefined, '6.1.0', { takeoverLease: async () => flannelLease('CA:B8:3A:F3:06:AE') });
+    const prep = await be.prepare();
+    expect(prep.backendData).toEqual({ VNI: 1, VtepMAC: 'ca:b8:3a:f3:06:ae' });
+    expect(k.state.links.find((l) => l.name === 'weft.1')!.mac).toBe('ca:b8:3a:f3:06:ae');
+    expect(JSON.parse(readFileSync(join(dir, 'vxlan-1.json'), 'utf8')).VtepMAC).toBe('ca:b8:3a:f3:06:ae');
+    expect(lines.join('\n')).toContain('keeping the VtepMAC of the lease we take over');
+  });
+
+  it('a persisted MAC of our own still wins (the lease is not even read)', async () => {
+    const first = setup();
+    const mine = ((await first.be.prepare()).backendData as { VtepMAC: string }).VtepMAC;
+    let asked = 0;
+    const again = setup({}, new FakeKernel(), first.dir, '6.1.0', { takeoverLease: async () => (asked++, flannelLease('ca:b8:3a:f3:06:ae')) });
+    expect(((await again.be.prepare()).backendData as { VtepMAC: string }).VtepMAC).toBe(mine);
+    expect(again.k.state.links.find((l) => l.name === 'weft.1')!.mac).toBe(mine);
+    expect(asked).toBe(0);
+  });
+
+  it('the lease\'s MAC beats the MAC of a leftover device without state', async () => {
+    const k = new FakeKernel();
+    k.addHostLink('eth0', '192.0.2.1/24');
+    await k.links.addVxlan({ name: 'weft.1', vni: 1, port: 8472, learning: false, gbp: false, udpCsum: true, mac: '02:11:11:11:11:11', local: '192.0.2.1', dev: 'eth0', mtu: 1450 });
+    const { be } = setup({}, k, undefined, '6.1.0', { takeoverLease: async () => flannelLease('ca:b8:3a:f3:06:ae') });
+    await be.prepare();
+    expect(k.state.links.find((l) => l.name === 'weft.1')!.mac).toBe('ca:b8:3a:f3:06:ae');
+  });
+
+  it.each([
+    ['multicast', '01:00:5e:00:00:01'],
+    ['broadcast', 'ff:ff:ff:ff:ff:ff'],
+    ['all-zero', '00:00:00:00:00:00'],
+    ['malformed', 'ca:b8:3a:f3:06'],
+    ['junk text', 'ca:b8:3a:f3:06:ae; rm -rf /'],
+    ['a number', 42],
+  ])('ignores a %s VtepMAC with a log line and makes a fresh one', async (_what, bad) => {
+    const { k, be, lines } = setup({}, new FakeKernel(), undefined, '6.1.0', { takeoverLease: async () => flannelLease(bad) });
+    const mac = ((await be.prepare()).backendData as { VtepMAC: string }).VtepMAC;
+    expect(mac).not.toBe(String(bad).toLowerCase());
+    expect(mac).toMatch(/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/);
+    expect(parseInt(mac.slice(0, 2), 16) & 1).toBe(0);
+    expect(k.state.links.find((l) => l.name === 'weft.1')!.mac).toBe(mac);
+    expect(lines.join('\n')).toContain('ignored the VtepMAC of the lease we take over');
+  });
+
+  it('no lease to take over, or the store failing: a fresh MAC, logged', async () => {
+    const none = setup({}, new FakeKernel(), undefined, '6.1.0', { takeoverLease: async () => undefined });
+    expect(((await none.be.prepare()).backendData as { VtepMAC: string }).VtepMAC).toMatch(/^[0-9a-f:]{17}$/);
+    const failing = setup({}, new FakeKernel(), undefined, '6.1.0', {
+      takeoverLease: async () => {
+        throw new Error('etcd unavailable');
+      },
+    });
+    await failing.be.prepare();
+    expect(failing.lines.join('\n')).toContain('could not read the lease to take over');
+  });
+
+  it('peers\' leases with a multicast VtepMAC are not programmed', async () => {
+    const { k, be } = await started();
+    await be.sync([peer(2), peer(3, '192.0.2.3', '01:00:5e:00:00:03')]);
+    expect(dump(k)).toEqual(entries(2).sort());
+  });
+});
+
+describe('vxlan peer filter in the backend', () => {
+  const elements = (nft: FakeNft) => fakeSetElements(nft.dump());
+  async function withNft(extra: { peerFilter?: boolean } = {}) {
+    const nft = new FakeNft();
+    const s = setup({}, new FakeKernel(), undefined, '6.1.0', { nft, ...extra });
+    await s.be.prepare();
+    await s.be.start(own);
+    return { ...s, nft };
+  }
+
+  it('accepts VXLAN only from the programmed peers, following leases as they come and go', async () => {
+    const { be, nft } = await withNft();
+    await be.sync([peer(2), peer(3), peer(4, '192.0.2.4', macOf(4), 'host-gw')]);
+    expect(await nft.listChain('ip', 'weft-vxlan', 'input')).toEqual(['udp dport 8472 ip saddr != @peers counter drop']);
+    expect(elements(nft)).toEqual(['192.0.2.2', '192.0.2.3']);
+    await be.sync([peer(3), peer(5)]);
+    expect(elements(nft)).toEqual(['192.0.2.3', '192.0.2.5']);
+    expect(be.metricsText()).toContain('weft_vxlan_peer_filter_peers 2');
+  });
+
+  it('uses the configured Port', async () => {
+    const nft = new FakeNft();
+    const { be } = setup({ Port: 4789 }, new FakeKernel(), undefined, '6.1.0', { nft });
+    await be.prepare();
+    await be.start(own);
+    await be.sync([peer(2)]);
+    expect(await nft.listChain('ip', 'weft-vxlan', 'input')).toEqual(['udp dport 4789 ip saddr != @peers counter drop']);
+  });
+
+  it('turned off: no filter, and a table left by an earlier run is removed', async () => {
+    const { be, nft } = await withNft({ peerFilter: false });
+    await nft.apply('add table ip weft-vxlan\nadd chain ip weft-vxlan input\n');
+    await be.sync([peer(2)]);
+    expect(await nft.listTable('ip', 'weft-vxlan')).toBeUndefined();
+    expect(be.metricsText()).toBe('');
+  });
+
+  it('an nft failure is logged once and counted; the data path is still programmed', async () => {
+    const { k, be, nft, lines } = await withNft();
+    nft.failNext = true;
+    await be.sync([peer(2)]);
+    expect(dump(k)).toEqual(entries(2).sort());
+    expect(be.metricsText()).toContain('weft_vxlan_peer_filter_errors_total 1');
+    expect(lines.filter((l) => l.includes('vxlan peer filter update failed'))).toHaveLength(1);
+    await be.sync([peer(2)]);
+    expect(elements(nft)).toEqual(['192.0.2.2']);
+    expect(lines.some((l) => l.includes('vxlan peer filter works again'))).toBe(true);
+  });
+
+  it('cleanup removes the table with the device', async () => {
+    const { k, be, nft } = await withNft();
+    await be.sync([peer(2)]);
+    await be.cleanup();
+    expect(await nft.listTable('ip', 'weft-vxlan')).toBeUndefined();
+    expect(k.state.links.find((l) => l.name === 'weft.1')).toBeUndefined();
   });
 });
