@@ -208,7 +208,8 @@ export class VxlanBackend implements Backend {
     for (const s of this.skipLog.fresh([...skipped, ...planned.skipped])) {
       this.log.info({ ...leaseFields(s.lease), reason: s.reason }, 'ignoring lease');
     }
-    if (await this.syncFilter(planned.peers.map((p) => p.lease.attrs.PublicIP))) fixes++;
+    // Not counted in `fixes` (kernel data path objects): the filter has its own log lines and metrics.
+    await this.syncFilter(planned.peers.map((p) => p.lease.attrs.PublicIP));
     const plan = planVxlan({
       peers: planned.peers,
       current: { routes, neighs, fdb },
