@@ -111,6 +111,8 @@ export interface PeerFilterStats {
 /** Keeps the table in step with the peer list; one `nft list chain` per sync, one transaction when something changed. */
 export class VxlanPeerFilter {
   private applied: string | undefined;
+  /** Syncs since the set was last written. */
+  private sinceWrite = 0;
   private readonly invalidSeen = new Set<string>();
   readonly stats: PeerFilterStats = { droppedPackets: 0, droppedBytes: 0, peers: 0, errors: 0, repairs: 0 };
 
@@ -118,6 +120,13 @@ export class VxlanPeerFilter {
     private readonly nft: NftClient,
     private readonly port: number,
     private readonly log: Logger,
+    /**
+     * Rewrite an unchanged set every this many syncs (about a minute at the
+     * default 10 s reconcile): reading the elements back costs as much as
+     * writing them, and a set emptied by hand would otherwise drop every
+     * peer until the peer list changes.
+     */
+    private readonly refreshEvery = 6,
   ) {
     checkPort(port);
   }
@@ -149,12 +158,13 @@ export class VxlanPeerFilter {
     } else {
       this.stats.droppedPackets = counter.packets;
       this.stats.droppedBytes = counter.bytes;
-      if (key !== this.applied) {
+      if (key !== this.applied || this.sinceWrite + 1 >= this.refreshEvery) {
         await this.nft.apply(renderPeerUpdate(sorted));
-        this.log.info({ table: T, peers: sorted.length }, 'vxlan peer filter updated');
+        if (key !== this.applied) this.log.info({ table: T, peers: sorted.length }, 'vxlan peer filter updated');
         changed = true;
       }
     }
+    this.sinceWrite = changed ? 0 : this.sinceWrite + 1;
     this.applied = key;
     this.stats.peers = sorted.length;
     return changed;

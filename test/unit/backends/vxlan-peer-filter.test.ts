@@ -127,3 +127,17 @@ describe('VxlanPeerFilter', () => {
     expect(await nft.listTable('ip', 'weft-vxlan')).toBeUndefined();
   });
 });
+
+describe('VxlanPeerFilter self-repair of the set', () => {
+  it('rewrites an unchanged set every refreshEvery syncs, so a set emptied by hand comes back', async () => {
+    const nft = new FakeNft();
+    const f = new VxlanPeerFilter(nft, 8472, logged().log, 3);
+    await f.sync(['192.0.2.2']);
+    await nft.apply('flush set ip weft-vxlan peers\n');
+    expect(await f.sync(['192.0.2.2'])).toBe(false);
+    expect(fakeSetElements(nft.dump())).toEqual([]);
+    expect(await f.sync(['192.0.2.2'])).toBe(false);
+    expect(await f.sync(['192.0.2.2'])).toBe(true);
+    expect(fakeSetElements(nft.dump())).toEqual(['192.0.2.2']);
+  });
+});
