@@ -160,3 +160,34 @@ describe.skipIf(!isRoot)('weftd vxlan peer filter and VtepMAC takeover on a 2-ho
     expect((await run('ip', ['-n', ns('h2'), 'link', 'show', 'weft.1'], { allowFail: true })).code).not.toBe(0);
   });
 });
+
+const offId = uniqueLabId('vo');
+
+/** Without the filter the kernel takes the frame from anyone: what the filter is for (flannel's behaviour). */
+describe.skipIf(!isRoot)('weftd vxlan with --vxlan-peer-filter=false on a 2-host lab', () => {
+  let status: LabStatus;
+  const ns = (target: string) => labTarget(offId, target);
+
+  beforeAll(async () => {
+    status = await labUp({ id: offId, hosts: 2, podsPerHost: 1, backend: 'vxlan', proxyMode: 'none', weftdArgs: ['--vxlan-peer-filter=false'] });
+  });
+  afterAll(async () => {
+    await labDown(offId);
+    expect((await run('ip', ['netns', 'list'])).stdout).not.toContain(`${offId}-`);
+  });
+
+  it('has no filter table, and a non-peer\'s crafted frame reaches the pod', async () => {
+    const h = (name: string) => status.hosts.find((x) => x.name === name)!;
+    expect(await realElements(ns('h2'))).toBeUndefined();
+    const mac = (JSON.parse((await run('ip', ['-n', ns('h2'), '-j', 'link', 'show', 'weft.1'])).stdout) as Array<{ address: string }>)[0]!.address;
+    const echos = async () => {
+      const lines = (await run('cat', ['/proc/net/snmp'], { netns: ns('h2-p1') })).stdout.split('\n').filter((l) => l.startsWith('Icmp:'));
+      const [names, values] = lines.map((l) => l.split(/\s+/));
+      return Number(values![names!.indexOf('InEchos')]);
+    };
+    const e0 = await echos();
+    const spoofed = h('h1').subnet!.replace(/\.0\/\d+$/, '.77');
+    await run('python3', [FRAME_PY, h('h2').underlayIp, '8472', '1', mac, spoofed, h('h2').pods[0]!.ip!], { netns: readState(offId)!.switchNetns });
+    await waitFor(async () => (await echos()) === e0 + 1, { timeoutMs: 5000, what: 'the unfiltered frame reached the pod' });
+  });
+});
