@@ -1,5 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../../src/core/async.js';
@@ -20,6 +20,11 @@ describe.skipIf(!isRoot)('weft CNI under load and under SIGKILL', () => {
     host = await sb.create('host');
     ws.writeSubnetEnv('10.244.22.0/24', { ipMasq: true });
     await ws.build();
+    // The bridge exists as after a first ADD, so each test here loads the IPAM and the veths, whichever runs alone (-t)
+    // (first ADDs at once on a fresh host racing on the bridge are another test's subject).
+    await run('ip', ['-n', host, 'link', 'add', bridge, 'mtu', '1450', 'type', 'bridge']);
+    await run('ip', ['-n', host, 'addr', 'add', '10.244.22.1/24', 'dev', bridge]);
+    await run('ip', ['-n', host, 'link', 'set', bridge, 'up']);
     server = await startCniServer({ socketPath: sock, hostNetns: host });
   });
 
@@ -49,6 +54,16 @@ describe.skipIf(!isRoot)('weft CNI under load and under SIGKILL', () => {
     const ino = statSync(join(ipamDir(), 'lock')).ino;
     return readFileSync('/proc/locks', 'utf8').split('\n').filter((l) => l.includes('->') && new RegExp(`:${ino} `).test(l)).length;
   };
+
+  /** A flock(1) in front of the real one on PATH that records its arguments. */
+  async function flockSpy(name: string): Promise<{ spy: string; calls: () => string[] }> {
+    const spy = join(ws.dir, `flock-spy-${name}`);
+    mkdirSync(spy, { recursive: true });
+    const log = join(spy, 'calls');
+    const realFlock = (await run('sh', ['-c', 'command -v flock'])).stdout.trim();
+    writeFileSync(join(spy, 'flock'), `#!/bin/sh\necho "$@" >> '${log}'\nexec '${realFlock}' "$@"\n`, { mode: 0o755 });
+    return { spy, calls: () => (existsSync(log) ? readFileSync(log, 'utf8').split('\n').filter(Boolean) : []) };
+  }
 
   let shared: string[] | undefined;
   /** 100 container namespaces, made once: each test detaches what it attached, so the next can reuse them. */
@@ -91,8 +106,34 @@ describe.skipIf(!isRoot)('weft CNI under load and under SIGKILL', () => {
 
   it('100 concurrent standalone plugins (separate processes, flock(2) blocking) all succeed with distinct addresses; 100 DELs leave nothing', async () => {
     const before = server.served;
-    await hundredAddsAndDels('solo', {});
+    const { spy, calls } = await flockSpy('solo');
+    await hundredAddsAndDels('solo', { PATH: `${spy}:${process.env.PATH}` });
     expect(server.served).toBe(before);
+    // The bundle loaded the addon beside it (weft-cni.node): flock(2) from a worker thread, never flock(1).
+    expect(calls()).toEqual([]);
+  });
+
+  it('without the native addon the standalone plugin locks through util-linux flock(1): 30 concurrent ADDs and DELs all succeed', async () => {
+    // The plugin pair alone in a folder outside the weft package: the bundle finds no weft-cni.node.
+    const bare = join(ws.dir, 'bin-noaddon');
+    mkdirSync(bare, { recursive: true });
+    for (const f of ['weft', 'weft-cni.cjs']) copyFileSync(join(ws.binDir, f), join(bare, f));
+    chmodSync(join(bare, 'weft'), 0o755);
+    // The plugin must go through flock(1).
+    const { spy, calls } = await flockSpy('bare');
+    const nss = (await hundred()).slice(0, 30);
+    const exec = (cmd: string, i: number) =>
+      run(join(bare, 'weft'), [], { netns: host, env: { PATH: `${spy}:${process.env.PATH}`, WEFT_CNI_SOCKET: join(ws.dir, 'none.sock'), ...cniEnv(cmd, `bare${i}`, `/var/run/netns/${nss[i]}`) } as NodeJS.ProcessEnv, input: conf(), allowFail: true });
+    const adds = await Promise.all(nss.map((_, i) => exec('ADD', i)));
+    for (const r of adds) expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect(new Set(adds.map((r) => JSON.parse(r.stdout).ips[0].address)).size).toBe(30);
+    const dels = await Promise.all(nss.map((_, i) => exec('DEL', i)));
+    for (const r of dels) expect(r.code, r.stdout + r.stderr).toBe(0);
+    await expectNothingLeft();
+    // At least one lock per ADD and per DEL, each on our inherited descriptor.
+    const lines = calls();
+    expect(lines.length).toBeGreaterThanOrEqual(60);
+    expect(new Set(lines)).toEqual(new Set(['--exclusive 3']));
   });
 
   it('a shim called from another netns is not served there: it falls back and works in its own netns', async () => {
