@@ -6,7 +6,7 @@ import { parseCidr, parseIPv4 } from '../../../src/core/ip.js';
 import { DiskIpamStore } from '../../../src/cni/ipam/disk-store.js';
 import { acquireFlock, type FlockMethod } from '../../../src/cni/ipam/flock.js';
 import { staleReservations } from '../../../src/cni/ipam/store.js';
-import { addonFunction } from '../../../src/native/addon.js';
+import { addonCandidates, addonFunction, packageRoot } from '../../../src/native/addon.js';
 import { spawn, spawnSync } from 'node:child_process';
 import { waitFor } from '../../../src/core/async.js';
 import { allocate, rangeFor } from '../../../src/cni/ipam/allocator.js';
@@ -108,6 +108,14 @@ const methods: Array<{ method: FlockMethod; available: boolean }> = [
   { method: 'addon', available: addonFunction('flockAsync') !== undefined },
   { method: 'flock-tool', available: hasFlockTool },
 ];
+
+describe('where the addon is looked for', () => {
+  it('beside the module first (the installed bundle: weft-cni.node), then the package build output', () => {
+    expect(addonCandidates('/opt/cni/bin')).toEqual(['/opt/cni/bin/weft-cni.node']);
+    const pkgDist = join(packageRoot(), 'dist/cni');
+    expect(addonCandidates(pkgDist)).toEqual([join(pkgDist, 'weft-cni.node'), join(packageRoot(), 'native/build/Release/weft_native.node')]);
+  });
+});
 
 describe.skipIf(!hasFlockTool)('flock(2) on host-local\'s lock file', () => {
   it('is the one lock: no lock.weft or other file besides <dir>/lock', async () => {
