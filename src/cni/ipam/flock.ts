@@ -35,9 +35,7 @@ function lockWithTool(fd: number, path: string): Promise<void> {
     const child = spawn('flock', ['--exclusive', '3'], { stdio: ['ignore', 'ignore', 'pipe', fd] });
     let stderr = '';
     child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d.slice(0, 500)));
-    child.once('error', (err) =>
-      reject(new IoFailureError(`flock ${path}: cannot run util-linux flock(1) and the native addon is not loadable (${err.message})`, { path }, )),
-    );
+    child.once('error', (err) => reject(new IoFailureError(`flock ${path}: cannot run util-linux flock(1) and the native addon is not loadable (${err.message})`, { path })));
     child.once('close', (code, signal) => {
       if (code === 0) resolve();
       else reject(new IoFailureError(`flock ${path}: flock(1) ${signal ?? `exited ${code}`}: ${stderr.trim()}`, { path }));
