@@ -12,6 +12,8 @@
  * nftables table, dumped over netlink on a worker thread (nftlist.c).
  * Addresses cross the boundary as unsigned 32-bit numbers in host order
  * (the same representation as src/core/ip.ts).
+ * tryFlock(fd) -> bool and flockAsync(fd) -> Promise: host-local's flock(2)
+ * on <dataDir>/<network>/lock (the CNI IPAM), without and with waiting.
  */
 #define _GNU_SOURCE /* pipe2 */
 #include <errno.h>
@@ -492,7 +494,7 @@ static napi_value js_pipe(napi_env env, napi_callback_info info) {
 /* ------------------------------------------------------------ flock */
 
 /* flock(fd, LOCK_EX | LOCK_NB): true when taken, false when another open file
- * holds it. Never blocks the event loop; callers poll with a deadline. The
+ * holds it (then wait with flockAsync). Never blocks the event loop. The
  * lock goes with the last close of the file (host-local's lock, shared with it). */
 static napi_value js_try_flock(napi_env env, napi_callback_info info) {
   size_t argc = 1;
@@ -516,6 +518,68 @@ static napi_value js_try_flock(napi_env env, napi_callback_info info) {
   char msg[96];
   snprintf(msg, sizeof msg, "flock: %s", strerror(errno));
   THROW("ERR_FLOCK", msg);
+}
+
+/* flockAsync(fd) -> Promise<void>: flock(fd, LOCK_EX), blocking, on a libuv
+ * worker thread (napi async work = uv_queue_work), so the caller waits in the
+ * kernel as host-local does while the event loop (weftd's) keeps running. No
+ * timeout: a holder that never lets go is waited for, like host-local. The fd
+ * must stay open until the promise settles. */
+struct flock_work {
+  napi_async_work work;
+  napi_deferred deferred;
+  int fd;
+  int err;
+};
+
+static void flock_execute(napi_env env, void *data) {
+  struct flock_work *w = data;
+  int r;
+  do {
+    r = flock(w->fd, LOCK_EX);
+  } while (r != 0 && errno == EINTR);
+  w->err = r == 0 ? 0 : errno;
+}
+
+static void flock_complete(napi_env env, napi_status status, void *data) {
+  struct flock_work *w = data;
+  if (status == napi_ok && w->err == 0) {
+    napi_resolve_deferred(env, w->deferred, undef(env));
+  } else {
+    char buf[96];
+    snprintf(buf, sizeof buf, "flock: %s", status == napi_ok ? strerror(w->err) : "cancelled");
+    napi_value msg, code, e;
+    napi_create_string_utf8(env, buf, NAPI_AUTO_LENGTH, &msg);
+    napi_create_string_utf8(env, "ERR_FLOCK", NAPI_AUTO_LENGTH, &code);
+    napi_create_error(env, code, msg, &e);
+    napi_reject_deferred(env, w->deferred, e);
+  }
+  napi_delete_async_work(env, w->work);
+  free(w);
+}
+
+static napi_value js_flock_async(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int32_t fd;
+  if (argc < 1 || napi_get_value_int32(env, argv[0], &fd) != napi_ok || fd < 0) THROW("ERR_INVALID_ARGUMENT", "flockAsync(fd)");
+  struct flock_work *w = calloc(1, sizeof(*w));
+  if (!w) THROW("ERR_NO_MEMORY", "flockAsync");
+  w->fd = fd;
+  napi_value promise, name;
+  if (napi_create_promise(env, &w->deferred, &promise) != napi_ok ||
+      napi_create_string_utf8(env, "weft.flock", NAPI_AUTO_LENGTH, &name) != napi_ok ||
+      napi_create_async_work(env, NULL, name, flock_execute, flock_complete, w, &w->work) != napi_ok) {
+    free(w);
+    THROW("ERR_FLOCK", "flockAsync: cannot queue the work");
+  }
+  if (napi_queue_async_work(env, w->work) != napi_ok) {
+    napi_delete_async_work(env, w->work);
+    free(w);
+    THROW("ERR_FLOCK", "flockAsync: cannot queue the work");
+  }
+  return promise;
 }
 
 /* ------------------------------------------------------------ nftList */
@@ -613,6 +677,7 @@ static napi_value Init(napi_env env, napi_value exports) {
       FN("nftList", js_nft_list),
       FN("pipe", js_pipe),
       FN("tryFlock", js_try_flock),
+      FN("flockAsync", js_flock_async),
   };
 #undef FN
   napi_define_properties(env, exports, sizeof(fns) / sizeof(fns[0]), fns);

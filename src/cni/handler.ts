@@ -18,7 +18,7 @@ import {
 import { allocate } from './ipam/allocator.js';
 import { ipamRange, ipamRoutes } from './ipam/conf.js';
 import { DiskIpamStore } from './ipam/disk-store.js';
-import type { IpamStore } from './ipam/store.js';
+import { staleReservations, type IpamStore } from './ipam/store.js';
 import type { BridgeState, CniKernel } from './kernel.js';
 import { ExecCniKernel } from './kernel-exec.js';
 import { masqChainName, masqComment, renderMasqAdd, renderMasqDelete, staleMasqChains } from './masq.js';
@@ -346,10 +346,11 @@ async function cmdCheck(ctx: Ctx, env: CniEnv, conf: WeftNetConf): Promise<undef
  */
 async function cmdGc(ctx: Ctx, _env: CniEnv, conf: WeftNetConf): Promise<undefined> {
   if (!conf.validAttachments) throw new InvalidNetworkConfigError('cni.dev/valid-attachments', 'missing (GC needs the list of attachments to keep)');
-  const keep = new Set(conf.validAttachments.map((a) => `${a.containerID}/${a.ifname}`));
+  const valid = conf.validAttachments;
+  const keep = new Set(valid.map((a) => `${a.containerID}/${a.ifname}`));
   const store = storeOf(ctx, conf);
   const freed = await store.withLock(() => {
-    const gone = store.list().filter((r) => !keep.has(`${r.containerId}/${r.ifname}`));
+    const gone = staleReservations(store.list(), valid);
     for (const r of gone) store.release(r.ip);
     return gone;
   });

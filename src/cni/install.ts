@@ -54,6 +54,12 @@ export function installCni(opts: InstallCniOptions = {}): string[] {
   installFile(bundle, join(binDir, 'weft-cni.cjs'), 0o644);
   installFile(shim, join(binDir, 'weft'), 0o755);
   written.push(join(binDir, 'weft-cni.cjs'), join(binDir, 'weft'));
+  // The native addon beside the bundle gives the standalone plugin flock(2) without util-linux flock(1).
+  const addon = join(src, 'weft-cni.node');
+  if (existsSync(addon)) {
+    installFile(addon, join(binDir, 'weft-cni.node'), 0o644);
+    written.push(join(binDir, 'weft-cni.node'));
+  }
   if (opts.withPortmap && !existsSync(join(binDir, 'portmap'))) {
     const pm = join(opts.portmapDir ?? '/usr/lib/cni', 'portmap');
     if (!existsSync(pm)) throw new InvalidArgumentError('--with-portmap', `${pm} not found (apt-get install containernetworking-plugins)`);

@@ -18,13 +18,19 @@ function readStdin(): Promise<string> {
   });
 }
 
-/** WEFT_CNI_TEST_HANG=<step>:<marker file>: at that ADD step write the marker and stop (SIGKILL tests). */
+/**
+ * Test seams at the named ADD steps (handler's `fault`):
+ * WEFT_CNI_TEST_HANG=<step>:<marker file>: write the marker and stop (SIGKILL tests);
+ * WEFT_CNI_TEST_FAIL=<step>: fail there (rollback tests).
+ */
 function faultFromEnv(): ((step: string) => Promise<void>) | undefined {
-  const spec = process.env.WEFT_CNI_TEST_HANG;
-  if (!spec) return undefined;
-  const [step, marker] = spec.split(':');
+  const hang = process.env.WEFT_CNI_TEST_HANG;
+  const fail = process.env.WEFT_CNI_TEST_FAIL;
+  if (!hang && !fail) return undefined;
+  const [hangStep, marker] = (hang ?? '').split(':');
   return async (s: string) => {
-    if (s !== step) return;
+    if (fail && s === fail) throw new Error(`injected failure at ADD step ${s} (WEFT_CNI_TEST_FAIL)`);
+    if (!hang || s !== hangStep) return;
     if (marker) writeFileSync(marker, `${process.pid}\n`);
     // A pending promise alone does not keep Node alive; a timer does.
     await new Promise(() => setInterval(() => {}, 60_000));

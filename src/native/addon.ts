@@ -29,24 +29,54 @@ export function packageRoot(from: string = dirname(fileURLToPath(import.meta.url
 
 export const ADDON_RELATIVE_PATH = 'native/build/Release/weft_native.node';
 
+/**
+ * The addon's name beside the standalone CNI plugin bundle (`weft-cni.cjs`):
+ * scripts/build-cni.mjs puts it in dist/cni and `weftctl install-cni` into the
+ * CNI bin dir, so the bundle loads it without the weft package.
+ */
+export const BUNDLED_ADDON_NAME = 'weft-cni.node';
+
+/** This module's folder: import.meta in ESM (src/, dist/); the esbuild CommonJS bundle has only __filename. */
+function moduleDir(): string | undefined {
+  try {
+    if (import.meta.url) return dirname(fileURLToPath(import.meta.url));
+  } catch {
+    /* bundled: import.meta is empty */
+  }
+  return typeof __filename === 'string' ? dirname(__filename) : undefined;
+}
+
+/** Where the addon may be, in order: beside this module (the installed bundle), then the package's build output. */
+export function addonCandidates(from: string | undefined = moduleDir()): string[] {
+  if (!from) return [];
+  const out = [join(from, BUNDLED_ADDON_NAME)];
+  try {
+    out.push(join(packageRoot(from), ADDON_RELATIVE_PATH));
+  } catch {
+    /* not inside the weft package (an installed bundle) */
+  }
+  return out;
+}
+
 let cached: Record<string, unknown> | undefined;
 let cachedError: Error | undefined;
 
 /**
- * Loads native/build/Release/weft_native.node once (the udp data path and
- * small OS helpers such as `pipe`); throws NativeAddonMissingError with the
- * reason when it cannot. Callers check for the entry points they need.
+ * Loads the addon once (the udp data path and small OS helpers such as
+ * `pipe` and `flockAsync`) from the first of addonCandidates() that exists;
+ * throws NativeAddonMissingError with the reason when it cannot. Callers
+ * check for the entry points they need.
  */
 export function loadAddon(): Record<string, unknown> {
   if (cached) return cached;
   if (cachedError) throw cachedError;
   try {
-    const root = packageRoot();
-    const path = join(root, ADDON_RELATIVE_PATH);
-    if (!existsSync(path)) {
-      throw new NativeAddonMissingError(`native addon not built: ${path} missing (run npm run build:native)`, { path });
+    const candidates = addonCandidates();
+    const path = candidates.find((p) => existsSync(p));
+    if (!path) {
+      throw new NativeAddonMissingError(`native addon not built: none of ${candidates.join(', ') || '(no module path)'} exists (run npm run build:native)`, { candidates });
     }
-    cached = createRequire(join(root, 'package.json'))(path) as Record<string, unknown>;
+    cached = createRequire(path)(path) as Record<string, unknown>;
     return cached;
   } catch (err) {
     cachedError =

@@ -1,9 +1,9 @@
 import { open } from 'node:fs/promises';
-import { closeSync, mkdirSync, openSync, readFileSync, readdirSync, unlinkSync, writeSync, existsSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, readdirSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { formatIPv4, isIPv4, parseIPv4, type IPv4 } from '../../core/ip.js';
-import { acquireFileLock, KeyedMutex, type FileLockOptions } from './file-lock.js';
-import { acquireFlock } from './flock.js';
+import { acquireFlock, type FlockMethod } from './flock.js';
+import { KeyedMutex } from './mutex.js';
 import type { IpamStore, Reservation } from './store.js';
 
 /** host-local writes `<containerID>\r\n<ifname>`; older versions wrote the id alone. */
@@ -14,15 +14,16 @@ const processMutex = new KeyedMutex();
 export interface DiskStoreOptions {
   /** fsync each reservation and last_reserved_ip (a zero-byte file after power loss breaks DEL: flannel cni-plugin 43). Default true. */
   fsync?: boolean;
-  lock?: FileLockOptions;
+  /** How flock(2) is taken (tests). Default: the addon when loadable, else util-linux flock(1). */
+  flock?: FlockMethod;
 }
 
 /**
  * host-local's on-disk store, file for file: `<dir>/<ip>`,
  * `<dir>/last_reserved_ip.<range>`, `<dir>/lock`. The mutual exclusion is
- * flock(2) on `<dir>/lock`, as host-local takes it (with the native addon),
- * plus `<dir>/lock.weft` (file-lock.ts), which also serialises weft
- * processes that run without the addon (the standalone plugin bundle).
+ * flock(2) on `<dir>/lock`, taken blocking as host-local takes it, which
+ * serialises weft's processes and host-local alike (flock.ts); inside one
+ * process a keyed mutex queues callers first.
  */
 export class DiskIpamStore implements IpamStore {
   private readonly fsync: boolean;
@@ -37,19 +38,11 @@ export class DiskIpamStore implements IpamStore {
   async withLock<T>(fn: () => T): Promise<T> {
     return processMutex.run(this.dir, async () => {
       mkdirSync(this.dir, { recursive: true, mode: 0o755 });
-      // host-local's lock file, flock'ed as host-local does (when the addon is there); kept as a plain file otherwise.
-      const compat = join(this.dir, 'lock');
-      const releaseFlock = await acquireFlock(compat, this.opts.lock);
-      if (!releaseFlock && !existsSync(compat)) closeSync(openSync(compat, 'a', 0o600));
+      const release = await acquireFlock(join(this.dir, 'lock'), this.opts.flock);
       try {
-        const release = await acquireFileLock(join(this.dir, 'lock.weft'), this.opts.lock);
-        try {
-          return fn();
-        } finally {
-          release();
-        }
+        return fn();
       } finally {
-        releaseFlock?.();
+        release();
       }
     });
   }
@@ -147,8 +140,16 @@ export class DiskIpamStore implements IpamStore {
       .map((r) => r.ip);
   }
 
+  /**
+   * As host-local: the attachment's `<id>\r\n<ifname>` files; when there
+   * are none, the files of old host-local versions that hold the container
+   * ID alone (their ifname is unknown, so they are the container's).
+   */
   releaseByID(containerId: string, ifname: string): IPv4[] {
-    const ips = this.getByID(containerId, ifname);
+    const all = this.list();
+    const id = containerId.trim();
+    let ips = all.filter((r) => r.containerId === id && r.ifname === ifname).map((r) => r.ip);
+    if (ips.length === 0) ips = all.filter((r) => r.containerId === id && r.ifname === '').map((r) => r.ip);
     for (const ip of ips) this.release(ip);
     return ips;
   }

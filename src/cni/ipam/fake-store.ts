@@ -33,7 +33,9 @@ export class FakeIpamStore implements IpamStore {
   }
 
   releaseByID(containerId: string, ifname: string): IPv4[] {
-    const ips = this.getByID(containerId, ifname);
+    let ips = this.getByID(containerId, ifname);
+    // host-local's fallback to old-format (id-only) files; ifname '' stands for them here.
+    if (ips.length === 0) ips = this.getByID(containerId, '');
     for (const ip of ips) this.reservations.delete(ip);
     return ips;
   }

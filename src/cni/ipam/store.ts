@@ -4,7 +4,19 @@ import type { IPv4 } from '../../core/ip.js';
 export interface Reservation {
   ip: IPv4;
   containerId: string;
+  /** '' for a file of an old host-local version (it holds the container ID alone). */
   ifname: string;
+}
+
+/**
+ * GC: the reservations whose attachment is not among `valid`. An old-format
+ * reservation (no ifname) stays while its container has any valid
+ * attachment, and goes with the container.
+ */
+export function staleReservations(all: readonly Reservation[], valid: ReadonlyArray<{ containerID: string; ifname: string }>): Reservation[] {
+  const keep = new Set(valid.map((a) => `${a.containerID}/${a.ifname}`));
+  const containers = new Set(valid.map((a) => a.containerID));
+  return all.filter((r) => (r.ifname === '' ? !containers.has(r.containerId) : !keep.has(`${r.containerId}/${r.ifname}`)));
 }
 
 /**
@@ -20,7 +32,7 @@ export interface IpamStore {
   lastReservedIP(rangeId: string): IPv4 | undefined;
   /** Addresses held by this attachment. */
   getByID(containerId: string, ifname: string): IPv4[];
-  /** Frees the attachment's addresses; returns them. */
+  /** Frees the attachment's addresses (when it has none, the container's old-format ones, as host-local); returns them. */
   releaseByID(containerId: string, ifname: string): IPv4[];
   /** Frees one address. */
   release(ip: IPv4): void;

@@ -68,4 +68,15 @@ describe('allocate (host-local semantics against a fake store)', () => {
   it('refuses subnets too small for containers', () => {
     expect(() => rangeFor(parseCidr('10.244.9.0/31'))).toThrow(/too small/);
   });
+
+  it('never hands an old-format reservation (container ID alone) back to an ADD; DEL frees it when the attachment has none of its own', async () => {
+    const s = new FakeIpamStore();
+    s.reservations.set(ip('10.244.1.2'), { containerId: 'old', ifname: '' });
+    const a = await allocate(s, range, 'old', 'eth0');
+    expect(a.fresh).toBe(true);
+    expect(formatIPv4(a.ip)).not.toBe('10.244.1.2');
+    expect(s.releaseByID('old', 'eth0')).toEqual([a.ip]);
+    expect(s.releaseByID('old', 'eth0')).toEqual([ip('10.244.1.2')]);
+    expect(s.reservations.size).toBe(0);
+  });
 });

@@ -1,11 +1,12 @@
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parseCidr, parseIPv4 } from '../../../src/core/ip.js';
 import { DiskIpamStore } from '../../../src/cni/ipam/disk-store.js';
-import { acquireFileLock } from '../../../src/cni/ipam/file-lock.js';
-import { acquireFlock, hasFlock } from '../../../src/cni/ipam/flock.js';
+import { acquireFlock, type FlockMethod } from '../../../src/cni/ipam/flock.js';
+import { staleReservations } from '../../../src/cni/ipam/store.js';
+import { addonCandidates, addonFunction, packageRoot } from '../../../src/native/addon.js';
 import { spawn, spawnSync } from 'node:child_process';
 import { waitFor } from '../../../src/core/async.js';
 import { allocate, rangeFor } from '../../../src/cni/ipam/allocator.js';
@@ -14,7 +15,7 @@ const root = mkdtempSync(join(tmpdir(), 'weft-cni-disk-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
 describe('DiskIpamStore (host-local on-disk format)', () => {
-  it('writes <ip> = "<id>\\r\\n<ifname>", last_reserved_ip.0 and lock, and nothing else after the lock is released', async () => {
+  it('writes <ip> = "<id>\\r\\n<ifname>", last_reserved_ip.0 and lock, and nothing else', async () => {
     const dir = join(root, 'net1');
     const s = new DiskIpamStore(dir);
     const a = await allocate(s, rangeFor(parseCidr('10.244.5.0/24')), 'ctr1', 'eth0');
@@ -48,84 +49,149 @@ describe('DiskIpamStore (host-local on-disk format)', () => {
   });
 });
 
-describe('acquireFileLock', () => {
-  it('breaks a lock whose holder is dead', async () => {
-    const p = join(root, 'dead.lock');
-    writeFileSync(p, '999999999\n'); // no such pid
-    const release = await acquireFileLock(p, { timeoutMs: 1000 });
-    expect(readFileSync(p, 'utf8')).toBe(`${process.pid}\n`);
-    release();
-    expect(existsSync(p)).toBe(false);
+describe('old-format reservations (host-local before ifname: the file holds the container ID alone)', () => {
+  it('DEL frees them when the container ID matches and the attachment has no new-format file, as host-local does', () => {
+    const dir = join(root, 'old1');
+    mkdirSync(dir);
+    writeFileSync(join(dir, '10.244.8.5'), 'oldctr');
+    writeFileSync(join(dir, '10.244.8.6'), 'oldctr\n'); // trailing blank trimmed, as host-local trims
+    writeFileSync(join(dir, '10.244.8.7'), 'otherctr');
+    const s = new DiskIpamStore(dir, { fsync: false });
+    expect(s.list().find((r) => r.ip === parseIPv4('10.244.8.5'))).toEqual({ ip: parseIPv4('10.244.8.5'), containerId: 'oldctr', ifname: '' });
+    expect(s.getByID('oldctr', 'eth0')).toEqual([]); // never reused by an ADD (its ifname is unknown)
+    expect(s.releaseByID('oldctr', 'eth0').sort()).toEqual([parseIPv4('10.244.8.5'), parseIPv4('10.244.8.6')]);
+    expect(readdirSync(dir)).toEqual(['10.244.8.7']);
   });
 
-  it('waits for a live holder and gives up with code 11', async () => {
-    const p = join(root, 'live.lock');
-    writeFileSync(p, '1\n'); // pid 1 is alive
-    const err = await acquireFileLock(p, { timeoutMs: 50 }).catch((e) => e);
-    expect(err.cniCode).toBe(11);
-    expect(existsSync(p)).toBe(true);
+  it('a new-format file of the attachment is freed alone; the old-format one waits for its own DEL', () => {
+    const dir = join(root, 'old2');
+    mkdirSync(dir);
+    writeFileSync(join(dir, '10.244.8.5'), 'ctr');
+    writeFileSync(join(dir, '10.244.8.9'), 'ctr\r\neth1');
+    const s = new DiskIpamStore(dir, { fsync: false });
+    expect(s.releaseByID('ctr', 'eth1')).toEqual([parseIPv4('10.244.8.9')]);
+    expect(readdirSync(dir)).toEqual(['10.244.8.5']);
+    expect(s.releaseByID('ctr', 'eth0')).toEqual([parseIPv4('10.244.8.5')]);
+    expect(readdirSync(dir)).toEqual([]);
   });
 
-  it('breaks a lock older than staleMs even with a live holder', async () => {
-    const p = join(root, 'old.lock');
-    writeFileSync(p, '1\n');
-    const past = new Date(Date.now() - 60_000);
-    utimesSync(p, past, past);
-    const release = await acquireFileLock(p, { timeoutMs: 1000, staleMs: 30_000 });
-    release();
-    expect(existsSync(p)).toBe(false);
+  it('GC keeps an old-format reservation while its container has a valid attachment and frees it with the container', () => {
+    const all = [
+      { ip: 1, containerId: 'a', ifname: '' },
+      { ip: 2, containerId: 'a', ifname: 'eth1' },
+      { ip: 3, containerId: 'b', ifname: '' },
+      { ip: 4, containerId: 'b', ifname: 'eth0' },
+    ];
+    expect(staleReservations(all, [{ containerID: 'a', ifname: 'eth0' }]).map((r) => r.ip)).toEqual([2, 3, 4]);
+    expect(staleReservations(all, [{ containerID: 'b', ifname: 'eth0' }, { containerID: 'a', ifname: 'eth1' }]).map((r) => r.ip)).toEqual([]);
   });
 });
 
-// host-local takes flock(2) on <dir>/lock; util-linux `flock` stands in for it here.
-describe.skipIf(!hasFlock())('flock on host-local\'s lock file', () => {
-  const holdWithFlockTool = (path: string) => {
-    // Holds the lock until its stdin closes.
-    const child = spawn('flock', [path, 'cat'], { stdio: ['pipe', 'ignore', 'inherit'] });
-    const exited = new Promise<void>((r) => child.once('exit', () => r()));
-    return { child, release: async () => (child.stdin!.end(), await exited) };
-  };
-  const heldByOther = (path: string) => spawnSync('flock', ['-n', path, 'true']).status !== 0;
+// host-local takes flock(2) on <dir>/lock, blocking; util-linux `flock` stands in for it here.
+const hasFlockTool = spawnSync('flock', ['--version']).status === 0;
+const holdWithFlockTool = (path: string) => {
+  // Holds the lock until its stdin closes.
+  const child = spawn('flock', [path, 'cat'], { stdio: ['pipe', 'ignore', 'inherit'] });
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  return { child, release: async () => (child.stdin!.end(), await exited) };
+};
+const heldByOther = (path: string) => spawnSync('flock', ['-n', path, 'true']).status !== 0;
+/** A process blocked in flock(2) on the file shows in /proc/locks as a "->" line with its inode. */
+const someoneWaits = (path: string) => {
+  const ino = statSync(path).ino;
+  return readFileSync('/proc/locks', 'utf8')
+    .split('\n')
+    .some((l) => l.includes('->') && l.includes('FLOCK') && new RegExp(`:${ino} `).test(l));
+};
 
-  it('waits while host-local (flock) holds the directory, gives up with code 11, and goes on once it is released', async () => {
-    const dir = join(root, 'flocked');
-    mkdirSync(dir, { recursive: true });
-    const holder = holdWithFlockTool(join(dir, 'lock'));
-    try {
-      await waitFor(() => heldByOther(join(dir, 'lock')), { what: 'flock tool holding the lock', intervalMs: 10 });
-      const store = new DiskIpamStore(dir, { fsync: false, lock: { timeoutMs: 100 } });
-      const err = await store.withLock(() => 'ran').catch((e) => e);
-      expect(err.cniCode).toBe(11);
-      expect(String(err.message)).toMatch(/flock/);
-    } finally {
-      await holder.release();
-    }
-    const store = new DiskIpamStore(dir, { fsync: false, lock: { timeoutMs: 2000 } });
-    expect(await store.withLock(() => 'ran')).toBe('ran');
+const methods: Array<{ method: FlockMethod; available: boolean }> = [
+  { method: 'addon', available: addonFunction('flockAsync') !== undefined },
+  { method: 'flock-tool', available: hasFlockTool },
+];
+
+describe('where the addon is looked for', () => {
+  it('beside the module first (the installed bundle: weft-cni.node), then the package build output', () => {
+    expect(addonCandidates('/opt/cni/bin')).toEqual(['/opt/cni/bin/weft-cni.node']);
+    const pkgDist = join(packageRoot(), 'dist/cni');
+    expect(addonCandidates(pkgDist)).toEqual([join(pkgDist, 'weft-cni.node'), join(packageRoot(), 'native/build/Release/weft_native.node')]);
+  });
+});
+
+describe.skipIf(!hasFlockTool)('flock(2) on host-local\'s lock file', () => {
+  it('is the one lock: no lock.weft or other file besides <dir>/lock', async () => {
+    const dir = join(root, 'onelock');
+    const s = new DiskIpamStore(dir, { fsync: false });
+    let inside: string[] = [];
+    await s.withLock(() => (inside = readdirSync(dir)));
+    expect(inside).toEqual(['lock']);
+    expect(readdirSync(dir)).toEqual(['lock']);
   });
 
-  it('holds the flock while weft works, so host-local waits; releases it after', async () => {
-    const dir = join(root, 'flocked2');
-    const store = new DiskIpamStore(dir, { fsync: false });
-    let seenFromOutside: boolean | undefined;
-    await store.withLock(() => {
-      seenFromOutside = heldByOther(join(dir, 'lock'));
+  for (const { method, available } of methods) {
+    describe.skipIf(!available)(`taken with ${method}`, () => {
+      it('waits in the kernel while host-local (flock) holds the directory, without blocking the event loop, and goes on once it is released', async () => {
+        const dir = join(root, `flocked-${method}`);
+        mkdirSync(dir, { recursive: true });
+        const lock = join(dir, 'lock');
+        const holder = holdWithFlockTool(lock);
+        let ran = false;
+        let pending: Promise<string> | undefined;
+        try {
+          await waitFor(() => heldByOther(lock), { what: 'flock tool holding the lock', intervalMs: 10 });
+          const store = new DiskIpamStore(dir, { fsync: false, flock: method });
+          pending = store.withLock(() => ((ran = true), 'ran'));
+          await waitFor(() => someoneWaits(lock), { what: 'weft blocked in flock(2)', intervalMs: 10 });
+          // The loop still runs timers while weft waits (a blocked main thread would not get here).
+          let ticks = 0;
+          await waitFor(() => ++ticks >= 5, { what: 'timer ticks while waiting', intervalMs: 5 });
+          expect(ran).toBe(false);
+        } finally {
+          await holder.release();
+        }
+        expect(await pending).toBe('ran');
+        expect(ran).toBe(true);
+      });
+
+      it('holds the flock while weft works, so host-local waits; releases it after, leaking no descriptor', async () => {
+        const dir = join(root, `flocked2-${method}`);
+        const store = new DiskIpamStore(dir, { fsync: false, flock: method });
+        await store.withLock(() => {}); // creates the dir and lock file
+        const fds = () => readdirSync('/proc/self/fd').length;
+        const before = fds();
+        let seenFromOutside: boolean | undefined;
+        await store.withLock(() => {
+          seenFromOutside = heldByOther(join(dir, 'lock'));
+        });
+        expect(seenFromOutside).toBe(true);
+        expect(heldByOther(join(dir, 'lock'))).toBe(false);
+        expect(fds()).toBe(before);
+      });
+
+      it('a release function is idempotent and a second holder in this process waits for the first', async () => {
+        const path = join(root, `fl-${method}.lock`);
+        const r1 = await acquireFlock(path, method);
+        const second = acquireFlock(path, method);
+        await waitFor(() => someoneWaits(path), { what: 'second holder blocked', intervalMs: 10 });
+        r1();
+        r1();
+        const r2 = await second;
+        expect(heldByOther(path)).toBe(true);
+        r2();
+        expect(heldByOther(path)).toBe(false);
+      });
     });
-    expect(seenFromOutside).toBe(true);
-    expect(heldByOther(join(dir, 'lock'))).toBe(false);
-  });
+  }
 
-  it('acquireFlock releases on its own timeout without leaking the descriptor', async () => {
-    const path = join(root, 'fl.lock');
-    const holder = holdWithFlockTool(path);
+  it('without util-linux flock(1) on PATH and without the addon, a clear code 5 error', async () => {
+    const path = join(root, 'nopath.lock');
+    const saved = process.env.PATH;
+    process.env.PATH = join(root, 'empty-bin');
     try {
-      await waitFor(() => heldByOther(path), { what: 'flock tool holding the lock', intervalMs: 10 });
-      const fds = () => readdirSync('/proc/self/fd').length;
-      const before = fds();
-      await expect(acquireFlock(path, { timeoutMs: 30 })).rejects.toThrow(/held by another process/);
-      expect(fds()).toBe(before);
+      const err = await acquireFlock(path, 'flock-tool').catch((e) => e);
+      expect(err.cniCode).toBe(5);
+      expect(String(err.message)).toMatch(/flock\(1\)/);
     } finally {
-      await holder.release();
+      process.env.PATH = saved;
     }
   });
 });
