@@ -85,7 +85,7 @@ describe('ADD side effects', () => {
   it.each([
     ['veth creation', /type veth/],
     ['container address', /^addr add 10\.244\.3\.\d+\/24 dev eth0/],
-    ['default route', /route add default/],
+    ['default route', /route append default/],
   ])('rolls back everything when %s fails', async (_what, re) => {
     kernel.failOn = re;
     const res = await handler({ env: env('ADD'), stdin: conf({ ipMasq: true }) });
@@ -115,7 +115,7 @@ describe('ADD side effects', () => {
 
   it('a failed repeated ADD keeps the reservation it did not make', async () => {
     await handler({ env: env('ADD'), stdin: conf() });
-    kernel.failOn = /route add default/;
+    kernel.failOn = /route append default/;
     expect((await handler({ env: env('ADD'), stdin: conf() })).exitCode).toBe(1);
     expect(store().reservations.size).toBe(1);
   });
