@@ -166,7 +166,7 @@ function bridgeAfter(plan: AttachPlan, before: BridgeState | undefined, newMac: 
 }
 
 /** How often a host batch is re-read and re-run when another ADD changed the bridge under it. */
-const HOST_BATCH_ATTEMPTS = 3;
+const HOST_BATCH_ATTEMPTS = 4;
 
 async function cmdAdd(ctx: Ctx, env: CniEnv, conf: WeftNetConf): Promise<Record<string, unknown>> {
   const senv = readSubnetEnv(conf.subnetFile);

@@ -42,17 +42,17 @@ export function hostVethName(network: string, containerId: string, ifname: strin
 export const MAX_ALIAS = 255;
 
 /**
- * `#<32 hex>`: stands for a network name or container ID too long for a
- * bounded label (alias, iptables comment). '#' is in neither charset, so a
- * token never collides with a real value.
+ * `@<32 hex>`: stands for a network name or container ID too long for a
+ * bounded label (alias, iptables comment). '@' is in neither charset, so a
+ * token never collides with a real value (and it is a plain ip -batch word).
  */
 export function nameToken(value: string): string {
-  return `#${hex(value, 32)}`;
+  return `@${hex(value, 32)}`;
 }
 
 /** True when `token` (from a label) stands for `value`: equal, or its hash token. */
 export function tokenMatches(token: string, value: string): boolean {
-  return token === value || (token.startsWith('#') && token === nameToken(value));
+  return token === value || (token.startsWith('@') && token === nameToken(value));
 }
 
 /**
