@@ -188,7 +188,9 @@ async function addAttachment(ctx: Ctx, env: CniEnv, conf: WeftNetConf, senv: Sub
   const extraRoutes = ipamRoutes(senv.subnet, conf.ipam, gateway, baseRoutes.map((r) => r.dst));
   const mtu = conf.mtu ?? senv.mtu;
   const ipMasq = conf.ipMasq ?? !senv.ipMasq;
-  const requested = env.args.ip ?? conf.runtimeConfig.ips?.[0];
+  const rcIp = conf.runtimeConfig.ips?.[0];
+  if (env.args.ip && rcIp && env.args.ip !== rcIp) throw new InvalidNetworkConfigError('runtimeConfig.ips', `${rcIp} differs from CNI_ARGS IP=${env.args.ip}; ask for one address`);
+  const requested = env.args.ip ?? rcIp;
   const store = storeOf(ctx, conf);
   const log = ctx.log.child({ containerId: env.containerId, ifname: env.ifname, network: conf.name });
   await refuseOtherAddress(store, env, requested);

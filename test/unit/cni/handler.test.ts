@@ -341,6 +341,9 @@ describe('issue 17 edge cases (fake kernel)', () => {
     const e = error(await handler({ env: env('ADD'), stdin: conf({ runtimeConfig: { ips: ['10.244.3.7', '10.244.3.8'] } }) }));
     expect(e).toMatchObject({ code: 7, msg: expect.stringMatching(/^runtimeConfig\.ips: .*holds 2 IPv4 addresses/) });
     expect(error(await handler({ env: env('ADD'), stdin: conf({ runtimeConfig: { mac: 'zz:00:00:00:00:00' } }) })).code).toBe(7);
+    const both = error(await handler({ env: env('ADD', { CNI_ARGS: 'IP=10.244.3.7' }), stdin: conf({ runtimeConfig: { ips: ['10.244.3.8'] } }) }));
+    expect(both).toMatchObject({ code: 7, msg: expect.stringMatching(/^runtimeConfig\.ips: 10\.244\.3\.8 differs from CNI_ARGS IP=10\.244\.3\.7/) });
+    expect(store()?.reservations.size ?? 0).toBe(0);
     const res = await handler({ env: env('ADD'), stdin: conf({ runtimeConfig: { mac: '02-AA-BB-CC-DD-EE' } }) });
     expect(res.exitCode, res.stdout).toBe(0);
     expect(JSON.parse(res.stdout).interfaces[2].mac).toBe('02:aa:bb:cc:dd:ee');
