@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { errorMessage } from '../core/errors.js';
-import { formatCidr, formatIPv4, parseCidr, type IPv4Net } from '../core/ip.js';
+import { contains, formatCidr, formatIPv4, parseCidr, type IPv4Net } from '../core/ip.js';
 import { silentLogger, type Logger } from '../core/log.js';
 import { UndoStack } from '../core/undo.js';
 import { readSubnetEnv, type SubnetEnv } from '../store/subnet-env.js';
@@ -193,7 +193,7 @@ async function addAttachment(ctx: Ctx, env: CniEnv, conf: WeftNetConf, senv: Sub
   const requested = env.args.ip ?? rcIp;
   const store = storeOf(ctx, conf);
   const log = ctx.log.child({ containerId: env.containerId, ifname: env.ifname, network: conf.name });
-  await refuseOtherAddress(store, env, requested);
+  await refuseOtherAddress(store, env, requested, senv.subnet);
   const undo = new UndoStack();
   try {
     const alloc = await allocate(store, range, env.containerId, env.ifname, requested);
@@ -295,9 +295,10 @@ async function addAttachment(ctx: Ctx, env: CniEnv, conf: WeftNetConf, senv: Sub
  * (A repeated ADD without a request, or asking for the address it has,
  * rebuilds the attachment with that address.)
  */
-async function refuseOtherAddress(store: IpamStore, env: CniEnv, requested: string | undefined): Promise<void> {
+async function refuseOtherAddress(store: IpamStore, env: CniEnv, requested: string | undefined, subnet: IPv4Net): Promise<void> {
   if (requested === undefined) return;
-  const held = (await store.withLock(() => store.getByID(env.containerId, env.ifname))).map(formatIPv4);
+  // As the allocator: only addresses of the current subnet count (after a subnet change the old ones are stale).
+  const held = (await store.withLock(() => store.getByID(env.containerId, env.ifname))).filter((ip) => contains(subnet, ip)).map(formatIPv4);
   if (held.length === 0 || held.includes(requested)) return;
   throw new RequestedIpUnavailableError(
     `${env.containerId}/${env.ifname} already holds ${held.join(', ')}; requested IP ${requested} refused (DEL the attachment first to change its address)`,
