@@ -27,8 +27,8 @@ export interface WeftNetConf {
   /** iptables flavour for ipMasq. Default: detected (whichever holds more rules). */
   iptablesBackend?: 'legacy' | 'nft';
   dns: CniDns;
-  /** Runtime-supplied capabilities ("ips" is honoured). */
-  runtimeConfig: { ips?: string[] };
+  /** Runtime-supplied capabilities: "ips" (one IPv4 address) and "mac" (the container interface's MAC). */
+  runtimeConfig: { ips?: string[]; mac?: string };
   /** CNI 1.1 GC: attachments to keep. */
   validAttachments?: Array<{ containerID: string; ifname: string }>;
   prevResult?: unknown;
@@ -90,7 +90,7 @@ export function parseNetConf(raw: Record<string, unknown>): WeftNetConf {
   if (!type) throw new InvalidNetworkConfigError('type', 'missing');
 
   const bridge = optString(raw, 'bridge') ?? CONF_DEFAULTS.bridge;
-  if (bridge.length > 15 || /[/:\s]/.test(bridge)) throw new InvalidNetworkConfigError('bridge', `"${bridge}" is not a valid interface name`);
+  if (bridge.length > 15 || /[/:\s#"']/.test(bridge)) throw new InvalidNetworkConfigError('bridge', `"${bridge}" is not a valid interface name`);
 
   let mtu: number | undefined;
   if (raw.mtu !== undefined && raw.mtu !== null) {
@@ -106,7 +106,7 @@ export function parseNetConf(raw: Record<string, unknown>): WeftNetConf {
   if (typeof dns !== 'object' || Array.isArray(dns)) throw new InvalidNetworkConfigError('dns', 'not an object');
 
   const rc = raw.runtimeConfig;
-  const runtimeConfig: { ips?: string[] } = {};
+  const runtimeConfig: WeftNetConf['runtimeConfig'] = {};
   if (rc !== undefined && rc !== null) {
     if (typeof rc !== 'object' || Array.isArray(rc)) throw new InvalidNetworkConfigError('runtimeConfig', 'not an object');
     const ips = (rc as Record<string, unknown>).ips;
@@ -115,8 +115,12 @@ export function parseNetConf(raw: Record<string, unknown>): WeftNetConf {
       // The "ips" capability may carry a prefix ("10.244.1.9/24"); only the address matters.
       const addrs = ips.map((x: string) => x.split('/')[0]!);
       for (const a of addrs) if (!isIPv4(a)) throw new InvalidNetworkConfigError('runtimeConfig.ips', `"${a}" is not an IPv4 address`);
+      // One IPv4 range, one address: a second one would be dropped silently.
+      if (addrs.length > 1) throw new InvalidNetworkConfigError('runtimeConfig.ips', `${JSON.stringify(ips)} holds ${addrs.length} IPv4 addresses; weft assigns one IPv4 address per interface`);
       runtimeConfig.ips = addrs;
     }
+    const mac = (rc as Record<string, unknown>).mac;
+    if (mac !== undefined && mac !== null && mac !== '') runtimeConfig.mac = parseMac(mac);
   }
 
   const ipam = parseIpamConf(raw.ipam);
@@ -144,6 +148,18 @@ export function parseNetConf(raw: Record<string, unknown>): WeftNetConf {
     prevResult: raw.prevResult,
     raw,
   };
+}
+
+/**
+ * The "mac" capability: six hex pairs (':' or '-'), unicast and not all
+ * zeros (the kernel refuses those for a veth), normalised to lower case with ':'.
+ */
+export function parseMac(v: unknown): string {
+  if (typeof v !== 'string' || !/^[0-9A-Fa-f]{2}([:-][0-9A-Fa-f]{2}){5}$/.test(v)) throw new InvalidNetworkConfigError('runtimeConfig.mac', `${JSON.stringify(v)} is not a MAC address (xx:xx:xx:xx:xx:xx)`);
+  const mac = v.toLowerCase().replace(/-/g, ':');
+  if (parseInt(mac.slice(0, 2), 16) & 1) throw new InvalidNetworkConfigError('runtimeConfig.mac', `${mac} is a multicast address`);
+  if (mac === '00:00:00:00:00:00') throw new InvalidNetworkConfigError('runtimeConfig.mac', 'the all-zero address is not usable');
+  return mac;
 }
 
 /** `cni.dev/valid-attachments` (1.1.0) or the older `cni.dev/attachments`. */

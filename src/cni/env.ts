@@ -85,6 +85,19 @@ export function validateContainerId(id: string): void {
 export function validateIfname(name: string): void {
   if (name.length === 0 || name.length > 15) throw new InvalidEnvError('CNI_IFNAME', `"${name}" must be 1-15 characters`);
   if (name === '.' || name === '..' || /[/:\s]/.test(name)) throw new InvalidEnvError('CNI_IFNAME', `"${name}" is not a valid interface name`);
+  // Valid for the kernel, but '#' starts a comment in ip -batch and quotes or a
+  // backslash would need escaping in ip -batch and iptables-restore text.
+  if (/[#"'\\]/.test(name)) throw new InvalidEnvError('CNI_IFNAME', `${JSON.stringify(name)} holds one of # " ' \\`);
+}
+
+/**
+ * CNI_NETNS is a path from the runtime: absolute, no control characters (a
+ * newline once injected an ip -batch command). That it is a network
+ * namespace, and not the host's, is checked when it is opened (CniKernel.openNetns).
+ */
+export function validateNetnsPath(path: string): void {
+  if (!path.startsWith('/')) throw new InvalidEnvError('CNI_NETNS', `${JSON.stringify(path)} is not an absolute path`);
+  if (/[\x00-\x1f\x7f]/.test(path)) throw new InvalidEnvError('CNI_NETNS', `${JSON.stringify(path)} holds a control character (newline, NUL, ...)`);
 }
 
 /**
@@ -107,7 +120,7 @@ export function parseCniEnv(env: Record<string, string | undefined>): CniEnv {
     if (!ifname) throw new InvalidEnvError('CNI_IFNAME', 'missing');
     validateIfname(ifname);
     if (cmd !== 'DEL' && !netns) throw new InvalidEnvError('CNI_NETNS', 'missing');
-    if (netns && !netns.startsWith('/')) throw new InvalidEnvError('CNI_NETNS', `"${netns}" is not an absolute path`);
+    if (netns) validateNetnsPath(netns);
   }
   return {
     command: cmd,

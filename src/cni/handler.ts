@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { errorMessage } from '../core/errors.js';
-import { formatCidr, formatIPv4, parseCidr, type IPv4Net } from '../core/ip.js';
+import { contains, formatCidr, formatIPv4, parseCidr, type IPv4Net } from '../core/ip.js';
 import { silentLogger, type Logger } from '../core/log.js';
 import { UndoStack } from '../core/undo.js';
 import { readSubnetEnv, type SubnetEnv } from '../store/subnet-env.js';
@@ -12,20 +12,22 @@ import {
   IncompatibleVersionError,
   InvalidNetworkConfigError,
   NotAvailableError,
-  UnknownContainerError,
+  RequestedIpUnavailableError,
   toCniError,
 } from './errors.js';
 import { allocate } from './ipam/allocator.js';
 import { ipamRange, ipamRoutes } from './ipam/conf.js';
 import { DiskIpamStore } from './ipam/disk-store.js';
 import { staleReservations, type IpamStore } from './ipam/store.js';
-import type { BridgeState, CniKernel } from './kernel.js';
+import type { BridgeState, CniKernel, NetnsRef } from './kernel.js';
 import { ExecCniKernel } from './kernel-exec.js';
 import { masqChainName, masqComment, renderMasqAdd, renderMasqDelete, staleMasqChains } from './masq.js';
 import {
   attachmentAlias,
   hostVethName,
+  nameToken,
   parseAttachmentAlias,
+  tokenMatches,
   randomMac,
   renderBridgeLines,
   renderContainerLines,
@@ -163,9 +165,21 @@ function bridgeAfter(plan: AttachPlan, before: BridgeState | undefined, newMac: 
   return { name: plan.bridge, isBridge: true, mac: before?.mac ?? newMac, up: true, mtu: before?.mtu ?? plan.mtu, addrs: [plan.gatewayCidr] };
 }
 
+/** How often a host batch is re-read and re-run when another ADD changed the bridge under it. */
+const HOST_BATCH_ATTEMPTS = 4;
+
 async function cmdAdd(ctx: Ctx, env: CniEnv, conf: WeftNetConf): Promise<Record<string, unknown>> {
   const senv = readSubnetEnv(conf.subnetFile);
-  if (!ctx.kernel.netnsExists(env.netns)) throw new UnknownContainerError(`netns ${env.netns} does not exist`, { netns: env.netns });
+  // Checked and held open before anything is done: commands name this very namespace.
+  const ns = ctx.kernel.openNetns(env.netns);
+  try {
+    return await addAttachment(ctx, env, conf, senv, ns);
+  } finally {
+    ns.close();
+  }
+}
+
+async function addAttachment(ctx: Ctx, env: CniEnv, conf: WeftNetConf, senv: SubnetEnv, ns: NetnsRef): Promise<Record<string, unknown>> {
   const range = ipamRange(senv.subnet, conf.ipam);
   const net = networkRoute(senv);
   const gateway = formatIPv4(range.gateway);
@@ -174,9 +188,12 @@ async function cmdAdd(ctx: Ctx, env: CniEnv, conf: WeftNetConf): Promise<Record<
   const extraRoutes = ipamRoutes(senv.subnet, conf.ipam, gateway, baseRoutes.map((r) => r.dst));
   const mtu = conf.mtu ?? senv.mtu;
   const ipMasq = conf.ipMasq ?? !senv.ipMasq;
-  const requested = env.args.ip ?? conf.runtimeConfig.ips?.[0];
+  const rcIp = conf.runtimeConfig.ips?.[0];
+  if (env.args.ip && rcIp && env.args.ip !== rcIp) throw new InvalidNetworkConfigError('runtimeConfig.ips', `${rcIp} differs from CNI_ARGS IP=${env.args.ip}; ask for one address`);
+  const requested = env.args.ip ?? rcIp;
   const store = storeOf(ctx, conf);
   const log = ctx.log.child({ containerId: env.containerId, ifname: env.ifname, network: conf.name });
+  await refuseOtherAddress(store, env, requested, senv.subnet);
   const undo = new UndoStack();
   try {
     const alloc = await allocate(store, range, env.containerId, env.ifname, requested);
@@ -193,9 +210,9 @@ async function cmdAdd(ctx: Ctx, env: CniEnv, conf: WeftNetConf): Promise<Record<
       mtu,
       hostVeth: hostVethName(conf.name, env.containerId, env.ifname),
       hostMac: randomMac(),
-      containerMac: randomMac(),
+      containerMac: conf.runtimeConfig.mac ?? randomMac(),
       ifname: env.ifname,
-      netnsPath: env.netns,
+      netnsPath: ns.ref,
       hairpin: conf.hairpinMode,
       alias: attachmentAlias(conf.name, env.containerId, env.ifname),
       address: `${formatIPv4(alloc.ip)}/${senv.subnet.prefixLen}`,
@@ -210,16 +227,22 @@ async function cmdAdd(ctx: Ctx, env: CniEnv, conf: WeftNetConf): Promise<Record<
     const newMac = randomMac();
     let before = await bridgeState(ctx, conf.bridge, false);
     undo.push('delete veth pair', () => ctx.kernel.deleteHostLink(plan.hostVeth));
-    try {
-      await ctx.kernel.hostBatch([...renderBridgeLines(before, plan, newMac), ...renderVethLines(plan)]);
-    } catch (err) {
-      if (ctx.bridgeCacheMs <= 0) throw err;
-      // The cached bridge view may be stale (bridge deleted, address changed): read and retry once.
-      log.info({ err: errorMessage(err) }, 'host batch failed; re-reading the bridge and retrying');
-      ctx.bridges.delete(conf.bridge);
-      await ctx.kernel.deleteHostLink(plan.hostVeth);
-      before = await bridgeState(ctx, conf.bridge, true);
-      await ctx.kernel.hostBatch([...renderBridgeLines(before, plan, newMac), ...renderVethLines(plan)]);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await ctx.kernel.hostBatch([...renderBridgeLines(before, plan, newMac), ...renderVethLines(plan)]);
+        break;
+      } catch (err) {
+        if (attempt >= HOST_BATCH_ATTEMPTS) throw err;
+        // Another ADD may have created or fixed the bridge since we read it
+        // (first ADDs at once on a fresh host), or the cached view is stale:
+        // read it again (bridgeState refuses a link that is not a bridge) and
+        // render again. Only the veth of this attachment is dropped: the
+        // batch may have made it before the failing line.
+        log.info({ bridge: conf.bridge, attempt, err: errorMessage(err) }, 'host batch failed; re-reading the bridge and retrying');
+        ctx.bridges.delete(conf.bridge);
+        await ctx.kernel.deleteHostLink(plan.hostVeth);
+        before = await bridgeState(ctx, conf.bridge, true);
+      }
     }
     if (before && before.addrs.some((a) => a !== plan.gatewayCidr)) {
       log.warn({ bridge: conf.bridge, old: before.addrs, now: plan.gatewayCidr }, 'replaced bridge address from another subnet');
@@ -228,7 +251,7 @@ async function cmdAdd(ctx: Ctx, env: CniEnv, conf: WeftNetConf): Promise<Record<
     ctx.bridges.set(conf.bridge, { state: bridge, at: Date.now() });
     await ctx.fault('veth');
 
-    await ctx.kernel.containerBatch(env.netns, renderContainerLines(plan));
+    await ctx.kernel.containerBatch(ns.ref, renderContainerLines(plan));
     await ctx.fault('container');
     await ctx.kernel.ensureIpForward();
 
@@ -263,6 +286,24 @@ async function cmdAdd(ctx: Ctx, env: CniEnv, conf: WeftNetConf): Promise<Record<
     for (const f of failures) log.warn({ step: f.what, err: errorMessage(f.error) }, 'rollback step failed');
     throw err;
   }
+}
+
+/**
+ * A repeated ADD (same container and ifname) that asks for another address
+ * is refused before anything is reserved or touched: the attachment keeps
+ * its address, veth and routes, and no second address is reserved for it.
+ * (A repeated ADD without a request, or asking for the address it has,
+ * rebuilds the attachment with that address.)
+ */
+async function refuseOtherAddress(store: IpamStore, env: CniEnv, requested: string | undefined, subnet: IPv4Net): Promise<void> {
+  if (requested === undefined) return;
+  // As the allocator: only addresses of the current subnet count (after a subnet change the old ones are stale).
+  const held = (await store.withLock(() => store.getByID(env.containerId, env.ifname))).filter((ip) => contains(subnet, ip)).map(formatIPv4);
+  if (held.length === 0 || held.includes(requested)) return;
+  throw new RequestedIpUnavailableError(
+    `${env.containerId}/${env.ifname} already holds ${held.join(', ')}; requested IP ${requested} refused (DEL the attachment first to change its address)`,
+    { requested, held },
+  );
 }
 
 function readSubnetEnvOrUndefined(path: string): SubnetEnv | undefined {
@@ -311,8 +352,17 @@ async function cmdCheck(ctx: Ctx, env: CniEnv, conf: WeftNetConf): Promise<undef
   const prev = parsePrevResult(conf.prevResult);
   if (!prev) throw new InvalidNetworkConfigError('prevResult', 'CHECK needs the ADD result');
   readSubnetEnv(conf.subnetFile);
-  if (!ctx.kernel.netnsExists(env.netns)) throw new UnknownContainerError(`netns ${env.netns} does not exist`, { netns: env.netns });
-  const link = await ctx.kernel.readContainerLink(env.netns, env.ifname);
+  const ns = ctx.kernel.openNetns(env.netns);
+  try {
+    await checkAttachment(ctx, env, conf, prev, ns);
+  } finally {
+    ns.close();
+  }
+  return undefined;
+}
+
+async function checkAttachment(ctx: Ctx, env: CniEnv, conf: WeftNetConf, prev: NonNullable<ReturnType<typeof parsePrevResult>>, ns: NetnsRef): Promise<void> {
+  const link = await ctx.kernel.readContainerLink(ns.ref, env.ifname);
   if (!link) throw new CheckFailedError(`interface ${env.ifname} is missing in ${env.netns}`);
   const idx = prev.interfaces.findIndex((i) => i.name === env.ifname && i.sandbox !== undefined);
   const want = idx >= 0 ? prev.interfaces[idx]! : undefined;
@@ -336,7 +386,6 @@ async function cmdCheck(ctx: Ctx, env: CniEnv, conf: WeftNetConf): Promise<undef
   const host = hostVethName(conf.name, env.containerId, env.ifname);
   const ports = await ctx.kernel.listBridgePorts(conf.bridge);
   if (!ports.some((p) => p.name === host)) throw new CheckFailedError(`host veth ${host} is not on bridge ${conf.bridge}`);
-  return undefined;
 }
 
 /**
@@ -347,7 +396,8 @@ async function cmdCheck(ctx: Ctx, env: CniEnv, conf: WeftNetConf): Promise<undef
 async function cmdGc(ctx: Ctx, _env: CniEnv, conf: WeftNetConf): Promise<undefined> {
   if (!conf.validAttachments) throw new InvalidNetworkConfigError('cni.dev/valid-attachments', 'missing (GC needs the list of attachments to keep)');
   const valid = conf.validAttachments;
-  const keep = new Set(valid.map((a) => `${a.containerID}/${a.ifname}`));
+  // Labels (alias, masq comment) carry a hash token for long IDs: keep those too.
+  const keep = new Set(valid.flatMap((a) => [`${a.containerID}/${a.ifname}`, `${nameToken(a.containerID)}/${a.ifname}`]));
   const store = storeOf(ctx, conf);
   const freed = await store.withLock(() => {
     const gone = staleReservations(store.list(), valid);
@@ -357,7 +407,7 @@ async function cmdGc(ctx: Ctx, _env: CniEnv, conf: WeftNetConf): Promise<undefin
   let veths = 0;
   for (const p of await ctx.kernel.listBridgePorts(conf.bridge)) {
     const a = parseAttachmentAlias(p.alias);
-    if (a && a.network === conf.name && !keep.has(`${a.containerId}/${a.ifname}`)) {
+    if (a && tokenMatches(a.network, conf.name) && !keep.has(`${a.containerId}/${a.ifname}`)) {
       await ctx.kernel.deleteHostLink(p.name);
       veths++;
     }

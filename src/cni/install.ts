@@ -24,7 +24,8 @@ export interface InstallCniOptions {
 }
 
 export function renderConflist(opts: InstallCniOptions = {}): string {
-  const plugins: Record<string, unknown>[] = [{ type: 'weft', ...(opts.weftConf ?? {}) }];
+  // Runtimes pass runtimeConfig.ips / .mac only to plugins that declare the capability.
+  const plugins: Record<string, unknown>[] = [{ type: 'weft', capabilities: { ips: true, mac: true }, ...(opts.weftConf ?? {}) }];
   if (opts.withPortmap) plugins.push({ type: 'portmap', capabilities: { portMappings: true } });
   return JSON.stringify({ cniVersion: opts.cniVersion ?? '1.0.0', name: opts.name ?? 'weft', plugins }, null, 2) + '\n';
 }

@@ -1,8 +1,9 @@
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { run, type RunResult } from '../exec/run.js';
 import { ExecIptables, detectIptablesBackend, type IptablesClient } from '../netfilter/iptables.js';
 import type { ShellPool } from './shell-pool.js';
-import type { BridgePort, BridgeState, CniKernel, ContainerLinkState } from './kernel.js';
+import type { BridgePort, BridgeState, CniKernel, ContainerLinkState, NetnsRef } from './kernel.js';
+import { openContainerNetns } from './netns.js';
 
 export interface ExecKernelOptions {
   /** Named netns for host-side work (tests, the lab). Default: this process's netns. */
@@ -27,10 +28,16 @@ interface IpRouteJson {
   dev?: string;
 }
 
-/** `/run/netns/<name>` (or /var/run/...) can use `ip -n`, which is cheaper than nsenter. */
+/** `/run/netns/<plain name>` (or /var/run/...) can use `ip -n`, which is cheaper than nsenter. */
 export function namedNetns(path: string): string | undefined {
-  const m = /^\/(?:var\/)?run\/netns\/([^/]+)$/.exec(path);
+  const m = /^\/(?:var\/)?run\/netns\/([A-Za-z0-9_.-]+)$/.exec(path);
   return m ? m[1] : undefined;
+}
+
+/** Batch text is built from checked words (plan.ts); a line break inside a line would be a second command. */
+function batchText(lines: string[]): string {
+  for (const l of lines) if (/[\0\n\r]/.test(l)) throw new Error(`refusing an ip -batch line holding a line break or NUL: ${JSON.stringify(l)}`);
+  return lines.join('\n') + '\n';
 }
 
 function notFound(r: RunResult): boolean {
@@ -87,12 +94,12 @@ export class ExecCniKernel implements CniKernel {
 
   async hostBatch(lines: string[]): Promise<void> {
     if (lines.length === 0) return;
-    await this.hostIp(['-batch', '-'], false, lines.join('\n') + '\n');
+    await this.hostIp(['-batch', '-'], false, batchText(lines));
   }
 
-  async containerBatch(netnsPath: string, lines: string[]): Promise<void> {
+  async containerBatch(netnsRef: string, lines: string[]): Promise<void> {
     if (lines.length === 0) return;
-    await this.nsIp(netnsPath, ['-batch', '-'], lines.join('\n') + '\n');
+    await this.nsIp(netnsRef, ['-batch', '-'], batchText(lines));
   }
 
   async deleteHostLink(name: string): Promise<boolean> {
@@ -102,8 +109,9 @@ export class ExecCniKernel implements CniKernel {
     throw new Error(`ip link del ${name}: ${r.stderr.trim()}`);
   }
 
-  netnsExists(netnsPath: string): boolean {
-    return existsSync(netnsPath);
+  openNetns(netnsPath: string): NetnsRef {
+    const host = this.opts.hostNetns;
+    return openContainerNetns(netnsPath, ['/proc/self/ns/net', ...(host ? [`/run/netns/${host}`] : []), '/proc/1/ns/net']);
   }
 
   async ensureIpForward(): Promise<void> {

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { boundedLabel, tokenMatches } from './plan.js';
 
 /**
  * Per-container masquerade, as the reference bridge plugin's ipMasq: a nat
@@ -21,8 +22,12 @@ export function masqChainName(network: string, containerId: string, ifname: stri
   return `WEFT-CNI-${createHash('sha256').update(`${network}/${containerId}/${ifname}`).digest('hex').slice(0, 16).toUpperCase()}`;
 }
 
+/** iptables keeps at most 255 characters of a comment (XT_MAX_COMMENT_LEN 256). */
+const MAX_COMMENT = 255;
+
+/** Long network names and container IDs are hash tokens here (compare with tokenMatches). */
 export function masqComment(network: string, containerId: string, ifname: string): string {
-  return `weft net=${network} id=${containerId} if=${ifname}`;
+  return boundedLabel(MAX_COMMENT, (n, id) => `weft net=${n} id=${id} if=${ifname}`, network, containerId);
 }
 
 export function parseMasqComment(comment: string): { network: string; containerId: string; ifname: string } | undefined {
@@ -80,12 +85,15 @@ export function renderMasqDelete(natSave: string, remove: Set<string>): string {
   return ['*nat', ...lines, 'COMMIT', ''].join('\n');
 }
 
-/** WEFT-CNI chains of `network` whose attachment is not in `keep` (GC). */
+/**
+ * WEFT-CNI chains of `network` whose attachment is not in `keep` (GC).
+ * `keep` holds "<id>/<ifname>"; for long IDs also "<hash token>/<ifname>" (keepSet in handler).
+ */
 export function staleMasqChains(natSave: string, network: string, keep: Set<string>): Set<string> {
   const out = new Set<string>();
   for (const j of jumps(natSave)) {
     const a = j.comment ? parseMasqComment(j.comment) : undefined;
-    if (a && a.network === network && !keep.has(`${a.containerId}/${a.ifname}`)) out.add(j.chain);
+    if (a && tokenMatches(a.network, network) && !keep.has(`${a.containerId}/${a.ifname}`)) out.add(j.chain);
   }
   return out;
 }

@@ -85,7 +85,7 @@ describe('ADD side effects', () => {
   it.each([
     ['veth creation', /type veth/],
     ['container address', /^addr add 10\.244\.3\.\d+\/24 dev eth0/],
-    ['default route', /route add default/],
+    ['default route', /route append default/],
   ])('rolls back everything when %s fails', async (_what, re) => {
     kernel.failOn = re;
     const res = await handler({ env: env('ADD'), stdin: conf({ ipMasq: true }) });
@@ -115,7 +115,7 @@ describe('ADD side effects', () => {
 
   it('a failed repeated ADD keeps the reservation it did not make', async () => {
     await handler({ env: env('ADD'), stdin: conf() });
-    kernel.failOn = /route add default/;
+    kernel.failOn = /route append default/;
     expect((await handler({ env: env('ADD'), stdin: conf() })).exitCode).toBe(1);
     expect(store().reservations.size).toBe(1);
   });
@@ -248,5 +248,118 @@ describe('the ipam section (host-local fields that agree with subnet.env)', () =
     }
     expect(kernel.hostLinks.size).toBe(0);
     expect(stores.get('/var/lib/cni/networks/weftnet')?.getByID('c1', 'eth0') ?? []).toEqual([]);
+  });
+});
+
+describe('issue 17 edge cases (fake kernel)', () => {
+  const error = (res: { exitCode: number; stdout: string }) => (expect(res.exitCode).toBe(1), JSON.parse(res.stdout) as { code: number; msg: string });
+
+  it('a bridge made by another ADD between our read and our batch is re-read, verified and used', async () => {
+    let raced = false;
+    kernel.beforeHostBatch = () => {
+      if (raced) return;
+      raced = true;
+      kernel.bridges.set('weft0', { name: 'weft0', isBridge: true, mac: '02:00:00:00:00:09', up: false, mtu: 1450, addrs: [] });
+    };
+    const res = await handler({ env: env('ADD'), stdin: conf() });
+    expect(res.exitCode, res.stdout).toBe(0);
+    expect(kernel.bridges.get('weft0')).toMatchObject({ addrs: ['10.244.3.1/24'], up: true, mac: '02:00:00:00:00:09' });
+    expect(kernel.lines.filter((l) => /type bridge$/.test(l))).toHaveLength(1);
+  });
+
+  it('a link of the bridge name that is not a bridge is refused after the race, not used', async () => {
+    kernel.beforeHostBatch = () => {
+      if (!kernel.bridges.has('weft0')) kernel.bridges.set('weft0', { name: 'weft0', isBridge: false, mac: 'x', up: true, mtu: 1500, addrs: [] });
+    };
+    const e = error(await handler({ env: env('ADD'), stdin: conf() }));
+    expect(e).toMatchObject({ code: 7, msg: expect.stringMatching(/bridge: link weft0 exists and is not a bridge/) });
+    expect(kernel.hostLinks.size).toBe(0);
+    expect(store().reservations.size).toBe(0);
+  });
+
+  it('eth1 beside eth0: routes are appended, the default route only where isDefaultGateway says', async () => {
+    expect((await handler({ env: env('ADD'), stdin: conf() })).exitCode).toBe(0);
+    const r1 = await handler({ env: env('ADD', { CNI_IFNAME: 'eth1' }), stdin: conf({ isDefaultGateway: false }) });
+    expect(r1.exitCode, r1.stdout).toBe(0);
+    const links = kernel.netns.get(NS)!;
+    expect(links.get('eth0')!.routes.map((r) => r.dst)).toEqual(['10.244.0.0/16', '0.0.0.0/0']);
+    expect(links.get('eth1')!.routes.map((r) => r.dst)).toEqual(['10.244.0.0/16']);
+    expect(store().reservations.size).toBe(2);
+  });
+
+  it('a repeated ADD asking for another address is refused (102, naming the held one) and changes nothing', async () => {
+    await handler({ env: env('ADD', { CNI_ARGS: 'IP=10.244.3.50' }), stdin: conf() });
+    const linesBefore = kernel.lines.length;
+    const e = error(await handler({ env: env('ADD'), stdin: conf({ runtimeConfig: { ips: ['10.244.3.60'] } }) }));
+    expect(e.code).toBe(102);
+    expect(e.msg).toContain('c1/eth0 already holds 10.244.3.50');
+    expect(kernel.lines.length).toBe(linesBefore);
+    expect(store().list().map((r) => r.ip)).toHaveLength(1);
+    expect(kernel.netns.get(NS)!.get('eth0')!.addrs).toEqual(['10.244.3.50/24']);
+  });
+
+  it("refuses the host's namespace and a newline in CNI_NETNS (code 4) before any kernel work", async () => {
+    for (const ns of ['/proc/self/ns/net', `${NS}\nlink add evil type dummy`]) {
+      const e = error(await handler({ env: env('ADD', { CNI_NETNS: ns }), stdin: conf() }));
+      expect(e.code, ns).toBe(4);
+      expect(e.msg).toMatch(/^CNI_NETNS: /);
+    }
+    expect(kernel.lines).toEqual([]);
+    expect(store()?.reservations.size ?? 0).toBe(0);
+  });
+
+  it('a netns path with a space is never pasted into a batch line; the result keeps the path; the ref is closed', async () => {
+    const spaced = '/run/my netns/c 1';
+    kernel.addNetns(spaced);
+    const res = await handler({ env: env('ADD', { CNI_NETNS: spaced }), stdin: conf() });
+    expect(res.exitCode, res.stdout).toBe(0);
+    expect(JSON.parse(res.stdout).interfaces[2].sandbox).toBe(spaced);
+    expect(kernel.lines.filter((l) => !l.startsWith('[')).some((l) => l.includes('my netns'))).toBe(false);
+    expect(kernel.netns.get(spaced)!.get('eth0')!.up).toBe(true);
+    expect(kernel.openRefs).toBe(0);
+  });
+
+  it('a 500-character container ID: bounded alias and masquerade comment, GC keeps it by its hash token', async () => {
+    const id = `L${'x'.repeat(499)}`;
+    const res = await handler({ env: env('ADD', { CNI_CONTAINERID: id }), stdin: conf({ ipMasq: true }) });
+    expect(res.exitCode, res.stdout).toBe(0);
+    const alias = [...kernel.hostLinks.values()][0]!.alias!;
+    expect(alias.length).toBeLessThanOrEqual(255);
+    expect(alias).toMatch(/^weft:weftnet:@[0-9a-f]{32}:eth0$/);
+    const jump = kernel.ipt.chains.get('POSTROUTING')![0]!;
+    expect(/--comment "([^"]*)"/.exec(jump)![1]!.length).toBeLessThanOrEqual(255);
+    const gc = (keep: unknown[]) => handler({ env: { CNI_COMMAND: 'GC' }, stdin: conf({ cniVersion: '1.1.0', ipMasq: true, 'cni.dev/valid-attachments': keep }) });
+    expect((await gc([{ containerID: id, ifname: 'eth0' }])).exitCode).toBe(0);
+    expect(kernel.hostLinks.size).toBe(1);
+    expect(store().list().map((r) => r.containerId)).toEqual([id]);
+    expect((await gc([])).exitCode).toBe(0);
+    expect(kernel.hostLinks.size).toBe(0);
+    expect([...kernel.ipt.chains.keys()]).toEqual(['POSTROUTING']);
+  });
+
+  it('runtimeConfig: two IPv4 ips are code 7; mac is set on the container interface and in the result', async () => {
+    const e = error(await handler({ env: env('ADD'), stdin: conf({ runtimeConfig: { ips: ['10.244.3.7', '10.244.3.8'] } }) }));
+    expect(e).toMatchObject({ code: 7, msg: expect.stringMatching(/^runtimeConfig\.ips: .*holds 2 IPv4 addresses/) });
+    expect(error(await handler({ env: env('ADD'), stdin: conf({ runtimeConfig: { mac: 'zz:00:00:00:00:00' } }) })).code).toBe(7);
+    const both = error(await handler({ env: env('ADD', { CNI_ARGS: 'IP=10.244.3.7' }), stdin: conf({ runtimeConfig: { ips: ['10.244.3.8'] } }) }));
+    expect(both).toMatchObject({ code: 7, msg: expect.stringMatching(/^runtimeConfig\.ips: 10\.244\.3\.8 differs from CNI_ARGS IP=10\.244\.3\.7/) });
+    expect(store()?.reservations.size ?? 0).toBe(0);
+    const res = await handler({ env: env('ADD'), stdin: conf({ runtimeConfig: { mac: '02-AA-BB-CC-DD-EE' } }) });
+    expect(res.exitCode, res.stdout).toBe(0);
+    expect(JSON.parse(res.stdout).interfaces[2].mac).toBe('02:aa:bb:cc:dd:ee');
+    expect(kernel.netns.get(NS)!.get('eth0')!.mac).toBe('02:aa:bb:cc:dd:ee');
+  });
+});
+
+describe('ip -batch words', () => {
+  it('plain words stay bare, others are quoted, what cannot be written is refused; the fake reads them as ip does', async () => {
+    const { batchWord } = await import('../../../src/cni/plan.js');
+    const { batchWords } = await import('../../../src/cni/kernel-fake.js');
+    expect(batchWord('/run/netns/a-1')).toBe('/run/netns/a-1');
+    expect(batchWord('/tmp/my ns')).toBe('"/tmp/my ns"');
+    expect(batchWord('it"s')).toBe(`'it"s'`);
+    for (const bad of ['a#b', 'a\nb', `a"b'c`, '']) expect(() => batchWord(bad), JSON.stringify(bad)).toThrow(/cannot be passed to ip -batch/);
+    expect(batchWords(`link add name x netns ${batchWord('/tmp/my ns')} # note`)).toEqual(['link', 'add', 'name', 'x', 'netns', '/tmp/my ns']);
+    expect(() => batchWords('addr add 1.2.3.4/24 dev x\nlink add evil type dummy')).toThrow(/line break/);
   });
 });

@@ -60,11 +60,11 @@ describe('ip batch rendering', () => {
     const plan = { bridge: 'weft0', gatewayCidr: '10.244.1.1/24', mtu: 1450 };
     expect(renderBridgeLines(undefined, plan, '02:00:00:00:00:01')).toEqual([
       'link add name weft0 address 02:00:00:00:00:01 mtu 1450 type bridge',
-      'addr add 10.244.1.1/24 dev weft0',
+      'addr replace 10.244.1.1/24 dev weft0',
       'link set dev weft0 up',
     ]);
     const old = { name: 'weft0', isBridge: true, mac: 'x', up: true, mtu: 1450, addrs: ['10.244.9.1/24'] };
-    expect(renderBridgeLines(old, plan, 'y')).toEqual(['addr del 10.244.9.1/24 dev weft0', 'addr add 10.244.1.1/24 dev weft0']);
+    expect(renderBridgeLines(old, plan, 'y')).toEqual(['addr del 10.244.9.1/24 dev weft0', 'addr replace 10.244.1.1/24 dev weft0']);
     expect(renderBridgeLines({ ...old, addrs: ['10.244.1.1/24'] }, plan, 'y')).toEqual([]);
   });
   it('puts routes after the link is up', () => {
@@ -72,8 +72,8 @@ describe('ip batch rendering', () => {
     expect(lines).toEqual([
       'addr add 10.244.1.5/24 dev eth0',
       'link set dev eth0 up',
-      'route add 10.244.0.0/16 via 10.244.1.1 dev eth0',
-      'route add default via 10.244.1.1 dev eth0',
+      'route append 10.244.0.0/16 via 10.244.1.1 dev eth0',
+      'route append default via 10.244.1.1 dev eth0',
     ]);
   });
 });
@@ -81,7 +81,7 @@ describe('ip batch rendering', () => {
 describe('install-cni', () => {
   it('renders a conflist with portmap chained when asked', () => {
     const c = JSON.parse(renderConflist({ withPortmap: true, weftConf: { bridge: 'weft0' } }));
-    expect(c).toEqual({ cniVersion: '1.0.0', name: 'weft', plugins: [{ type: 'weft', bridge: 'weft0' }, { type: 'portmap', capabilities: { portMappings: true } }] });
+    expect(c).toEqual({ cniVersion: '1.0.0', name: 'weft', plugins: [{ type: 'weft', capabilities: { ips: true, mac: true }, bridge: 'weft0' }, { type: 'portmap', capabilities: { portMappings: true } }] });
   });
   it('installs the shim, the bundle and the conflist', () => {
     const d = mkdtempSync(join(tmpdir(), 'weft-cni-inst-'));
