@@ -31,7 +31,11 @@ export interface CniServerMetrics {
 }
 
 export interface CniServerLimits {
-  /** Connections open at once (receiving, queued or being handled); more get code 11. Default 128. */
+  /**
+   * Connections open at once (receiving, queued or being handled); more get code 11. Default 512: every
+   * open connection is read at once (a small request never waits behind a large or slow one), memory is
+   * bounded by `largeBudget`, and this bounds the file descriptors.
+   */
   maxConnections: number;
   /** Requests in the handler at once; complete requests beyond it wait in order. Default 16. */
   maxInFlight: number;
@@ -39,20 +43,29 @@ export interface CniServerLimits {
   receiveTimeoutMs: number;
   /** From the last byte of the request to the answer, queue wait included; then code 11. Default 60 s. */
   handleTimeoutMs: number;
-  /** Request bytes buffered over all connections before large senders are paused. Default 16 MiB. */
-  bufferBudget: number;
+  /**
+   * Bytes for requests over 64 KiB (receiving, queued or handled), reserved MAX_REQUEST at a time: a large
+   * request past the budget waits, paused, for an earlier one to finish. Default 16 MiB (16 at once).
+   */
+  largeBudget: number;
 }
 
 export const DEFAULT_CNI_LIMITS: CniServerLimits = {
-  maxConnections: 128,
+  maxConnections: 512,
   maxInFlight: 16,
   receiveTimeoutMs: 10_000,
   handleTimeoutMs: 60_000,
-  bufferBudget: 16 * 1024 * 1024,
+  largeBudget: 16 * 1024 * 1024,
 };
 
-/** A connection holding less than this is never paused by the budget (real requests are a few KiB). */
+/** A request up to this size never waits for the budget (real requests are a few KiB). */
 const SMALL_REQUEST = 64 * 1024;
+/**
+ * What a large request reserves: the most it can hold. Reserving it whole up front (not byte by byte)
+ * means a request that got a reservation always completes: many partial requests cannot each hold
+ * a share of the budget and wait for each other.
+ */
+const LARGE_RESERVATION = MAX_REQUEST + 12;
 
 export interface CniServerOptions {
   /** Unix socket the shim connects to. Default /run/weft/cni.sock. */
@@ -82,8 +95,10 @@ export interface CniServerStats {
   open: number;
   inFlight: number;
   queued: number;
-  /** Request bytes buffered now, over all connections. */
-  buffered: number;
+  /** Bytes reserved by large requests now. */
+  reserved: number;
+  /** Large requests paused, waiting for a reservation. */
+  waiting: number;
 }
 
 export interface CniServer {
@@ -180,6 +195,8 @@ type PeerCred = (fd: number) => [number, number, number];
 interface Job {
   sock: Socket;
   req: WireRequest;
+  /** Holds a large-request reservation until settled. */
+  reserved: boolean;
   answered: boolean;
   timer: NodeJS.Timeout;
 }
@@ -191,7 +208,7 @@ interface Job {
  *
  * Hostile or broken clients are bounded: at most `maxConnections` open,
  * `maxInFlight` in the handler, MAX_REQUEST bytes per request (refused from
- * its header), `bufferBudget` bytes buffered in all, and a deadline for
+ * its header), `largeBudget` bytes for requests over 64 KiB, and a deadline for
  * receiving a request and one for handling it.
  */
 export async function startCniServer(opts: CniServerOptions = {}): Promise<CniServer> {
@@ -216,11 +233,17 @@ export async function startCniServer(opts: CniServerOptions = {}): Promise<CniSe
     open: 0,
     inFlight: 0,
     queued: 0,
-    buffered: 0,
+    reserved: 0,
+    waiting: 0,
   };
   const queue: Job[] = [];
-  /** Connections paused because the buffer budget is spent. */
-  const paused = new Set<Socket>();
+  /** Large requests paused until a reservation is free, in arrival order. */
+  const waiting: Array<{ sock: Socket; grant: () => void }> = [];
+  const tryReserve = (): boolean => {
+    if (waiting.length > 0 || stats.reserved + LARGE_RESERVATION > limits.largeBudget) return false;
+    stats.reserved += LARGE_RESERVATION;
+    return true;
+  };
 
   const refuse = (sock: Socket, reason: CniRefusal, answer: Buffer | undefined, fields: Record<string, unknown>, msg: string) => {
     stats.refused[reason]++;
@@ -230,19 +253,21 @@ export async function startCniServer(opts: CniServerOptions = {}): Promise<CniSe
     else sock.destroy();
   };
 
-  const release = (bytes: number) => {
-    stats.buffered -= bytes;
-    for (const s of paused) {
-      if (stats.buffered > limits.bufferBudget) break;
-      paused.delete(s);
-      s.resume();
+  const unreserve = () => {
+    stats.reserved -= LARGE_RESERVATION;
+    while (waiting.length > 0 && stats.reserved + LARGE_RESERVATION <= limits.largeBudget) {
+      stats.reserved += LARGE_RESERVATION;
+      waiting.shift()!.grant();
     }
+    stats.waiting = waiting.length;
   };
 
   /** Marks a job answered and takes it out of the queue if it is still there (a stuck handler cannot grow it). */
   const settle = (job: Job) => {
     job.answered = true;
     clearTimeout(job.timer);
+    if (job.reserved) unreserve();
+    job.reserved = false;
     const i = queue.indexOf(job);
     if (i >= 0) queue.splice(i, 1);
     stats.queued = queue.length;
@@ -281,8 +306,8 @@ export async function startCniServer(opts: CniServerOptions = {}): Promise<CniSe
     }
   };
 
-  const enqueue = (sock: Socket, req: WireRequest) => {
-    const job: Job = { sock, req, answered: false, timer: undefined as unknown as NodeJS.Timeout };
+  const enqueue = (sock: Socket, req: WireRequest, reserved: boolean) => {
+    const job: Job = { sock, req, reserved, answered: false, timer: undefined as unknown as NodeJS.Timeout };
     job.timer = setTimeout(() => {
       stats.timedOut.handle++;
       opts.metrics?.timedOut('handle');
@@ -325,13 +350,25 @@ export async function startCniServer(opts: CniServerOptions = {}): Promise<CniSe
     let size = 0;
     let need = 8;
     let done = false;
-    const finishReceive = () => {
+    /** Holds a large-request reservation; `waitEntry` while paused for one. */
+    let reserved = false;
+    let waitEntry: { sock: Socket; grant: () => void } | undefined;
+    /** Stops receiving; a queued request keeps its reservation (`keep`) until it is answered. */
+    const finishReceive = (keep = false) => {
       done = true;
       clearTimeout(deadline);
-      paused.delete(sock);
+      if (waitEntry) {
+        const i = waiting.indexOf(waitEntry);
+        if (i >= 0) waiting.splice(i, 1);
+        stats.waiting = waiting.length;
+        waitEntry = undefined;
+      }
       chunks = [];
-      release(size);
       size = 0;
+      if (reserved && !keep) {
+        reserved = false;
+        unreserve();
+      }
     };
     sock.once('close', () => {
       stats.open--;
@@ -347,19 +384,30 @@ export async function startCniServer(opts: CniServerOptions = {}): Promise<CniSe
       if (!sock.destroyed) sock.end(encodeCniError(11, `weft server: request not received within ${limits.receiveTimeoutMs} ms`), () => sock.destroy());
     }, limits.receiveTimeoutMs);
 
-    // Over the budget, connections holding more than a small request wait (in the kernel's socket buffer).
+    // Past 64 KiB a request needs a reservation; without one it waits, paused (the rest stays in the kernel's buffer).
     const maybePause = () => {
-      if (stats.buffered > limits.bufferBudget && size > SMALL_REQUEST) {
-        sock.pause();
-        paused.add(sock);
+      if (reserved || waitEntry || size <= SMALL_REQUEST) return;
+      if (tryReserve()) {
+        reserved = true;
+        return;
       }
+      sock.pause();
+      waitEntry = {
+        sock,
+        grant: () => {
+          waitEntry = undefined;
+          reserved = true;
+          sock.resume();
+        },
+      };
+      waiting.push(waitEntry);
+      stats.waiting = waiting.length;
     };
 
     sock.on('data', (chunk: Buffer) => {
       if (done) return; // bytes after the request (or after a refusal): ignored
       chunks.push(chunk);
       size += chunk.length;
-      stats.buffered += chunk.length;
       if (size < need) return maybePause();
       // Only whole-frame progress joins the chunks, so a large request is not copied once per chunk.
       const buf = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
@@ -382,15 +430,17 @@ export async function startCniServer(opts: CniServerOptions = {}): Promise<CniSe
       need = frame.length;
       if (!frame.known || size < need) return maybePause();
       const req = decodeRequest(buf.subarray(0, need))!;
-      finishReceive();
+      const holds = reserved;
+      finishReceive(true);
       const callerNs = req.env[NETNS_ID_KEY];
       if (callerNs !== undefined && callerNs !== ownNs) {
+        if (holds) unreserve();
         log.debug({ callerNs, ownNs }, 'request from another netns; shim falls back');
         sock.end(encodeResponse(WRONG_NETNS, '', ''));
         return;
       }
       delete req.env[NETNS_ID_KEY];
-      enqueue(sock, req);
+      enqueue(sock, req, holds);
     });
   };
 
