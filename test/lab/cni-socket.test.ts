@@ -278,6 +278,51 @@ describe.skipIf(!isRoot)('CNI socket: permissions, caps and deadlines', () => {
     }
   });
 
+  it('runs at most maxInFlight requests at once (the rest wait in order) and answers 11 past maxConnections', async () => {
+    const sock = join(root, 'caps', 'cni.sock');
+    const refused: CniRefusal[] = [];
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const kernel = new FakeCniKernel();
+    const subnetFile = join(root, 'caps-subnet.env');
+    writeFileSync(subnetFile, 'FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.6.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n');
+    const store = new FakeIpamStore();
+    const server = await startCniServer({
+      socketPath: sock,
+      shells: 1,
+      limits: { maxInFlight: 2, maxConnections: 6 },
+      handler: { kernel, storeFor: () => store, fault: (step) => (step === 'reserved' ? gate : Promise.resolve()) },
+      metrics: { refused: (r) => refused.push(r), timedOut: () => {} },
+    });
+    try {
+      const adds = Array.from({ length: 5 }, (_, i) => {
+        kernel.addNetns(`/var/run/netns/fake-cap${i}`);
+        return rawClient(
+          sock,
+          encodeRequest({
+            env: { CNI_COMMAND: 'ADD', CNI_CONTAINERID: `cap${i}`, CNI_NETNS: `/var/run/netns/fake-cap${i}`, CNI_IFNAME: 'eth0', CNI_PATH: '/x' },
+            stdin: JSON.stringify({ cniVersion: '1.0.0', name: 'capnet', type: 'weft', subnetFile, dataDir: join(root, 'caps-data') }),
+          }),
+        );
+      });
+      await waitFor(() => server.stats.inFlight === 2 && server.stats.queued === 3, { timeoutMs: 10_000 });
+      // Five open and one more: the sixth is still accepted; the seventh is refused at once.
+      const sixth = rawClient(sock, versionRequest());
+      await waitFor(() => server.stats.open === 6, { timeoutMs: 10_000 });
+      const seventh = cniAnswer(await rawClient(sock, versionRequest()).done);
+      expect(seventh).toMatchObject({ exitCode: 1, code: 11, msg: expect.stringContaining('connections open') });
+      expect(refused).toEqual(['busy']);
+      expect(server.stats.inFlight).toBe(2);
+      release();
+      const answers = (await Promise.all(adds.map((c) => c.done))).map(cniAnswer);
+      expect(answers.map((a) => a?.exitCode)).toEqual([0, 0, 0, 0, 0]);
+      expect(cniAnswer(await sixth.done)?.exitCode).toBe(0);
+    } finally {
+      release();
+      await server.close();
+    }
+  });
+
   it('100 requests of 4 MiB and a slow client neither stall a normal request nor grow the server past 200 MB; 100 of 1 MiB all get answers', async () => {
     await build();
     const dir = join(root, 'storm');
