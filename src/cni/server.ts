@@ -287,7 +287,7 @@ export async function startCniServer(opts: CniServerOptions = {}): Promise<CniSe
       handler(job.req)
         .then((res) => {
           if (job.answered) {
-            log.warn({ command: job.req.env.CNI_COMMAND, container: job.req.env.CNI_CONTAINERID, exitCode: res.exitCode }, 'CNI request finished after its deadline; answer dropped');
+            log.warn({ command: job.req.env.CNI_COMMAND, container: job.req.env.CNI_CONTAINERID, exitCode: res.exitCode }, 'CNI request finished after its deadline or after its caller left; answer dropped');
             return;
           }
           stats.served++;
