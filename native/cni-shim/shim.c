@@ -47,6 +47,22 @@ static int write_all(int fd, const void *buf, size_t len) {
   return 0;
 }
 
+/* To the server: MSG_NOSIGNAL, so a server that refused the request and closed
+ * (too large, too slow) gives EPIPE here instead of killing the shim. */
+static int send_all(int fd, const void *buf, size_t len) {
+  const char *p = buf;
+  while (len > 0) {
+    ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return -1;
+    }
+    p += n;
+    len -= (size_t)n;
+  }
+  return 0;
+}
+
 static int read_all(int fd, void *buf, size_t len) {
   char *p = buf;
   while (len > 0) {
@@ -171,11 +187,16 @@ int main(void) {
     if (buf_add(&req, chunk, (size_t)n) != 0) fail_io("out of memory");
   }
   put_u32(req.data + len_at, (uint32_t)(req.len - len_at - 4));
-  if (write_all(fd, req.data, req.len) != 0) fail_io("sending to the weft server");
+  /* A server that stopped reading may still have answered (a CNI error saying why): read it. */
+  int sent = send_all(fd, req.data, req.len);
+  int send_errno = errno;
   shutdown(fd, SHUT_WR);
 
   unsigned char head[12];
-  if (read_all(fd, head, 12) != 0 || memcmp(head, "WCN1", 4) != 0) fail_io("reading from the weft server");
+  if (read_all(fd, head, 12) != 0 || memcmp(head, "WCN1", 4) != 0) {
+    if (sent != 0) errno = send_errno;
+    fail_io(sent != 0 ? "sending to the weft server" : "reading from the weft server");
+  }
   int32_t code = (int32_t)get_u32(head + 4);
   if (code == -2) {
     /* Server in another netns: run the call here instead. */

@@ -29,6 +29,7 @@
 #include "peers.h"
 
 #include <sys/file.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #define CHECK(call)                                  \
@@ -491,6 +492,32 @@ static napi_value js_pipe(napi_env env, napi_callback_info info) {
   return out;
 }
 
+/* ------------------------------------------------------------ peerCred */
+
+/* getsockopt(fd, SO_PEERCRED) of an accepted unix socket: [pid, uid, gid] of
+ * the process that connected (Node has no API for it; the CNI server refuses
+ * callers that are neither root nor its own user). */
+static napi_value js_peer_cred(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int32_t fd;
+  if (argc < 1 || napi_get_value_int32(env, argv[0], &fd) != napi_ok || fd < 0) THROW("ERR_INVALID_ARGUMENT", "peerCred(fd)");
+  struct ucred cred;
+  socklen_t len = sizeof cred;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
+    char msg[96];
+    snprintf(msg, sizeof msg, "getsockopt SO_PEERCRED: %s", strerror(errno));
+    THROW("ERR_PEERCRED", msg);
+  }
+  napi_value out;
+  CHECK(napi_create_array_with_length(env, 3, &out));
+  napi_set_element(env, out, 0, num(env, cred.pid));
+  napi_set_element(env, out, 1, num(env, cred.uid));
+  napi_set_element(env, out, 2, num(env, cred.gid));
+  return out;
+}
+
 /* ------------------------------------------------------------ flock */
 
 /* flock(fd, LOCK_EX | LOCK_NB): true when taken, false when another open file
@@ -675,6 +702,7 @@ static napi_value Init(napi_env env, napi_value exports) {
       FN("groCoalesce", js_gro),
       FN("tsoSegment", js_tso_segment),
       FN("nftList", js_nft_list),
+      FN("peerCred", js_peer_cred),
       FN("pipe", js_pipe),
       FN("tryFlock", js_try_flock),
       FN("flockAsync", js_flock_async),

@@ -1,3 +1,5 @@
+import { WeftError } from '../core/errors.js';
+
 /**
  * Wire format between the C shim (native/cni-shim/shim.c) and the server.
  * Request:  "WCN1" | u32 envLen | env ("K=V" entries, NUL-separated) | u32 stdinLen | stdin
@@ -9,8 +11,43 @@ export const MAGIC = Buffer.from('WCN1', 'latin1');
 export const WRONG_NETNS = -2;
 /** Request "env" entry the shim adds: `<st_dev>:<st_ino>` of its /proc/self/ns/net. */
 export const NETNS_ID_KEY = 'WEFT_NETNS_ID';
-/** A request larger than this is refused (CNI configs are a few KiB). */
-export const MAX_REQUEST = 4 * 1024 * 1024;
+/**
+ * Env + stdin larger than this is refused as soon as the header declares it
+ * (a CNI request is a few KiB: CNI_* variables and a network config).
+ */
+export const MAX_REQUEST = 1024 * 1024;
+
+/** The bytes on the socket are not a request the server will read. */
+export class WireError extends WeftError {
+  override readonly code = 'ERR_CNI_WIRE';
+  constructor(
+    /** `magic`: not the shim's protocol; `oversized`: declared lengths above MAX_REQUEST. */
+    readonly reason: 'magic' | 'oversized',
+    message: string,
+    details: Record<string, unknown> = {},
+  ) {
+    super(message, { reason, ...details });
+  }
+}
+
+/**
+ * How long the request starting in `buf` is. `known: false` means `length`
+ * bytes are needed to learn more (the header, then the stdin length). Throws
+ * a WireError for a foreign protocol or a request larger than MAX_REQUEST,
+ * before its body has been read.
+ */
+export function requestFrameLength(buf: Buffer): { known: boolean; length: number } {
+  if (buf.length < 8) return { known: false, length: 8 };
+  if (!buf.subarray(0, 4).equals(MAGIC)) throw new WireError('magic', 'bad magic');
+  const envLen = buf.readUInt32BE(4);
+  if (envLen > MAX_REQUEST) throw new WireError('oversized', `env of ${envLen} bytes is over the ${MAX_REQUEST}-byte limit`, { envLen });
+  if (buf.length < 12 + envLen) return { known: false, length: 12 + envLen };
+  const stdinLen = buf.readUInt32BE(8 + envLen);
+  if (envLen + stdinLen > MAX_REQUEST) {
+    throw new WireError('oversized', `request of ${envLen + stdinLen} bytes is over the ${MAX_REQUEST}-byte limit`, { envLen, stdinLen });
+  }
+  return { known: true, length: 12 + envLen + stdinLen };
+}
 
 export interface WireRequest {
   env: Record<string, string>;
@@ -19,15 +56,10 @@ export interface WireRequest {
 
 /** Parses a complete request; undefined when more bytes are needed; throws on garbage. */
 export function decodeRequest(buf: Buffer): WireRequest | undefined {
-  if (buf.length < 8) return undefined;
-  if (!buf.subarray(0, 4).equals(MAGIC)) throw new Error('bad magic');
+  const frame = requestFrameLength(buf);
+  if (!frame.known || buf.length < frame.length) return undefined;
   const envLen = buf.readUInt32BE(4);
-  if (envLen > MAX_REQUEST) throw new Error('env too large');
-  if (buf.length < 8 + envLen + 4) return undefined;
-  const stdinLen = buf.readUInt32BE(8 + envLen);
-  if (stdinLen > MAX_REQUEST) throw new Error('stdin too large');
-  const end = 12 + envLen + stdinLen;
-  if (buf.length < end) return undefined;
+  const end = frame.length;
   const env: Record<string, string> = {};
   for (const entry of buf.subarray(8, 8 + envLen).toString('utf8').split('\0')) {
     const eq = entry.indexOf('=');
@@ -58,6 +90,11 @@ export function encodeResponse(exitCode: number, stdout: string, stderr: string)
   b.writeUInt32BE(err.length, 12 + out.length);
   err.copy(b, 16 + out.length);
   return b;
+}
+
+/** A CNI error result as the shim relays it (stdout, exit 1): for answers the server gives without the handler. */
+export function encodeCniError(cniCode: number, msg: string): Buffer {
+  return encodeResponse(1, JSON.stringify({ cniVersion: '1.0.0', code: cniCode, msg }) + '\n', '');
 }
 
 export function decodeResponse(buf: Buffer): { exitCode: number; stdout: string; stderr: string } | undefined {

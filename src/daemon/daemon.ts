@@ -83,7 +83,12 @@ export async function runWeftd(opts: WeftdOptions, deps: DaemonDeps): Promise<vo
 
     if (opts.cniSocket) {
       // Serving CNI from the daemon spares every ADD/DEL a Node start-up.
-      cni = await startCniServer({ socketPath: opts.cniSocket, log, signal });
+      cni = await startCniServer({
+        socketPath: opts.cniSocket,
+        log,
+        signal,
+        metrics: { refused: (reason) => metrics.cniRefused.inc({ reason }), timedOut: (phase) => metrics.cniTimedOut.inc({ phase }) },
+      });
       log.info({ socket: opts.cniSocket }, 'serving CNI requests');
     }
 

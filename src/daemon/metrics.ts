@@ -60,4 +60,16 @@ export class WeftdMetrics {
     help: 'Times the masquerade/forward jump rules had to be recreated',
     registers: [this.registry],
   });
+  readonly cniRefused = new Counter({
+    name: 'weftd_cni_requests_refused_total',
+    help: 'CNI socket connections answered or dropped without handling, by reason (busy, oversized, malformed, peer)',
+    labelNames: ['reason'],
+    registers: [this.registry],
+  });
+  readonly cniTimedOut = new Counter({
+    name: 'weftd_cni_requests_timed_out_total',
+    help: 'CNI requests that missed a deadline, by phase (receive: not sent in time; handle: not answered in time)',
+    labelNames: ['phase'],
+    registers: [this.registry],
+  });
 }

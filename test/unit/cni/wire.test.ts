@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { decodeRequest, decodeResponse, encodeRequest, encodeResponse } from '../../../src/cni/protocol.js';
+import { MAX_REQUEST, decodeRequest, decodeResponse, encodeCniError, encodeRequest, encodeResponse, requestFrameLength } from '../../../src/cni/protocol.js';
 import { masqChainName, renderMasqAdd, renderMasqDelete, staleMasqChains } from '../../../src/cni/masq.js';
 import { hostVethName, parseAttachmentAlias, attachmentAlias, renderBridgeLines, renderContainerLines } from '../../../src/cni/plan.js';
 import { installCni, renderConflist } from '../../../src/cni/install.js';
@@ -16,6 +16,31 @@ describe('shim wire format', () => {
     expect(decodeResponse(r.subarray(0, 13))).toBeUndefined();
     expect(decodeResponse(r)).toEqual({ exitCode: 7, stdout: 'out', stderr: 'err' });
     expect(() => decodeRequest(Buffer.from('XXXX00000000'))).toThrow(/magic/);
+  });
+  it('knows the frame length from the header and refuses a request over MAX_REQUEST before its body', () => {
+    const buf = encodeRequest({ env: { CNI_COMMAND: 'ADD' }, stdin: 'x'.repeat(100) });
+    expect(requestFrameLength(buf.subarray(0, 3))).toEqual({ known: false, length: 8 });
+    expect(requestFrameLength(buf.subarray(0, 8))).toEqual({ known: false, length: 12 + 15 });
+    expect(requestFrameLength(buf.subarray(0, 27))).toEqual({ known: true, length: buf.length });
+    const head = (envLen: number, stdinLen?: number) => {
+      const b = Buffer.alloc(12 + (stdinLen === undefined ? 0 : envLen));
+      b.write('WCN1');
+      b.writeUInt32BE(envLen, 4);
+      if (stdinLen !== undefined) b.writeUInt32BE(stdinLen, 8 + envLen);
+      return b.subarray(0, stdinLen === undefined ? 8 : 12 + envLen);
+    };
+    // Only 8 bytes of a 4 MiB env: refused at once (nothing else is buffered).
+    expect(() => requestFrameLength(head(4 * 1024 * 1024))).toThrow(expect.objectContaining({ code: 'ERR_CNI_WIRE', reason: 'oversized' }));
+    expect(() => decodeRequest(head(4 * 1024 * 1024))).toThrow(expect.objectContaining({ reason: 'oversized' }));
+    // env and stdin each under the cap, together over it.
+    expect(() => requestFrameLength(head(10, MAX_REQUEST - 9))).toThrow(expect.objectContaining({ reason: 'oversized', details: expect.objectContaining({ stdinLen: MAX_REQUEST - 9 }) }));
+    expect(requestFrameLength(head(10, MAX_REQUEST - 10))).toEqual({ known: true, length: 12 + MAX_REQUEST });
+    expect(() => requestFrameLength(Buffer.from('XXXX0000'))).toThrow(expect.objectContaining({ reason: 'magic' }));
+  });
+  it('answers server-side refusals in CNI error shape', () => {
+    const r = decodeResponse(encodeCniError(11, 'busy'))!;
+    expect(r.exitCode).toBe(1);
+    expect(JSON.parse(r.stdout)).toEqual({ cniVersion: '1.0.0', code: 11, msg: 'busy' });
   });
 });
 
