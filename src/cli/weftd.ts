@@ -1,86 +1,92 @@
 #!/usr/bin/env node
-import { Command, Option } from 'commander';
-import { keepAliveUntil, runCli } from './run.js';
+// First import: replaces Node's SIGUSR1 (inspector) and SIGHUP (exit) defaults before anything else loads.
+import { installDaemonSignals } from './signals.js';
+import { Command } from 'commander';
+import { exitWhenDone, keepAliveUntil, runCli } from './run.js';
+import { addTypedOption, parseChoice, parseInteger, parseList, parsePort, useEnv, type TypedOption } from './env.js';
+import { addEtcdFlags, etcdSecurityOf } from './etcd-flags.js';
+import { acquireInstanceLock } from './instance-lock.js';
+import { weftVersion } from './version.js';
 import { DEFAULT_OPTIONS, type WeftdOptions } from '../daemon/options.js';
-import { runWeftd, cleanupWeftd } from '../daemon/daemon.js';
-import { createLogger } from '../core/log.js';
-import { InvalidArgumentError } from '../core/errors.js';
-
-const env = (name: string) => process.env[`WEFTD_${name}`];
-const list = (v: string | undefined) => (v ? v.split(',').map((s) => s.trim()).filter(Boolean) : undefined);
-const collect = (v: string, prev: string[] = []) => [...prev, ...v.split(',').map((s) => s.trim()).filter(Boolean)];
-const int = (flag: string) => (v: string) => {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(flag, `"${v}" is not a non-negative integer`);
-  return n;
-};
+import { runWeftd, cleanupWeftd, type DaemonControl } from '../daemon/daemon.js';
+import { createLogger, type LogFormat, type LogLevel } from '../core/log.js';
 
 const d = DEFAULT_OPTIONS;
 const program = new Command('weftd')
-  .description('weft network daemon: leases a pod subnet in etcd (flannel schema) and programs the data path.\nEvery flag can also be set as WEFTD_<FLAG> (e.g. WEFTD_ETCD_ENDPOINTS).')
-  .option('--etcd-endpoints <urls>', 'etcd endpoints, comma separated', env('ETCD_ENDPOINTS') ?? d.etcdEndpoints.join(','))
-  .option('--etcd-prefix <prefix>', 'etcd key prefix', env('ETCD_PREFIX') ?? d.etcdPrefix)
-  .option('--etcd-cafile <file>', 'TLS CA for etcd', env('ETCD_CAFILE'))
-  .option('--etcd-certfile <file>', 'TLS client certificate for etcd', env('ETCD_CERTFILE'))
-  .option('--etcd-keyfile <file>', 'TLS client key for etcd', env('ETCD_KEYFILE'))
-  .option('--etcd-username <name>', 'etcd user', env('ETCD_USERNAME'))
-  .option('--etcd-password <password>', 'etcd password', env('ETCD_PASSWORD'))
-  .option('--iface <name-or-ip>', 'interface to use (repeatable; first match wins)', collect, list(env('IFACE')) ?? [])
-  .option('--iface-regex <regex>', 'regex over interface names and IPs (repeatable)', collect, list(env('IFACE_REGEX')) ?? [])
-  .option('--public-ip <ip>', 'IP peers reach this host at', env('PUBLIC_IP'))
-  .option('--subnet-file <path>', 'where to write subnet.env', env('SUBNET_FILE') ?? d.subnetFile)
-  .option('--ip-masq', 'masquerade traffic leaving the pod network', env('IP_MASQ') === 'true')
-  .option('--healthz-ip <ip>', 'health/metrics listen address', env('HEALTHZ_IP') ?? d.healthzIp)
-  .option('--healthz-port <port>', 'health/metrics port (0 = off)', int('--healthz-port'), Number(env('HEALTHZ_PORT') ?? d.healthzPort))
-  .option('--subnet-lease-ttl <seconds>', 'lease TTL (tests use a few seconds)', int('--subnet-lease-ttl'), Number(env('SUBNET_LEASE_TTL') ?? d.subnetLeaseTtl))
-  .option('--state-dir <dir>', 'state directory', env('STATE_DIR') ?? d.stateDir)
-  .option('--reconcile-interval <seconds>', 'periodic data path re-assertion', int('--reconcile-interval'), Number(env('RECONCILE_INTERVAL') ?? d.reconcileIntervalMs / 1000))
-  .option('--cni-socket <path>', 'serve CNI requests from the weft shim on this unix socket', env('CNI_SOCKET'))
-  .addOption(new Option('--log-format <format>', 'log format').choices(['text', 'json']).default(env('LOG_FORMAT') ?? 'text'))
-  .addOption(new Option('--log-level <level>', 'log level').choices(['debug', 'info', 'warn', 'error']).default(env('LOG_LEVEL') ?? 'info'))
-  .option('--cleanup', 'remove weft\'s routes, devices and rules, then exit', false)
-  .action(async (o) => {
-    const opts: WeftdOptions = {
-      ...d,
-      etcdEndpoints: String(o.etcdEndpoints).split(',').map((s: string) => s.trim()).filter(Boolean),
-      etcdPrefix: o.etcdPrefix,
-      etcdCafile: o.etcdCafile,
-      etcdCertfile: o.etcdCertfile,
-      etcdKeyfile: o.etcdKeyfile,
-      etcdUsername: o.etcdUsername,
-      etcdPassword: o.etcdPassword,
-      iface: o.iface,
-      ifaceRegex: o.ifaceRegex,
-      publicIp: o.publicIp,
-      subnetFile: o.subnetFile,
-      ipMasq: Boolean(o.ipMasq),
-      healthzIp: o.healthzIp,
-      healthzPort: o.healthzPort,
-      subnetLeaseTtl: o.subnetLeaseTtl,
-      stateDir: o.stateDir,
-      reconcileIntervalMs: o.reconcileInterval * 1000,
-      cniSocket: o.cniSocket || undefined,
-      logFormat: o.logFormat,
-      logLevel: o.logLevel,
-    };
-    const log = createLogger({ format: opts.logFormat, level: opts.logLevel, base: { component: 'weftd' } });
-    if (o.cleanup) {
-      await cleanupWeftd(opts, log);
-      return;
-    }
-    const ac = new AbortController();
-    for (const sig of ['SIGTERM', 'SIGINT'] as const) {
-      process.once(sig, () => {
-        log.info({ signal: sig }, 'stopping (data path stays in place)');
-        ac.abort();
-      });
-    }
-    keepAliveUntil(ac.signal);
-    try {
-      await runWeftd(opts, { log, signal: ac.signal });
-    } finally {
-      ac.abort(); // also releases keepAliveUntil when the daemon failed
-    }
+  .description('weft network daemon: leases a pod subnet in etcd (flannel schema) and programs the data path.\nEvery flag can also be set as WEFTD_<FLAG> (e.g. WEFTD_ETCD_ENDPOINTS), parsed as the flag is.')
+  .version(weftVersion(), '--version', 'print the version and exit');
+const add = <T>(o: TypedOption<T>) => addTypedOption(program, o);
+
+add({ flags: '--etcd-endpoints <urls>', description: 'etcd endpoints, comma separated', parse: parseList, default: d.etcdEndpoints, defaultDescription: d.etcdEndpoints.join(',') });
+add({ flags: '--etcd-prefix <prefix>', description: 'etcd key prefix', default: d.etcdPrefix });
+addEtcdFlags(program);
+add({ flags: '--iface <name-or-ip>', description: 'interface to use (repeatable, or comma separated; first match wins)', kind: 'list' });
+add({ flags: '--iface-regex <regex>', description: 'regex over interface names and IPs (repeatable)', kind: 'list' });
+add({ flags: '--public-ip <ip>', description: 'IP peers reach this host at' });
+add({ flags: '--subnet-file <path>', description: 'where to write subnet.env', default: d.subnetFile });
+add({ flags: '--ip-masq', description: 'masquerade traffic leaving the pod network (--ip-masq=false to turn off)', kind: 'boolean' });
+add({ flags: '--healthz-ip <ip>', description: 'health/metrics listen address', default: d.healthzIp });
+add({ flags: '--healthz-port <port>', description: 'health/metrics port (0 = off)', parse: parsePort, default: d.healthzPort });
+add({ flags: '--subnet-lease-ttl <seconds>', description: 'lease TTL (tests use a few seconds)', parse: parseInteger(0), default: d.subnetLeaseTtl });
+add({ flags: '--state-dir <dir>', description: 'state directory (holds weftd.lock: one weftd per directory)', default: d.stateDir });
+add({ flags: '--reconcile-interval <seconds>', description: 'periodic data path re-assertion', parse: parseInteger(0), default: d.reconcileIntervalMs / 1000 });
+add({ flags: '--cni-socket <path>', description: 'serve CNI requests from the weft shim on this unix socket' });
+add({ flags: '--log-format <format>', description: 'log format: text or json', parse: parseChoice(['text', 'json'] as const), default: 'text' });
+add({ flags: '--log-level <level>', description: 'log level: debug, info, warn or error', parse: parseChoice(['debug', 'info', 'warn', 'error'] as const), default: 'info' });
+add({ flags: '--cleanup', description: "remove weft's routes, devices and rules, then exit", kind: 'boolean', env: false });
+useEnv(program, 'WEFTD');
+
+program.action(async (o) => {
+  const opts: WeftdOptions = {
+    ...d,
+    etcdEndpoints: o.etcdEndpoints,
+    etcdPrefix: o.etcdPrefix,
+    ...etcdOptionsOf(o),
+    iface: o.iface,
+    ifaceRegex: o.ifaceRegex,
+    publicIp: o.publicIp,
+    subnetFile: o.subnetFile,
+    ipMasq: o.ipMasq,
+    healthzIp: o.healthzIp,
+    healthzPort: o.healthzPort,
+    subnetLeaseTtl: o.subnetLeaseTtl,
+    stateDir: o.stateDir,
+    reconcileIntervalMs: o.reconcileInterval * 1000,
+    cniSocket: o.cniSocket || undefined,
+    logFormat: o.logFormat as LogFormat,
+    logLevel: o.logLevel as LogLevel,
+  };
+  const log = createLogger({ format: opts.logFormat, level: opts.logLevel, base: { component: 'weftd' } });
+  if (o.cleanup) {
+    await cleanupWeftd(opts, log);
+    return;
+  }
+  // Before anything is started: a second weftd on this state directory stops here.
+  const lock = acquireInstanceLock(opts.stateDir);
+  const ac = new AbortController();
+  const control: DaemonControl = {};
+  const removeSignals = installDaemonSignals({
+    log,
+    stop: ac,
+    stopMessage: 'stopping (data path stays in place)',
+    dump: () => ({ stateDir: opts.stateDir, ...(control.state?.() ?? { readyReason: 'starting' }) }),
+    reload: () => (control.resync?.('SIGHUP') ? 'data path reconcile' : undefined),
   });
+  keepAliveUntil(ac.signal);
+  try {
+    await runWeftd(opts, { log, signal: ac.signal, control });
+  } finally {
+    ac.abort(); // also releases keepAliveUntil when the daemon failed
+    removeSignals();
+    lock.release();
+  }
+});
+
+/** The five etcd TLS/auth flags in WeftdOptions' names. */
+function etcdOptionsOf(o: Record<string, string | undefined>): Partial<WeftdOptions> {
+  const s = etcdSecurityOf(o);
+  return { etcdCafile: s.caFile, etcdCertfile: s.certFile, etcdKeyfile: s.keyFile, etcdUsername: s.username, etcdPassword: s.password };
+}
 
 await runCli(program);
+exitWhenDone();

@@ -60,7 +60,6 @@ export async function startCniServer(opts: CniServerOptions = {}): Promise<CniSe
   const socketPath = opts.socketPath ?? '/run/weft/cni.sock';
   const log = (opts.log ?? silentLogger).child({ component: 'cni-server' });
   const shells = new ShellPool(opts.shells ?? 4);
-  shells.warm();
   const kernel = opts.handler?.kernel ?? new ExecCniKernel({ hostNetns: opts.hostNetns, shells });
   const handler = createCniHandler({ ...opts.handler, kernel, log, bridgeCacheMs: opts.bridgeCacheMs ?? 30_000 });
   const ownNs = netnsId(opts.hostNetns ? `/var/run/netns/${opts.hostNetns}` : '/proc/self/ns/net');
@@ -118,6 +117,8 @@ export async function startCniServer(opts: CniServerOptions = {}): Promise<CniSe
     });
   });
   chmodSync(socketPath, 0o600);
+  // Warmed only once listening: a start that fails (socket taken) must leave no shells behind.
+  shells.warm();
   log.info({ socketPath }, 'cni server listening');
   const closed = new Promise<void>((resolve) => server.once('close', () => resolve()));
   const close = async () => {
