@@ -108,6 +108,11 @@ export async function startCniServer(opts: CniServerOptions = {}): Promise<CniSe
         });
     });
     sock.on('error', () => {});
+    // A peer that hangs up before a whole request (another weftd's "is anyone listening?" probe)
+    // would stay half-open (allowHalfOpen) and hold server.close() forever.
+    sock.once('end', () => {
+      if (!started) sock.destroy();
+    });
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
