@@ -59,8 +59,9 @@ export function installDaemonSignals(o: DaemonSignalOptions): () => void {
     } catch (err) {
       fields = { dumpError: String(err) };
     }
-    const mem = process.memoryUsage();
-    log.info({ signal: 'SIGUSR1', pid: process.pid, uptimeS: Math.round(process.uptime()), rssMB: Math.round(mem.rss / 2 ** 20), ...fields }, 'state dump');
+    const known = Object.fromEntries(Object.entries(fields).filter(([, v]) => v !== undefined));
+    const rssMB = Math.round(process.memoryUsage.rss() / 2 ** 20);
+    log.info({ signal: 'SIGUSR1', pid: process.pid, uptimeS: Math.round(process.uptime()), rssMB, ...known }, 'state dump');
   };
   const onHup = () => {
     void (async () => {
