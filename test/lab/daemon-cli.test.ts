@@ -12,6 +12,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { run } from '../../src/exec/run.js';
+import { labDown, labUp, readState } from '../../src/lab/index.js';
+import { uniqueLabId } from '../helpers/lab.js';
 import { makeTlsFiles, type TlsFilesOnDisk } from '../helpers/etcd-secure.js';
 import { NetnsSandbox, isRoot } from '../helpers/netns.js';
 
@@ -264,5 +266,34 @@ describe.skipIf(!isRoot)('weft-proxy and weftctl apply/get over an etcd with TLS
     expect(alive(proxy.proc)).toBe(true);
     proxy.proc.kill('SIGTERM');
     expect(await proxy.exited).toBe(0);
+  });
+});
+
+describe.skipIf(!isRoot)('a running weftd (lab, host-gw, two hosts)', () => {
+  const id = uniqueLabId('dsig');
+  beforeAll(async () => {
+    await labUp({ id, hosts: 2, podsPerHost: 0, backend: 'host-gw' });
+  });
+  afterAll(async () => {
+    await labDown(id);
+  });
+
+  it('SIGUSR1 dumps lease, peers and readiness; SIGHUP re-asserts the data path; it keeps running', async () => {
+    const rec = readState(id)!.processes.find((p) => p.key === 'weftd:h1')!;
+    const log = () => readFileSync(rec.log, 'utf8');
+    const count = (re: RegExp) => (log().match(new RegExp(re.source, 'g')) ?? []).length;
+    const dumps = count(/state dump/);
+    process.kill(rec.pid, 'SIGUSR1');
+    await until('state dump in the weftd log', () => count(/state dump/) > dumps);
+    const dump = log().split('\n').filter((l) => l.includes('state dump')).pop()!;
+    expect(dump).toMatch(/ready=true/);
+    expect(dump).toMatch(/subnet=10\.244\.\d+\.0\/24/);
+    expect(dump).toMatch(/peers=1\b/);
+    expect(dump).toMatch(/backend=host-gw/);
+    const hups = count(/reloaded="data path reconcile"/);
+    process.kill(rec.pid, 'SIGHUP');
+    await until('SIGHUP reconcile logged', () => count(/reloaded="data path reconcile"/) > hups);
+    process.kill(rec.pid, 0); // still running
+    expect(log()).not.toMatch(/Debugger listening/);
   });
 });
