@@ -297,3 +297,26 @@ describe.skipIf(!isRoot)('a running weftd (lab, host-gw, two hosts)', () => {
     expect(log()).not.toMatch(/Debugger listening/);
   });
 });
+
+describe.skipIf(!isRoot)('installer: etcd TLS files reach both env files', () => {
+  const prefix = mkdtempSync(join(tmpdir(), 'weft-install-tls-'));
+  afterAll(() => rmSync(prefix, { recursive: true, force: true }));
+  const install = (args: string[]) =>
+    run('bash', [join(repo, 'scripts', 'install-weft.sh'), '--prefix', prefix, '--no-build', '--no-systemd', '--no-cni', ...args], { allowFail: true, timeoutMs: 60_000 });
+
+  it('--etcd-cafile/--etcd-certfile/--etcd-keyfile are written for weftd and weft-proxy; a certificate without its key is refused', async () => {
+    const bad = await install(['--etcd-certfile', '/etc/weft/client.pem']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('--etcd-certfile and --etcd-keyfile go together');
+    const r = await install(['--etcd-endpoints', 'https://192.0.2.254:2379', '--etcd-cafile', '/etc/weft/ca.pem', '--etcd-certfile', '/etc/weft/client.pem', '--etcd-keyfile', '/etc/weft/client.key']);
+    expect(r.code, r.stderr).toBe(0);
+    for (const [file, p] of [['weftd.env', 'WEFTD'], ['weft-proxy.env', 'WEFT_PROXY']] as const) {
+      const text = readFileSync(join(prefix, 'etc', 'weft', file), 'utf8');
+      expect(text).toContain(`${p}_ETCD_ENDPOINTS=https://192.0.2.254:2379\n`);
+      expect(text).toContain(`${p}_ETCD_CAFILE=/etc/weft/ca.pem\n`);
+      expect(text).toContain(`${p}_ETCD_CERTFILE=/etc/weft/client.pem\n`);
+      expect(text).toContain(`${p}_ETCD_KEYFILE=/etc/weft/client.key\n`);
+      expect(text).toContain(`#${p}_ETCD_USERNAME=\n`);
+    }
+  });
+});
