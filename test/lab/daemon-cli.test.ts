@@ -81,7 +81,7 @@ async function expectNoInspector(ns: string): Promise<void> {
 
 describe.skipIf(!isRoot)('weftd process behaviour', () => {
   const sandbox = new NetnsSandbox();
-  const dir = mkdtempSync(join(tmpdir(), 'weft-daemon-cli-'));
+  let dir = '';
   const started: Daemon[] = [];
   let ns = '';
   const weftd = (name: string, extra: string[] = [], env: Record<string, string> = {}) => {
@@ -92,12 +92,13 @@ describe.skipIf(!isRoot)('weftd process behaviour', () => {
   };
 
   beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'weft-daemon-cli-'));
     ns = await sandbox.create('dcli');
   });
   afterAll(async () => {
     for (const d of started) if (alive(d.proc)) d.proc.kill('SIGKILL');
     await sandbox.cleanup();
-    rmSync(dir, { recursive: true, force: true });
+    if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
   it('the probe works: plain Node opens its inspector on 127.0.0.1:9229 at SIGUSR1 in this netns', async () => {
@@ -206,7 +207,7 @@ describe.skipIf(!isRoot)('weftd process behaviour', () => {
 
 describe.skipIf(!isRoot)('weft-proxy and weftctl apply/get over an etcd with TLS client certificates', () => {
   const sandbox = new NetnsSandbox();
-  const dir = mkdtempSync(join(tmpdir(), 'weft-proxy-tls-'));
+  let dir = '';
   let ns = '';
   let tls: TlsFilesOnDisk;
   let etcd: ChildProcess | undefined;
@@ -218,6 +219,7 @@ describe.skipIf(!isRoot)('weft-proxy and weftctl apply/get over an etcd with TLS
     run(process.execPath, [bin('weftctl'), ...args], { allowFail: true, netns: ns, env: cleanEnv(opts.env), input: opts.input, timeoutMs: 30_000 });
 
   beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'weft-proxy-tls-'));
     ns = await sandbox.create('ptls');
     tls = makeTlsFiles(dir);
     etcd = spawn('ip', ['netns', 'exec', ns, 'etcd', '--name', 'tls', '--data-dir', join(dir, 'data'),
@@ -231,7 +233,7 @@ describe.skipIf(!isRoot)('weft-proxy and weftctl apply/get over an etcd with TLS
     if (proxy && alive(proxy.proc)) proxy.proc.kill('SIGKILL');
     if (etcd && etcd.exitCode === null) etcd.kill('SIGKILL');
     await sandbox.cleanup();
-    rmSync(dir, { recursive: true, force: true });
+    if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
   it('weftctl apply/get take the TLS flags and WEFTCTL_ETCD_* and fail without them', async () => {
@@ -299,8 +301,13 @@ describe.skipIf(!isRoot)('a running weftd (lab, host-gw, two hosts)', () => {
 });
 
 describe.skipIf(!isRoot)('installer: etcd TLS files reach both env files', () => {
-  const prefix = mkdtempSync(join(tmpdir(), 'weft-install-tls-'));
-  afterAll(() => rmSync(prefix, { recursive: true, force: true }));
+  let prefix = '';
+  beforeAll(() => {
+    prefix = mkdtempSync(join(tmpdir(), 'weft-install-tls-'));
+  });
+  afterAll(() => {
+    if (prefix) rmSync(prefix, { recursive: true, force: true });
+  });
   const install = (args: string[]) =>
     run('bash', [join(repo, 'scripts', 'install-weft.sh'), '--prefix', prefix, '--no-build', '--no-systemd', '--no-cni', ...args], { allowFail: true, timeoutMs: 60_000 });
 

@@ -6,13 +6,11 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { run } from '../../src/exec/run.js';
 import { isRoot } from '../helpers/netns.js';
 
 const repo = join(import.meta.dirname, '..', '..');
-const dir = mkdtempSync(join(tmpdir(), 'weft-senv-full-'));
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 // Runs inside the mount namespace: old subnet.env written first, the disk filled, then the new write.
 const script = `
@@ -36,6 +34,13 @@ console.log(JSON.stringify(out));
 `;
 
 describe.skipIf(!isRoot)('subnet.env on a full filesystem', () => {
+  let dir = '';
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), 'weft-senv-full-'));
+  });
+  afterAll(() => {
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
   it('the error names the file, no temporary file is left, the old file stays intact', async () => {
     const mnt = join(dir, 'mnt');
     const js = join(dir, 'fill.mjs');
