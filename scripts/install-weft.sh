@@ -42,6 +42,10 @@ Options written to /etc/weft/weftd.env (first install, or with --reconfigure):
   --public-ip IP          address peers reach this host at
   --etcd-endpoints URLS   comma separated. Default http://127.0.0.1:2379
   --etcd-prefix PREFIX    Default /coreos.com/network
+  --etcd-cafile FILE      CA of the etcd servers (https endpoints); also written to weft-proxy.env
+  --etcd-certfile FILE    client certificate for etcd (with --etcd-keyfile); also for weft-proxy
+  --etcd-keyfile FILE     client key for etcd; also for weft-proxy
+                          (etcd users: set *_ETCD_USERNAME / *_ETCD_PASSWORD in the env files)
   --no-ip-masq            do not masquerade pod traffic leaving the network (default: masquerade)
   --no-cni-socket         weftd does not serve the CNI shim on /run/weft/cni.sock (every
                           CNI call then starts the Node plugin: slower, same results)
@@ -76,6 +80,9 @@ IFACES=()
 PUBLIC_IP=
 ETCD_ENDPOINTS=http://127.0.0.1:2379
 ETCD_PREFIX=/coreos.com/network
+ETCD_CAFILE=
+ETCD_CERTFILE=
+ETCD_KEYFILE=
 IP_MASQ=true
 CNI_SOCKET=/run/weft/cni.sock
 WEFTD_ARGS=()
@@ -104,6 +111,9 @@ while [ $# -gt 0 ]; do
     --public-ip) need_arg "$@"; PUBLIC_IP=$2; shift 2 ;;
     --etcd-endpoints) need_arg "$@"; ETCD_ENDPOINTS=$2; shift 2 ;;
     --etcd-prefix) need_arg "$@"; ETCD_PREFIX=$2; shift 2 ;;
+    --etcd-cafile) need_arg "$@"; ETCD_CAFILE=$2; shift 2 ;;
+    --etcd-certfile) need_arg "$@"; ETCD_CERTFILE=$2; shift 2 ;;
+    --etcd-keyfile) need_arg "$@"; ETCD_KEYFILE=$2; shift 2 ;;
     --no-ip-masq) IP_MASQ=false; shift ;;
     --no-cni-socket) CNI_SOCKET=; shift ;;
     --weftd-arg) need_arg "$@"; WEFTD_ARGS+=("$2"); shift 2 ;;
@@ -117,11 +127,15 @@ while [ $# -gt 0 ]; do
 done
 
 [ "$PURGE" = 0 ] || [ "$UNINSTALL" = 1 ] || usage_error "--purge goes with --uninstall"
+if [ -n "$ETCD_CERTFILE$ETCD_KEYFILE" ] && { [ -z "$ETCD_CERTFILE" ] || [ -z "$ETCD_KEYFILE" ]; }; then
+  usage_error "--etcd-certfile and --etcd-keyfile go together"
+fi
 case "$PROXY_MODE" in iptables|nftables|ipvs) ;; *) usage_error "--proxy-mode must be iptables, nftables or ipvs" ;; esac
 # Values end up in env files read by systemd and in wrapper scripts: refuse
 # characters that would need quoting rather than quote them subtly wrong.
 for v in "$PREFIX" "$SRC" "$CNI_BIN_DIR" "$CNI_CONF_DIR" "${IFACES[@]}" "$PUBLIC_IP" "$ETCD_ENDPOINTS" \
-         "$ETCD_PREFIX" "$CLUSTER_CIDR" "$HOSTNAME_OVERRIDE" "${WEFTD_ARGS[@]}" "${PROXY_ARGS[@]}"; do
+         "$ETCD_PREFIX" "$ETCD_CAFILE" "$ETCD_CERTFILE" "$ETCD_KEYFILE" "$CLUSTER_CIDR" "$HOSTNAME_OVERRIDE" \
+         "${WEFTD_ARGS[@]}" "${PROXY_ARGS[@]}"; do
   [[ "$v" =~ ^[A-Za-z0-9_./:,@%=+-]*$ ]] || usage_error "value \"$v\" has characters that would need quoting"
 done
 mkdir -p "$PREFIX" || die "cannot create --prefix $PREFIX"
@@ -296,9 +310,12 @@ $(opt_line WEFTD_CNI_SOCKET "$CNI_SOCKET")
 # The unit's readiness probe polls http://WEFTD_HEALTHZ_IP:WEFTD_HEALTHZ_PORT/readyz.
 WEFTD_HEALTHZ_IP=127.0.0.1
 WEFTD_HEALTHZ_PORT=9808
-#WEFTD_ETCD_CAFILE=
-#WEFTD_ETCD_CERTFILE=
-#WEFTD_ETCD_KEYFILE=
+# etcd TLS (https endpoints) and auth; the same five settings in weft-proxy.env.
+$(opt_line WEFTD_ETCD_CAFILE "$ETCD_CAFILE")
+$(opt_line WEFTD_ETCD_CERTFILE "$ETCD_CERTFILE")
+$(opt_line WEFTD_ETCD_KEYFILE "$ETCD_KEYFILE")
+#WEFTD_ETCD_USERNAME=
+#WEFTD_ETCD_PASSWORD=
 #WEFTD_LOG_LEVEL=info
 # Extra arguments, split on spaces.
 WEFTD_EXTRA_ARGS=${WEFTD_ARGS[*]}
@@ -310,6 +327,12 @@ if [ "$PROXY" = 1 ]; then
 # WEFT_PROXY_<FLAG> for every --<flag>, see weft-proxy --help and
 # docs/operations.md). Written by install-weft.sh.
 WEFT_PROXY_ETCD_ENDPOINTS=$ETCD_ENDPOINTS
+# etcd TLS (https endpoints) and auth, as in weftd.env.
+$(opt_line WEFT_PROXY_ETCD_CAFILE "$ETCD_CAFILE")
+$(opt_line WEFT_PROXY_ETCD_CERTFILE "$ETCD_CERTFILE")
+$(opt_line WEFT_PROXY_ETCD_KEYFILE "$ETCD_KEYFILE")
+#WEFT_PROXY_ETCD_USERNAME=
+#WEFT_PROXY_ETCD_PASSWORD=
 WEFT_PROXY_PROXY_MODE=$PROXY_MODE
 # Node name matched against EndpointSlice nodeName; unset = the host name.
 $(opt_line WEFT_PROXY_HOSTNAME_OVERRIDE "$HOSTNAME_OVERRIDE")

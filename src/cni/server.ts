@@ -221,7 +221,6 @@ export async function startCniServer(opts: CniServerOptions = {}): Promise<CniSe
   const ownUid = euid();
 
   const shells = new ShellPool(opts.shells ?? 4);
-  shells.warm();
   const kernel = opts.handler?.kernel ?? new ExecCniKernel({ hostNetns: opts.hostNetns, shells });
   const handler = createCniHandler({ ...opts.handler, kernel, log, bridgeCacheMs: opts.bridgeCacheMs ?? 30_000 });
   const ownNs = netnsId(opts.hostNetns ? `/var/run/netns/${opts.hostNetns}` : '/proc/self/ns/net');
@@ -374,6 +373,14 @@ export async function startCniServer(opts: CniServerOptions = {}): Promise<CniSe
       stats.open--;
       if (!done) finishReceive();
     });
+    // A peer that hangs up before a whole request (another weftd's "is anyone listening?" probe)
+    // would stay half-open (allowHalfOpen) and hold server.close() until the receive deadline.
+    sock.once('end', () => {
+      if (!done) {
+        finishReceive();
+        sock.destroy();
+      }
+    });
     // One deadline for the whole request: a byte now and then does not extend it.
     const deadline = setTimeout(() => {
       const received = size;
@@ -463,6 +470,8 @@ export async function startCniServer(opts: CniServerOptions = {}): Promise<CniSe
     throw err;
   }
   chmodSync(socketPath, 0o600);
+  // Warmed only once listening: a start that fails (socket taken) must leave no shells behind.
+  shells.warm();
   if (!masked && (dirMode & 0o077) !== 0) {
     // Without a umask the socket was briefly reachable through the directory: say so rather than pretend.
     log.warn({ socketPath, dirMode: dirMode.toString(8) }, 'cni socket bound without a umask in a directory others can enter');

@@ -36,6 +36,16 @@ export interface DaemonDeps {
   iptables?: IptablesClient;
   /** Injected in tests (FakeNft); default: `nft`, unless `kernel` is injected (then no nftables is touched). */
   nft?: NftClient;
+  /** Filled in by runWeftd for the CLI's signal handlers (SIGUSR1 dump, SIGHUP resync). */
+  control?: DaemonControl;
+}
+
+/** What a running weftd offers its signal handlers (src/cli/signals.ts). */
+export interface DaemonControl {
+  /** A cheap snapshot of what the daemon holds. */
+  state?: () => Record<string, unknown>;
+  /** Asks for a data path reconcile now; false before the data path runs. */
+  resync?: (reason: string) => boolean;
 }
 
 function registryOf(opts: WeftdOptions): Registry {
@@ -68,6 +78,21 @@ export async function runWeftd(opts: WeftdOptions, deps: DaemonDeps): Promise<vo
   let readyReason = 'starting';
   let own: Lease | undefined;
   let remote: Lease[] = [];
+  let lastReconcile: Date | undefined;
+  if (deps.control) {
+    deps.control.state = () => ({
+      ready,
+      readyReason,
+      backend: backend?.type,
+      subnet: own ? formatCidr(own.subnet) : undefined,
+      publicIp: own?.attrs.PublicIP,
+      leaseExpires: metrics.leaseExpiration()?.toISOString(),
+      peers: remote.length,
+      lastReconcile: lastReconcile?.toISOString(),
+      cniServed: cni?.served,
+    });
+    deps.control.resync = (reason) => (runner ? (runner.request(reason), true) : false);
+  }
 
   try {
     if (opts.healthzPort > 0) {
@@ -162,6 +187,7 @@ export async function runWeftd(opts: WeftdOptions, deps: DaemonDeps): Promise<vo
             if (fixed > 0) metrics.masqFixes.inc(fixed);
           }
           metrics.reconcileRuns.inc({ result: 'ok' });
+          lastReconcile = new Date();
           metrics.reconcileFixes.inc(stats.fixes);
           metrics.peers.set(stats.peers);
           if (stats.fixes > 0) log.info({ fixes: stats.fixes, peers: stats.peers, reasons: reasons.join(',') }, 'data path reconciled');

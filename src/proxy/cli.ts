@@ -5,7 +5,9 @@ import { InvalidArgumentError, errorMessage } from '../core/errors.js';
 import { parseManifests } from './model/manifest.js';
 import { namespaceOf, type EndpointSlice, type Endpoints, type ProxyKind, type ProxyObject, type Service } from './model/k8s.js';
 import { endpointsToSlices } from './model/endpoints.js';
-import { EtcdKV } from './registry/kv.js';
+import { EtcdKV, registryEtcdOptions } from './registry/kv.js';
+import { EtcdClient } from '../etcd/index.js';
+import { addEtcdFlags, etcdSecurityOf, type EtcdFlagValues } from '../cli/etcd-flags.js';
 import { ProxyRegistry } from './registry/registry.js';
 
 const KIND_ALIASES: Record<string, ProxyKind> = {
@@ -36,8 +38,9 @@ function nodePortRange(text: string): [number, number] {
 }
 
 async function withRegistry<T>(cmd: Command, fn: (r: ProxyRegistry) => Promise<T>): Promise<T> {
-  const o = cmd.optsWithGlobals() as { etcdEndpoints: string; serviceCidr?: string; serviceNodePortRange?: string };
-  const kv = EtcdKV.connect(o.etcdEndpoints.split(',').map((s) => s.trim()).filter(Boolean));
+  const o = cmd.optsWithGlobals() as { etcdEndpoints: string; serviceCidr?: string; serviceNodePortRange?: string } & EtcdFlagValues;
+  const endpoints = o.etcdEndpoints.split(',').map((s) => s.trim()).filter(Boolean);
+  const kv = new EtcdKV(new EtcdClient({ ...registryEtcdOptions(endpoints), ...etcdSecurityOf(o) }));
   try {
     return await fn(
       new ProxyRegistry(kv, {
@@ -93,8 +96,7 @@ function endpointRows(slices: EndpointSlice[]): string[][] {
 
 /** Adds `weftctl apply`, `weftctl get` and `weftctl delete`. */
 export function registerProxyCommands(program: Command): void {
-  program
-    .command('apply')
+  addEtcdFlags(program.command('apply'))
     .description('create or update Services, Endpoints and EndpointSlices from YAML or JSON (allocates ClusterIPs and node ports)')
     .requiredOption('-f, --filename <file>', 'manifest file, or - for stdin')
     .option('--service-cidr <cidr>', 'ClusterIP range', '10.96.0.0/12')
@@ -116,8 +118,7 @@ export function registerProxyCommands(program: Command): void {
       if (failed > 0) throw new InvalidArgumentError(opts.filename, `${failed} of ${docs.length} objects were refused`);
     });
 
-  program
-    .command('get')
+  addEtcdFlags(program.command('get'))
     .description('list services, endpoints or endpointslices')
     .argument('<kind>', 'services | endpoints | endpointslices')
     .argument('[name]', 'one object')
@@ -141,8 +142,7 @@ export function registerProxyCommands(program: Command): void {
       });
     });
 
-  program
-    .command('delete')
+  addEtcdFlags(program.command('delete'))
     .description('delete objects named in a manifest, or KIND NAME')
     .argument('[kind]', 'service | endpoints | endpointslice')
     .argument('[name]', 'object name')

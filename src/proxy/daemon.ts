@@ -1,7 +1,7 @@
 import { registryEtcdOptions } from './registry/kv.js';
 import { hostname } from 'node:os';
 import type { Server } from 'node:http';
-import { EtcdClient } from '../etcd/index.js';
+import { EtcdClient, type EtcdClientOptions } from '../etcd/index.js';
 import { InvalidArgumentError, errorMessage } from '../core/errors.js';
 import { parseCidr, parseIPv4, formatCidr } from '../core/ip.js';
 import type { Logger } from '../core/log.js';
@@ -27,6 +27,8 @@ export type ProxyMode = (typeof PROXY_MODES)[number];
 export interface ProxyOptions {
   /** etcd endpoints; empty with no manifests dir is an error. */
   etcdEndpoints?: string[];
+  /** etcd TLS and auth (--etcd-cafile, --etcd-certfile, --etcd-keyfile, --etcd-username, --etcd-password). */
+  etcd?: Pick<EtcdClientOptions, 'caFile' | 'certFile' | 'keyFile' | 'username' | 'password'>;
   /** Directory of Service/EndpointSlice manifests, watched. */
   manifestsDir?: string;
   /** Default 'iptables'. */
@@ -150,7 +152,7 @@ export async function runProxy(o: ProxyOptions, signal: AbortSignal): Promise<vo
     syncer.sync(reasons),
   );
 
-  const etcd = o.etcdEndpoints?.length ? new EtcdClient(registryEtcdOptions(o.etcdEndpoints)) : undefined;
+  const etcd = o.etcdEndpoints?.length ? new EtcdClient({ ...registryEtcdOptions(o.etcdEndpoints), ...o.etcd }) : undefined;
   const sources: ProxySource[] = [];
   if (etcd) sources.push(new EtcdSource({ client: etcd, log }));
   if (o.manifestsDir) sources.push(new FileSource({ dir: o.manifestsDir, log }));

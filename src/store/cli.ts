@@ -8,6 +8,7 @@ import type { Command } from 'commander';
 import { InvalidArgumentError, WeftError } from '../core/errors.js';
 import { formatCidr } from '../core/ip.js';
 import { EtcdRegistry } from './etcd-registry.js';
+import { addEtcdFlags, etcdSecurityOf } from '../cli/etcd-flags.js';
 import {
   buildNetworkConfig,
   describeNetworkConfig,
@@ -49,11 +50,7 @@ export function registryFromOptions(opts: EtcdCliOptions): EtcdRegistry {
   return new EtcdRegistry({
     endpoints,
     prefix: opts.etcdPrefix ?? DEFAULT_ETCD_PREFIX,
-    ...(opts.etcdCafile ? { caFile: opts.etcdCafile } : {}),
-    ...(opts.etcdCertfile ? { certFile: opts.etcdCertfile } : {}),
-    ...(opts.etcdKeyfile ? { keyFile: opts.etcdKeyfile } : {}),
-    ...(opts.etcdUsername ? { username: opts.etcdUsername } : {}),
-    ...(opts.etcdPassword ? { password: opts.etcdPassword } : {}),
+    ...etcdSecurityOf(opts),
   });
 }
 
@@ -184,12 +181,7 @@ export async function listLeasesCommand(registry: Registry, opts: { json?: boole
 
 /** Adds the etcd TLS/auth flags (the root program has --etcd-endpoints and --etcd-prefix). */
 function withEtcdFlags(cmd: Command): Command {
-  return cmd
-    .option('--etcd-cafile <file>', 'CA certificate for TLS to etcd', process.env.WEFTCTL_ETCD_CAFILE)
-    .option('--etcd-certfile <file>', 'client certificate for etcd', process.env.WEFTCTL_ETCD_CERTFILE)
-    .option('--etcd-keyfile <file>', 'client key for etcd', process.env.WEFTCTL_ETCD_KEYFILE)
-    .option('--etcd-username <name>', 'etcd user', process.env.WEFTCTL_ETCD_USERNAME)
-    .option('--etcd-password <password>', 'etcd password', process.env.WEFTCTL_ETCD_PASSWORD);
+  return addEtcdFlags(cmd);
 }
 
 export interface StoreCliDeps {

@@ -1,4 +1,4 @@
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync, mkdirSync } from 'node:fs';
+import { closeSync, fsyncSync, openSync, readFileSync, renameSync, unlinkSync, writeSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { InvalidArgumentError, WeftError } from '../core/errors.js';
 import { formatIPv4, nthIP, parseCidr, type IPv4Net } from '../core/ip.js';
@@ -75,18 +75,39 @@ export function readPreviousSubnet(path: string): IPv4Net | undefined {
   }
 }
 
-/** Writes atomically: temp file, fsync, rename (readers never see half a file). */
+/** subnet.env (or another atomically written file) could not be written: `path` names it. */
+export class FileWriteError extends WeftError {
+  override readonly code = 'ERR_FILE_WRITE';
+}
+
+/**
+ * Writes atomically: temp file, fsync, rename (readers never see half a
+ * file). On failure (a full disk: ENOSPC) the temporary file is removed and
+ * the error names the file.
+ */
 export function writeFileAtomic(path: string, data: string, mode = 0o644): void {
-  mkdirSync(dirname(path), { recursive: true });
   const tmp = `${path}.tmp-${process.pid}`;
-  const fd = openSync(tmp, 'w', mode);
   try {
-    writeSync(fd, data);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
+    mkdirSync(dirname(path), { recursive: true });
+    const fd = openSync(tmp, 'w', mode);
+    try {
+      const buf = Buffer.from(data);
+      // writeSync may write less than asked (a nearly full disk): loop until done or an error.
+      for (let off = 0; off < buf.length; ) off += writeSync(fd, buf, off);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, path);
+  } catch (err) {
+    try {
+      unlinkSync(tmp);
+    } catch {
+      /* never created, or already renamed */
+    }
+    const e = err as NodeJS.ErrnoException;
+    throw new FileWriteError(`cannot write ${path}: ${e.message}`, { path, errno: e.code }, { cause: err });
   }
-  renameSync(tmp, path);
 }
 
 export function writeSubnetEnv(path: string, env: SubnetEnv): void {
