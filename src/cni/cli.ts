@@ -30,8 +30,7 @@ export function registerCniCommands(program: Command): void {
     .option('--flannel-conf-dir <dir>', 'where to look for flannel\'s conflist (default: --conf-dir)')
     .action((o: InstallCniFlags) => {
       const mode: AdoptFlannelMode = o.adoptFlannel === undefined ? 'auto' : o.adoptFlannel ? 'yes' : 'no';
-      const weftConf: Record<string, unknown> = { subnetFile: o.subnetFile };
-      if (o.bridge !== undefined) weftConf.bridge = o.bridge;
+      const weftConf: Record<string, unknown> = o.bridge !== undefined ? { bridge: o.bridge, subnetFile: o.subnetFile } : { subnetFile: o.subnetFile };
       const { options, adoption } = resolveInstall({
         binDir: o.binDir,
         confDir: o.confDir,
@@ -45,8 +44,10 @@ export function registerCniCommands(program: Command): void {
       if (adoption) {
         const dir = adoption.dataDir ?? '/var/lib/cni/networks';
         process.stdout.write(`adopted flannel's network from ${adoption.file ?? "kube-flannel's defaults"}: name ${adoption.name}, bridge ${adoption.bridge}, reservations in ${dir}/${adoption.name}\n`);
-        if (adoption.portmap && !o.withPortmap) process.stdout.write('note: flannel\'s conflist chains portmap; give --with-portmap to keep port mappings\n');
+        if (adoption.portmap) process.stdout.write('adopted flannel\'s portmap after weft in the chain\n');
       }
+      // Written out as before, so a conflist says which bridge it uses.
+      if (!adoption && options.weftConf?.bridge === undefined) options.weftConf = { bridge: 'weft0', ...options.weftConf };
       const files = installCni(options);
       for (const f of files) process.stdout.write(`installed ${f}\n`);
     });

@@ -17,6 +17,8 @@ export interface InstallCniOptions {
   name?: string;
   /** Append Debian's portmap plugin to the chain. Default false. */
   withPortmap?: boolean;
+  /** Link portmap into binDir when it lacks it. Default true; false when adopting flannel's chain (its portmap is the runtime's). */
+  linkPortmap?: boolean;
   /** Where portmap lives when binDir lacks it (it is linked in). Default /usr/lib/cni (Debian). */
   portmapDir?: string;
   /** cniVersion of the conflist. Default 1.0.0 (the newest Debian's reference plugins and podman 4.3 speak). */
@@ -73,6 +75,8 @@ export function resolveInstall(opts: InstallCniOptions = {}): ResolvedInstall {
       adoptFlannel: 'no',
       name: adoption.name,
       fileName: opts.fileName ?? '10-weft.conflist',
+      // flannel's chain ran the runtime's own portmap: keep it in the chain, as it is.
+      ...(adoption.portmap && !opts.withPortmap ? { withPortmap: true, linkPortmap: false } : {}),
       weftConf: { ...(opts.weftConf ?? {}), ...adoptedWeftConf(adoption) },
     },
   };
@@ -110,7 +114,7 @@ export function installCni(options: InstallCniOptions = {}): string[] {
   installFile(bundle, join(binDir, 'weft-cni.cjs'), 0o644);
   installFile(shim, join(binDir, 'weft'), 0o755);
   written.push(join(binDir, 'weft-cni.cjs'), join(binDir, 'weft'));
-  if (opts.withPortmap && !existsSync(join(binDir, 'portmap'))) {
+  if (opts.withPortmap && opts.linkPortmap !== false && !existsSync(join(binDir, 'portmap'))) {
     const pm = join(opts.portmapDir ?? '/usr/lib/cni', 'portmap');
     if (!existsSync(pm)) throw new InvalidArgumentError('--with-portmap', `${pm} not found (apt-get install containernetworking-plugins)`);
     symlinkSync(pm, join(binDir, 'portmap'));

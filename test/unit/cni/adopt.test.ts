@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -65,5 +65,8 @@ describe('flannel conflist adoption', () => {
     const c = JSON.parse(readFileSync(join(conf, '10-weft.conflist'), 'utf8'));
     expect(c.name).toBe('cbr0');
     expect(c.plugins[0]).toMatchObject({ type: 'weft', bridge: 'cni0', hairpinMode: true, isDefaultGateway: true, subnetFile: '/s.env' });
+    // flannel's chain had the runtime's portmap: kept, and not linked from elsewhere.
+    expect(c.plugins[1]).toMatchObject({ type: 'portmap', capabilities: { portMappings: true } });
+    expect(existsSync(join(d, 'bin', 'portmap'))).toBe(false);
   });
 });
