@@ -5,6 +5,7 @@ import { registerConfigCommands } from '../store/cli.js';
 import { registerLabCommands } from '../lab/cli.js';
 import { registerCniCommands } from '../cni/cli.js';
 import { registerProxyCommands } from '../proxy/cli.js';
+import { registerMigrateCommands } from '../migrate/cli.js';
 
 const program = new Command('weftctl')
   .description('weft control: network config, leases, services, CNI install and the namespace lab')
@@ -15,5 +16,6 @@ registerConfigCommands(program);
 registerLabCommands(program);
 registerCniCommands(program);
 registerProxyCommands(program);
+registerMigrateCommands(program);
 
 await runCli(program);
