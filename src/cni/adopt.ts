@@ -36,7 +36,7 @@ export interface FlannelAdoption {
   name: string;
   /** flannel's delegate bridge. */
   bridge: string;
-  /** The delegate's `ipam.dataDir`, when it set one (else host-local's default, weft's too). */
+  /** The flannel entry's `ipam.dataDir` (what its delegate's host-local gets), when set; else host-local's default, weft's too. */
   dataDir?: string;
   /** Delegate options weft honours with the same meaning, when flannel's conflist set them. */
   mtu?: number;
@@ -74,12 +74,15 @@ function adoptionOf(file: string, found: { entry: Obj; name: unknown; plugins: O
   const bridge = delegate.bridge ?? FLANNEL_DEFAULT_BRIDGE;
   if (typeof bridge !== 'string' || !IFNAME_RE.test(bridge)) throw bad('delegate.bridge', `${JSON.stringify(bridge)} is not an interface name`);
   const out: FlannelAdoption = { file, name, bridge, portmap: found.plugins.slice(1).some((p) => p.type === 'portmap') };
-  const ipam = delegate.ipam;
+  // The flannel plugin builds the delegate's ipam from its own entry's `ipam`
+  // (a delegate.ipam is overwritten), and its entry-level `dataDir` is its
+  // own scratch directory, not host-local's.
+  const ipam = entry.ipam;
   if (ipam !== undefined) {
-    if (!isObj(ipam)) throw bad('delegate.ipam', 'is not an object');
-    if (ipam.type !== undefined && ipam.type !== 'host-local') throw bad('delegate.ipam.type', `"${String(ipam.type)}": weft's IPAM is host-local's, another IPAM's reservations cannot be shared`);
+    if (!isObj(ipam)) throw bad('ipam', 'is not an object');
+    if (ipam.type !== undefined && ipam.type !== 'host-local') throw bad('ipam.type', `"${String(ipam.type)}": weft's IPAM is host-local's, another IPAM's reservations cannot be shared`);
     if (ipam.dataDir !== undefined) {
-      if (typeof ipam.dataDir !== 'string' || !PATH_RE.test(ipam.dataDir)) throw bad('delegate.ipam.dataDir', `${JSON.stringify(ipam.dataDir)} is not a plain absolute path`);
+      if (typeof ipam.dataDir !== 'string' || !PATH_RE.test(ipam.dataDir)) throw bad('ipam.dataDir', `${JSON.stringify(ipam.dataDir)} is not a plain absolute path`);
       out.dataDir = ipam.dataDir;
     }
   }

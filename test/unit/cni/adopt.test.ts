@@ -29,16 +29,16 @@ describe('flannel conflist adoption', () => {
     expect(findFlannelConf(d)).toEqual({ file: join(d, '10-flannel.conflist'), name: 'cbr0', bridge: 'cni0', portmap: true, hairpinMode: true, isDefaultGateway: true });
   });
 
-  it('takes the delegate\'s bridge, mtu and ipam.dataDir; a single .conf works too', () => {
-    put('10-fl.conf', { name: 'mynet', type: 'flannel', delegate: { bridge: 'mynet0', mtu: 1400, ipMasq: true, ipam: { dataDir: '/srv/cni' } } });
+  it('takes the delegate\'s bridge and mtu and the entry\'s ipam.dataDir (what the flannel plugin hands host-local); a single .conf works too', () => {
+    put('10-fl.conf', { name: 'mynet', type: 'flannel', dataDir: '/var/lib/cni/flannel', ipam: { dataDir: '/srv/cni' }, delegate: { bridge: 'mynet0', mtu: 1400, ipMasq: true, ipam: { dataDir: '/ignored' } } });
     expect(findFlannelConf(d)).toMatchObject({ name: 'mynet', bridge: 'mynet0', mtu: 1400, ipMasq: true, dataDir: '/srv/cni', portmap: false });
   });
 
   it('refuses what it cannot adopt faithfully, naming file and field', () => {
     put('10-flannel.conflist', { ...kubeFlannel, plugins: [{ type: 'flannel', delegate: { type: 'ipvlan' } }] });
     expect(() => findFlannelConf(d)).toThrow(expect.objectContaining({ code: 'ERR_FLANNEL_CONF', field: 'delegate.type' }));
-    put('10-flannel.conflist', { ...kubeFlannel, plugins: [{ type: 'flannel', delegate: { ipam: { dataDir: '/x\n-j ACCEPT' } } }] });
-    expect(() => findFlannelConf(d)).toThrow(expect.objectContaining({ field: 'delegate.ipam.dataDir' }));
+    put('10-flannel.conflist', { ...kubeFlannel, plugins: [{ type: 'flannel', ipam: { dataDir: '/x\n-j ACCEPT' } }] });
+    expect(() => findFlannelConf(d)).toThrow(expect.objectContaining({ field: 'ipam.dataDir' }));
     put('10-flannel.conflist', { ...kubeFlannel, name: '../etc' });
     expect(() => findFlannelConf(d)).toThrow(expect.objectContaining({ field: 'name' }));
   });
