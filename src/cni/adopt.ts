@@ -14,6 +14,8 @@ import { WeftError } from '../core/errors.js';
 export const FLANNEL_DEFAULT_NAME = 'cbr0';
 export const FLANNEL_DEFAULT_BRIDGE = 'cni0';
 
+/** The file an adopting install writes (it sorts after kube-flannel's 10-flannel.conflist). */
+export const WEFT_CONFLIST = '10-weft.conflist';
 /** Extensions libcni loads from a conf dir. */
 const CONF_EXTS = ['.conflist', '.conf', '.json'];
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
@@ -45,6 +47,8 @@ export interface FlannelAdoption {
   ipMasq?: boolean;
   /** flannel's chain had portmap after it. */
   portmap: boolean;
+  /** Read back from an earlier adopting install's conflist (flannel's is gone). */
+  previous?: boolean;
 }
 
 type Obj = Record<string, unknown>;
@@ -126,6 +130,48 @@ export function findFlannelConf(confDir: string): FlannelAdoption | undefined {
     if (found) return adoptionOf(file, found);
   }
   return undefined;
+}
+
+/**
+ * An adoption made by an earlier install: `10-weft.conflist` in `confDir`
+ * whose weft entry names a network or bridge other than weft's own. After
+ * migration step 3 flannel's conflist is gone; a re-run of the installer
+ * (an upgrade) must keep the adopted network, not fall back to `weft`/`weft0`
+ * while pods still hold reservations under the adopted name.
+ */
+export function findPreviousAdoption(confDir: string): FlannelAdoption | undefined {
+  const file = join(confDir, WEFT_CONFLIST);
+  let doc: unknown;
+  try {
+    doc = JSON.parse(readFileSync(file, 'utf8'));
+  } catch {
+    return undefined;
+  }
+  if (!isObj(doc) || !Array.isArray(doc.plugins)) return undefined;
+  const plugins = doc.plugins.filter(isObj);
+  const weft = plugins[0];
+  if (weft?.type !== 'weft' || typeof weft.bridge !== 'string') return undefined;
+  if (doc.name === 'weft' && weft.bridge === 'weft0') return undefined;
+  const bad = (field: string, reason: string) => new FlannelConfError(file, field, reason);
+  const name = doc.name;
+  if (typeof name !== 'string' || !NAME_RE.test(name)) throw bad('name', `${JSON.stringify(name)} is not a network name`);
+  if (!IFNAME_RE.test(weft.bridge)) throw bad('bridge', `${JSON.stringify(weft.bridge)} is not an interface name`);
+  const out: FlannelAdoption = { file, name, bridge: weft.bridge, portmap: plugins.slice(1).some((p) => p.type === 'portmap'), previous: true };
+  if (weft.dataDir !== undefined) {
+    if (typeof weft.dataDir !== 'string' || !PATH_RE.test(weft.dataDir)) throw bad('dataDir', `${JSON.stringify(weft.dataDir)} is not a plain absolute path`);
+    out.dataDir = weft.dataDir;
+  }
+  if (weft.mtu !== undefined) {
+    if (typeof weft.mtu !== 'number' || !Number.isInteger(weft.mtu)) throw bad('mtu', `${JSON.stringify(weft.mtu)} is not an MTU`);
+    out.mtu = weft.mtu;
+  }
+  for (const k of ['hairpinMode', 'isDefaultGateway', 'ipMasq'] as const) {
+    const v = weft[k];
+    if (v === undefined) continue;
+    if (typeof v !== 'boolean') throw bad(k, `${JSON.stringify(v)} is not a boolean`);
+    out[k] = v;
+  }
+  return out;
 }
 
 /** kube-flannel's values, for `--adopt-flannel` on a host whose flannel conflist is already gone. */

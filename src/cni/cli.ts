@@ -43,7 +43,8 @@ export function registerCniCommands(program: Command): void {
       });
       if (adoption) {
         const dir = adoption.dataDir ?? '/var/lib/cni/networks';
-        process.stdout.write(`adopted flannel's network from ${adoption.file ?? "kube-flannel's defaults"}: name ${adoption.name}, bridge ${adoption.bridge}, reservations in ${dir}/${adoption.name}\n`);
+        const from = adoption.previous ? `the earlier install's ${adoption.file}` : (adoption.file ?? "kube-flannel's defaults");
+        process.stdout.write(`adopted flannel's network from ${from}: name ${adoption.name}, bridge ${adoption.bridge}, reservations in ${dir}/${adoption.name}\n`);
         if (adoption.portmap) process.stdout.write('adopted flannel\'s portmap after weft in the chain\n');
       }
       // Written out as before, so a conflist says which bridge it uses.

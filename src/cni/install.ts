@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { InvalidArgumentError } from '../core/errors.js';
 import { writeFileAtomic } from '../store/subnet-env.js';
-import { adoptedWeftConf, defaultFlannelAdoption, findFlannelConf, type FlannelAdoption } from './adopt.js';
+import { adoptedWeftConf, defaultFlannelAdoption, findFlannelConf, findPreviousAdoption, WEFT_CONFLIST, type FlannelAdoption } from './adopt.js';
 
 /** `auto`: adopt flannel's network when its conflist is found; `yes`: always (kube-flannel's defaults without one); `no`: never. */
 export type AdoptFlannelMode = 'auto' | 'yes' | 'no';
@@ -53,7 +53,9 @@ export interface ResolvedInstall {
 export function resolveInstall(opts: InstallCniOptions = {}): ResolvedInstall {
   const mode = opts.adoptFlannel ?? 'auto';
   if (mode === 'no') return { options: { ...opts, adoptFlannel: 'no' } };
-  const found = findFlannelConf(opts.flannelConfDir ?? opts.confDir ?? '/etc/cni/net.d');
+  const dir = opts.flannelConfDir ?? opts.confDir ?? '/etc/cni/net.d';
+  // flannel's conflist, else what an earlier install adopted (flannel's file already moved away).
+  const found = findFlannelConf(dir) ?? findPreviousAdoption(dir);
   if (!found && mode === 'auto') return { options: { ...opts, adoptFlannel: 'no' } };
   const adoption = found ?? defaultFlannelAdoption();
   const from = adoption.file ?? "kube-flannel's defaults";
@@ -74,7 +76,7 @@ export function resolveInstall(opts: InstallCniOptions = {}): ResolvedInstall {
       ...opts,
       adoptFlannel: 'no',
       name: adoption.name,
-      fileName: opts.fileName ?? '10-weft.conflist',
+      fileName: opts.fileName ?? WEFT_CONFLIST,
       // flannel's chain ran the runtime's own portmap: keep it in the chain, as it is.
       ...(adoption.portmap && !opts.withPortmap ? { withPortmap: true, linkPortmap: false } : {}),
       weftConf: { ...(opts.weftConf ?? {}), ...adoptedWeftConf(adoption) },

@@ -73,7 +73,7 @@ describe.skipIf(!isRoot || !haveRef)('migration from flannel\'s CNI plugin: old 
   }
 
   const reservations = () => readdirSync(join(dataDir, 'cbr0')).filter((f) => /^\d+\.\d+\.\d+\.\d+$/.test(f)).sort();
-  const ping = (from: string, to: string) => run('ping', ['-c', '1', '-W', '2', to], { netns: pods[from]!.ns, allowFail: true });
+  const ping = (from: string, to: string) => run('ping', ['-c', '3', '-i', '0.2', '-W', '2', to], { netns: pods[from]!.ns, allowFail: true });
 
   beforeAll(async () => {
     host = await sb.create('mgh');

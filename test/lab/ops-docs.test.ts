@@ -137,7 +137,7 @@ describe.skipIf(!isRoot)('docs/migration.md runs as written (flannel host in nam
   });
   const cniEnvLine = (command: string, pod: { ns: string; id: string }) =>
     `CNI_COMMAND=${command} CNI_CONTAINERID=${pod.id} CNI_NETNS=/run/netns/${pod.ns} CNI_IFNAME=eth0 CNI_PATH=/opt/cni/bin:/usr/lib/cni`;
-  const ping = (from: string, to: string) => run('ping', ['-c', '1', '-W', '2', to], { netns: pods[from]!.ns, allowFail: true });
+  const ping = (from: string, to: string) => run('ping', ['-c', '3', '-i', '0.2', '-W', '2', to], { netns: pods[from]!.ns, allowFail: true });
 
   beforeAll(async () => {
     host = await sb.create('mdh');

@@ -270,8 +270,14 @@ describe('scripts/install-weft.sh option forms and flannel adoption', () => {
     expect(conf.name).toBe('cbr0');
     expect(conf.plugins.map((x: { type: string }) => x.type)).toEqual(['weft', 'portmap']);
     expect(conf.plugins[0].bridge).toBe('cni0');
-    // flannel's file is the operator's to remove (migration step 3).
+    // flannel's file is the operator's to remove (migration step 3) ...
     expect(existsSync(join(p, 'etc/cni/net.d/10-flannel.conflist'))).toBe(true);
+    rmSync(join(p, 'etc/cni/net.d/10-flannel.conflist'));
+    // ... after which a re-run (an upgrade) keeps the adopted network and changes nothing.
+    const again = await sh(['--prefix', p]);
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stdout).toContain("adopted flannel's network from the earlier install's");
+    expect(again.stdout).toContain('done: 0 file(s) changed');
     const no = await sh(['--prefix', p, '--no-adopt-flannel']);
     expect(no.code, no.stderr).toBe(0);
     expect(JSON.parse(readFileSync(join(p, 'etc/cni/net.d/10-weft.conflist'), 'utf8'))).toMatchObject({ name: 'weft', plugins: [{ bridge: 'weft0' }] });

@@ -69,4 +69,20 @@ describe('flannel conflist adoption', () => {
     expect(c.plugins[1]).toMatchObject({ type: 'portmap', capabilities: { portMappings: true } });
     expect(existsSync(join(d, 'bin', 'portmap'))).toBe(false);
   });
+
+  it('a re-run after flannel\'s conflist was moved away keeps the adopted network (an upgrade never falls back to weft0)', () => {
+    put('10-flannel.conflist', kubeFlannel);
+    put('weft', 'shim');
+    put('weft-cni.cjs', 'bundle');
+    const opts = { sourceDir: d, binDir: join(d, 'bin'), confDir: d, weftConf: { subnetFile: '/s.env' } };
+    installCni(opts);
+    const first = readFileSync(join(d, '10-weft.conflist'), 'utf8');
+    rmSync(join(d, '10-flannel.conflist'));
+    const again = resolveInstall(opts);
+    expect(again.adoption).toMatchObject({ previous: true, name: 'cbr0', bridge: 'cni0', portmap: true });
+    installCni(opts);
+    expect(readFileSync(join(d, '10-weft.conflist'), 'utf8')).toBe(first);
+    // Only --no-adopt-flannel goes back to weft's own network.
+    expect(resolveInstall({ ...opts, adoptFlannel: 'no' }).adoption).toBeUndefined();
+  });
 });
