@@ -148,15 +148,15 @@ describe.skipIf(!isRoot)('docs/migration.md runs as written (flannel host in nam
     // TLS for https://etcd:2379 (server auth only; weftd gets the CA via --weftd-arg=--etcd-cafile).
     const tls = join(tmp, 'tls');
     mkdirSync(tls);
-    const ossl2 = async (args: string[]) => {
+    const openssl = async (args: string[]) => {
       await run('bash', ['-c', `cd '${tls}' && openssl ${args.join(' ')}`]);
     };
-    await ossl2(['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', 'ca.key']);
-    await ossl2(['req', '-x509', '-new', '-key', 'ca.key', '-subj', '/CN=weft-doc-ca', '-days', '2', '-out', 'ca.pem']);
+    await openssl(['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', 'ca.key']);
+    await openssl(['req', '-x509', '-new', '-key', 'ca.key', '-subj', '/CN=weft-doc-ca', '-days', '2', '-out', 'ca.pem']);
     writeFileSync(join(tls, 'server.ext'), 'subjectAltName=DNS:etcd,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n');
-    await ossl2(['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', 'server.key']);
-    await ossl2(['req', '-new', '-key', 'server.key', '-subj', '/CN=etcd', '-out', 'server.csr']);
-    await ossl2(['x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-days', '2', '-extfile', 'server.ext', '-out', 'server.pem']);
+    await openssl(['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', 'server.key']);
+    await openssl(['req', '-new', '-key', 'server.key', '-subj', '/CN=etcd', '-out', 'server.csr']);
+    await openssl(['x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-days', '2', '-extfile', 'server.ext', '-out', 'server.pem']);
 
     // The private mount namespace, held open by a sleeping shell.
     mkdirSync(join(tmp, 'keep-netns'));
