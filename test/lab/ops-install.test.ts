@@ -247,6 +247,18 @@ describe('scripts/install-weft.sh option forms and flannel adoption', () => {
     expect(valueOpts.filter((o) => !opts.some(([k]) => k === o))).toEqual([]);
   });
 
+  it('weftctl install-cni takes --opt=value as --opt value too', async () => {
+    const weftctl = (args: string[]) => run(process.execPath, [join(repo, 'dist/cli/weftctl.js'), 'install-cni', ...args], { allowFail: true });
+    const opts: Array<[string, string]> = [['--name', 'foo'], ['--bridge', 'br9'], ['--subnet-file', '/s.env'], ['--cni-version', '0.4.0'], ['--flannel-conf-dir', join(tmp, 'nowhere')]];
+    const a = await weftctl(['--bin-dir', join(tmp, 'ca/bin'), '--conf-dir', join(tmp, 'ca/conf'), ...opts.flat()]);
+    const b = await weftctl([`--bin-dir=${join(tmp, 'cb/bin')}`, `--conf-dir=${join(tmp, 'cb/conf')}`, ...opts.map(([k, v]) => `${k}=${v}`)]);
+    expect(a.code, a.stderr).toBe(0);
+    expect(b.code, b.stderr).toBe(0);
+    const conf = readFileSync(join(tmp, 'cb/conf/10-foo.conflist'), 'utf8');
+    expect(conf).toBe(readFileSync(join(tmp, 'ca/conf/10-foo.conflist'), 'utf8'));
+    expect(JSON.parse(conf)).toMatchObject({ cniVersion: '0.4.0', name: 'foo', plugins: [{ bridge: 'br9', subnetFile: '/s.env' }] });
+  });
+
   it('refuses a value on a flag and an empty value, exit 2', async () => {
     const p = join(tmp, 'refused');
     const flag = await sh([`--prefix=${p}`, '--no-start=yes']);
