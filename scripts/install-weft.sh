@@ -11,7 +11,8 @@
 # --prefix DIR installs below DIR (like DESTDIR: the files still name the
 # final paths, /usr/local/bin/weftd etc.), enables the units offline
 # (systemctl --root) and never starts anything; CI and
-# tests use it. Run with --help for every option. Used by vagrant/provision.sh.
+# tests use it. Run with --help for every option (each value option works as "--opt value"
+# and as "--opt=value"). Used by vagrant/provision.sh.
 set -euo pipefail
 
 usage() {
@@ -30,6 +31,11 @@ Where and what:
   --no-cni                do not install the CNI plugin and conflist
   --cni-bin-dir DIR       CNI plugin directory. Default /opt/cni/bin
   --cni-conf-dir DIR      CNI config directory. Default /etc/cni/net.d
+  --adopt-flannel         the CNI conflist takes over flannel's network (name cbr0,
+                          bridge cni0, its host-local reservations) even when no
+                          flannel conflist is found. Default: adopt when the CNI
+                          config directory holds flannel's conflist
+  --no-adopt-flannel      never adopt flannel's network (network weft, bridge weft0)
   --reconfigure           rewrite existing env files from the options below
                           (the old file is kept as <file>.bak). Without it an
                           existing env file is the operator's and is left alone.
@@ -73,6 +79,7 @@ PROXY=1
 CNI=1
 CNI_BIN_DIR=/opt/cni/bin
 CNI_CONF_DIR=/etc/cni/net.d
+ADOPT_FLANNEL=
 RECONFIGURE=0
 UNINSTALL=0
 PURGE=0
@@ -92,7 +99,17 @@ HOSTNAME_OVERRIDE=
 PROXY_ARGS=()
 
 need_arg() { [ $# -ge 2 ] && [ -n "$2" ] || usage_error "$1 needs a value"; }
+# Options that take a value: each works as "--opt value" and as "--opt=value".
+VALUE_OPTS=" --prefix --src --cni-bin-dir --cni-conf-dir --iface --public-ip --etcd-endpoints --etcd-prefix --weftd-arg --proxy-mode --cluster-cidr --hostname-override --proxy-arg "
 while [ $# -gt 0 ]; do
+  if [[ "$1" == --*=* ]]; then
+    # Split at the first "=" only: --weftd-arg=--etcd-cafile=/x gives --etcd-cafile=/x.
+    opt=${1%%=*}
+    case "$VALUE_OPTS" in
+      *" $opt "*) val=${1#*=}; shift; set -- "$opt" "$val" "$@" ;;
+      *) usage_error "$opt takes no value (or is unknown): $1" ;;
+    esac
+  fi
   case "$1" in
     --prefix) need_arg "$@"; PREFIX=$2; shift 2 ;;
     --src) need_arg "$@"; SRC=$2; shift 2 ;;
@@ -102,6 +119,8 @@ while [ $# -gt 0 ]; do
     --no-start) START=0; shift ;;
     --no-proxy) PROXY=0; shift ;;
     --no-cni) CNI=0; shift ;;
+    --adopt-flannel) ADOPT_FLANNEL=--adopt-flannel; shift ;;
+    --no-adopt-flannel) ADOPT_FLANNEL=--no-adopt-flannel; shift ;;
     --cni-bin-dir) need_arg "$@"; CNI_BIN_DIR=$2; shift 2 ;;
     --cni-conf-dir) need_arg "$@"; CNI_CONF_DIR=$2; shift 2 ;;
     --reconfigure) RECONFIGURE=1; shift ;;
@@ -363,8 +382,13 @@ fi
 if [ "$CNI" = 1 ]; then
   stage=$(mktemp -d)
   trap 'rm -rf "$stage"' EXIT
-  "$NODE" "$SRC/dist/cli/weftctl.js" install-cni --bin-dir "$stage/bin" --conf-dir "$stage/conf" >/dev/null \
+  # flannel's conflist is looked for where the runtime reads it, not in the stage.
+  cni_out=$("$NODE" "$SRC/dist/cli/weftctl.js" install-cni --bin-dir "$stage/bin" --conf-dir "$stage/conf" \
+    --flannel-conf-dir "$ROOT$CNI_CONF_DIR" ${ADOPT_FLANNEL:+"$ADOPT_FLANNEL"}) \
     || die "weftctl install-cni failed (give --no-cni to leave the CNI plugin out)"
+  while IFS= read -r line; do
+    case "$line" in adopted*) say "cni: $line" ;; esac
+  done <<<"$cni_out"
   # Data files before executables: the plugin must never find its bundle missing.
   for pass in data exec; do
     for f in "$stage"/bin/*; do

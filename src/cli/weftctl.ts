@@ -7,6 +7,7 @@ import { registerConfigCommands } from '../store/cli.js';
 import { registerLabCommands } from '../lab/cli.js';
 import { registerCniCommands } from '../cni/cli.js';
 import { registerProxyCommands } from '../proxy/cli.js';
+import { registerMigrateCommands } from '../migrate/cli.js';
 
 const program = new Command('weftctl')
   .description('weft control: network config, leases, services, CNI install and the namespace lab.\n--etcd-* flags can also be set as WEFTCTL_<FLAG> (e.g. WEFTCTL_ETCD_ENDPOINTS).')
@@ -18,6 +19,7 @@ registerConfigCommands(program);
 registerLabCommands(program);
 registerCniCommands(program);
 registerProxyCommands(program);
+registerMigrateCommands(program);
 useEnv(program, 'WEFTCTL');
 
 await runCli(program);

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { existsSync, lstatSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -216,6 +216,83 @@ describe('scripts/install-weft.sh --no-proxy --no-cni (a node that keeps kube-pr
       'var/lib/weft/install-manifest',
     ]);
     expect(readFileSync(join(prefix, 'var/lib/weft/install-manifest'), 'utf8')).not.toMatch(/proxy|cni/);
+  });
+});
+
+describe('scripts/install-weft.sh option forms and flannel adoption', () => {
+  const tmp = mkdtempSync(join(tmpdir(), 'weft-ops-forms-'));
+  afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+  const sh = (args: string[]) => run('bash', [script, '--no-build', '--no-systemd', ...args], { allowFail: true, timeoutMs: 120_000 });
+
+  it('every value option works as --opt=value exactly as --opt value (docs/migration.md step 0)', async () => {
+    const opts: Array<[string, string]> = [
+      ['--iface', 'eth1'], ['--public-ip', '192.0.2.1'], ['--etcd-endpoints', 'https://etcd:2379'], ['--etcd-prefix', '/coreos.com/network'],
+      ['--weftd-arg', '--etcd-cafile=/etc/flannel/ca.pem'], ['--proxy-mode', 'iptables'], ['--cluster-cidr', '10.244.0.0/16'],
+      ['--hostname-override', 'node1'], ['--proxy-arg', '--masquerade-all'], ['--cni-bin-dir', '/opt/cni/bin'], ['--cni-conf-dir', '/etc/cni/net.d'],
+    ];
+    const spaced = join(tmp, 'spaced');
+    const joined = join(tmp, 'joined');
+    const a = await sh(['--prefix', spaced, ...opts.flat()]);
+    const b = await sh([`--prefix=${joined}`, ...opts.map(([k, v]) => `${k}=${v}`)]);
+    expect(a.code, a.stderr).toBe(0);
+    expect(b.code, b.stderr).toBe(0);
+    for (const f of ['etc/weft/weftd.env', 'etc/weft/weft-proxy.env']) {
+      expect(readFileSync(join(joined, f), 'utf8')).toBe(readFileSync(join(spaced, f), 'utf8'));
+    }
+    // Split at the first "=" only.
+    expect(envFile(join(joined, 'etc/weft/weftd.env')).WEFTD_EXTRA_ARGS).toBe('--etcd-cafile=/etc/flannel/ca.pem');
+    // Every value option of --help was exercised in both forms.
+    const help = await run('bash', [script, '--help']);
+    const valueOpts = [...help.stdout.matchAll(/^ {2}(--[a-z0-9-]+) [A-Z]/gm)].map((m) => m[1]!).filter((o) => o !== '--prefix' && o !== '--src');
+    expect(valueOpts.filter((o) => !opts.some(([k]) => k === o))).toEqual([]);
+  });
+
+  it('weftctl install-cni takes --opt=value as --opt value too', async () => {
+    const weftctl = (args: string[]) => run(process.execPath, [join(repo, 'dist/cli/weftctl.js'), 'install-cni', ...args], { allowFail: true });
+    const opts: Array<[string, string]> = [['--name', 'foo'], ['--bridge', 'br9'], ['--subnet-file', '/s.env'], ['--cni-version', '0.4.0'], ['--flannel-conf-dir', join(tmp, 'nowhere')]];
+    const a = await weftctl(['--bin-dir', join(tmp, 'ca/bin'), '--conf-dir', join(tmp, 'ca/conf'), ...opts.flat()]);
+    const b = await weftctl([`--bin-dir=${join(tmp, 'cb/bin')}`, `--conf-dir=${join(tmp, 'cb/conf')}`, ...opts.map(([k, v]) => `${k}=${v}`)]);
+    expect(a.code, a.stderr).toBe(0);
+    expect(b.code, b.stderr).toBe(0);
+    const conf = readFileSync(join(tmp, 'cb/conf/10-foo.conflist'), 'utf8');
+    expect(conf).toBe(readFileSync(join(tmp, 'ca/conf/10-foo.conflist'), 'utf8'));
+    expect(JSON.parse(conf)).toMatchObject({ cniVersion: '0.4.0', name: 'foo', plugins: [{ bridge: 'br9', subnetFile: '/s.env' }] });
+  });
+
+  it('refuses a value on a flag and an empty value, exit 2', async () => {
+    const p = join(tmp, 'refused');
+    const flag = await sh([`--prefix=${p}`, '--no-start=yes']);
+    expect(flag.code).toBe(2);
+    expect(flag.stderr).toContain('--no-start takes no value');
+    const empty = await sh([`--prefix=${p}`, '--iface=']);
+    expect(empty.code).toBe(2);
+    expect(empty.stderr).toContain('--iface needs a value');
+  });
+
+  it('adopts flannel\'s network when its conflist is in the CNI conf dir; --no-adopt-flannel does not', async () => {
+    const p = join(tmp, 'flannel');
+    mkdirSync(join(p, 'etc/cni/net.d'), { recursive: true });
+    writeFileSync(join(p, 'etc/cni/net.d/10-flannel.conflist'), JSON.stringify({
+      name: 'cbr0', cniVersion: '0.3.1', plugins: [{ type: 'flannel', delegate: { hairpinMode: true, isDefaultGateway: true } }, { type: 'portmap', capabilities: { portMappings: true } }],
+    }));
+    const r = await sh(['--prefix', p]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain("cni: adopted flannel's network");
+    const conf = JSON.parse(readFileSync(join(p, 'etc/cni/net.d/10-weft.conflist'), 'utf8'));
+    expect(conf.name).toBe('cbr0');
+    expect(conf.plugins.map((x: { type: string }) => x.type)).toEqual(['weft', 'portmap']);
+    expect(conf.plugins[0].bridge).toBe('cni0');
+    // flannel's file is the operator's to remove (migration step 3) ...
+    expect(existsSync(join(p, 'etc/cni/net.d/10-flannel.conflist'))).toBe(true);
+    rmSync(join(p, 'etc/cni/net.d/10-flannel.conflist'));
+    // ... after which a re-run (an upgrade) keeps the adopted network and changes nothing.
+    const again = await sh(['--prefix', p]);
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stdout).toContain("adopted flannel's network from the earlier install's");
+    expect(again.stdout).toContain('done: 0 file(s) changed');
+    const no = await sh(['--prefix', p, '--no-adopt-flannel']);
+    expect(no.code, no.stderr).toBe(0);
+    expect(JSON.parse(readFileSync(join(p, 'etc/cni/net.d/10-weft.conflist'), 'utf8'))).toMatchObject({ name: 'weft', plugins: [{ bridge: 'weft0' }] });
   });
 });
 
