@@ -100,7 +100,7 @@ PROXY_ARGS=()
 
 need_arg() { [ $# -ge 2 ] && [ -n "$2" ] || usage_error "$1 needs a value"; }
 # Options that take a value: each works as "--opt value" and as "--opt=value".
-VALUE_OPTS=" --prefix --src --cni-bin-dir --cni-conf-dir --iface --public-ip --etcd-endpoints --etcd-prefix --weftd-arg --proxy-mode --cluster-cidr --hostname-override --proxy-arg "
+VALUE_OPTS=" --prefix --src --cni-bin-dir --cni-conf-dir --iface --public-ip --etcd-endpoints --etcd-prefix --etcd-cafile --etcd-certfile --etcd-keyfile --weftd-arg --proxy-mode --cluster-cidr --hostname-override --proxy-arg "
 while [ $# -gt 0 ]; do
   if [[ "$1" == --*=* ]]; then
     # Split at the first "=" only: --weftd-arg=--etcd-cafile=/x gives --etcd-cafile=/x.

@@ -227,6 +227,7 @@ describe('scripts/install-weft.sh option forms and flannel adoption', () => {
   it('every value option works as --opt=value exactly as --opt value (docs/migration.md step 0)', async () => {
     const opts: Array<[string, string]> = [
       ['--iface', 'eth1'], ['--public-ip', '192.0.2.1'], ['--etcd-endpoints', 'https://etcd:2379'], ['--etcd-prefix', '/coreos.com/network'],
+      ['--etcd-cafile', '/etc/flannel/ca.pem'], ['--etcd-certfile', '/etc/flannel/client.pem'], ['--etcd-keyfile', '/etc/flannel/client-key.pem'],
       ['--weftd-arg', '--etcd-cafile=/etc/flannel/ca.pem'], ['--proxy-mode', 'iptables'], ['--cluster-cidr', '10.244.0.0/16'],
       ['--hostname-override', 'node1'], ['--proxy-arg', '--masquerade-all'], ['--cni-bin-dir', '/opt/cni/bin'], ['--cni-conf-dir', '/etc/cni/net.d'],
     ];

@@ -3,13 +3,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { acquireInstanceLock } from '../../../src/cli/instance-lock.js';
-import { hasFlock } from '../../../src/cni/ipam/flock.js';
+import { addonFunction } from '../../../src/native/addon.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'weft-lock-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 describe('instance lock on the state directory', () => {
-  it.skipIf(!hasFlock())('flock: a second holder is refused naming the file and the PID; release lets the next in', () => {
+  it.skipIf(!addonFunction('tryFlock'))('flock: a second holder is refused naming the file and the PID; release lets the next in', () => {
     const state = join(dir, 'a', 'state');
     const first = acquireInstanceLock(state);
     expect(first.kind).toBe('flock');
