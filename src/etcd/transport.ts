@@ -474,7 +474,8 @@ export class GrpcTransport {
   /** grpc-status / grpc-message of trailers (or a trailers-only answer); undefined for OK. */
   private statusError(operation: string, endpoint: string, t: http2.IncomingHttpHeaders): EtcdError | undefined {
     const raw = t['grpc-status'];
-    if (raw === undefined) return this.fail('protocol', operation, endpoint, 'answer without grpc-status');
+    // etcd shutting down ends its streams without a status: the connection went away, not a bad answer.
+    if (raw === undefined) return this.fail('unreachable', operation, endpoint, 'stream ended without a gRPC status (etcd went away)');
     const code = Number(raw);
     if (code === 0) return undefined;
     let message = String(t['grpc-message'] ?? '');
