@@ -68,7 +68,7 @@ const NOT_SENT_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOST
 /** TCP keepalive on every connection: a peer that vanished without a FIN is found by the kernel's probes. */
 const TCP_KEEPALIVE_MS = 30_000;
 
-/** How long a PING may go unanswered before the connection counts as dead. */
+/** How long a PING may go unanswered before the connection counts as dead (at most the PING interval). */
 const PING_TIMEOUT_MS = 20_000;
 
 /** Failures after which etcd cannot have seen the request (safe to send elsewhere). */
@@ -446,9 +446,10 @@ export class GrpcTransport {
       const s = e.session;
       if (!s || s.destroyed || !e.ready) return;
       let answered = false;
+      const wait = Math.min(PING_TIMEOUT_MS, this.keepaliveMs);
       const t = setTimeout(() => {
-        if (!answered) s.destroy(new Error(`no answer to an HTTP/2 PING within ${PING_TIMEOUT_MS} ms`));
-      }, PING_TIMEOUT_MS);
+        if (!answered) s.destroy(new Error(`no answer to an HTTP/2 PING within ${wait} ms: connection closed`));
+      }, wait);
       t.unref();
       try {
         s.ping((err) => {

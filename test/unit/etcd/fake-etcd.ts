@@ -38,6 +38,8 @@ export type Interceptor = (body: Buffer, headers: http2.IncomingHttpHeaders) => 
 export interface FakeWatchStream {
   stream: http2.ServerHttp2Stream;
   send(msg: ProtoWriter): void;
+  /** Ends the stream with this status in the trailers (no code: trailers without grpc-status). */
+  end(code?: number, message?: string): void;
 }
 
 interface Rev {
@@ -159,8 +161,17 @@ export class FakeEtcd {
     const frames = new GrpcFrames(64 * 2 ** 20);
     let first = true;
     if (path === '/etcdserverpb.Watch/Watch') {
-      stream.respond({ ':status': 200, 'content-type': 'application/grpc' });
-      const ws: FakeWatchStream = { stream, send: (m) => !stream.destroyed && stream.write(frame(m.finish())) };
+      stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
+      let trailers: http2.OutgoingHttpHeaders = {};
+      stream.once('wantTrailers', () => stream.sendTrailers(trailers));
+      const ws: FakeWatchStream = {
+        stream,
+        send: (m) => !stream.destroyed && stream.write(frame(m.finish())),
+        end: (code, message) => {
+          if (code !== undefined) trailers = { 'grpc-status': String(code), 'grpc-message': encodeURIComponent(message ?? '') };
+          if (!stream.destroyed) stream.end();
+        },
+      };
       this.watchStreams.push(ws);
       const mine: Watcher[] = [];
       stream.on('close', () => mine.forEach((w) => this.watchers.delete(w)));
@@ -171,7 +182,8 @@ export class FakeEtcd {
             this.calls.push({ path, headers, body: m });
             const i = this.interceptors.get(path);
             const act = i ? await i(m, headers) : { pass: true as const };
-            if (this.act(stream, act, true)) return;
+            if ('error' in act) return ws.end(act.error[0], act.error[1]);
+            if (this.act(stream, act)) return;
           }
           if (!this.serveWatches) continue;
           try {
@@ -179,7 +191,7 @@ export class FakeEtcd {
             const w = this.watchCreate(m, ws);
             if (w) mine.push(w);
           } catch (err) {
-            if (err instanceof GrpcFailure) this.trailers(stream, err.status, err.message);
+            if (err instanceof GrpcFailure) ws.end(err.status, err.message);
           }
         }
       });
@@ -191,7 +203,7 @@ export class FakeEtcd {
   }
 
   /** Carries out an interception; true when the call is handled. */
-  private act(stream: http2.ServerHttp2Stream, a: Intercept, responded = false): boolean {
+  private act(stream: http2.ServerHttp2Stream, a: Intercept): boolean {
     if ('pass' in a) return false;
     if ('hang' in a) return true;
     if ('reset' in a) {
@@ -199,8 +211,7 @@ export class FakeEtcd {
       return true;
     }
     if ('error' in a) {
-      if (responded) this.trailers(stream, a.error[0], a.error[1]);
-      else this.trailersOnly(stream, a.error[0], a.error[1]);
+      this.trailersOnly(stream, a.error[0], a.error[1]);
       return true;
     }
     this.answer(stream, a.answer);
@@ -230,11 +241,6 @@ export class FakeEtcd {
   private trailersOnly(stream: http2.ServerHttp2Stream, code: number, message: string): void {
     if (stream.destroyed) return;
     stream.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-status': String(code), 'grpc-message': encodeURIComponent(message) }, { endStream: true });
-  }
-
-  private trailers(stream: http2.ServerHttp2Stream, code: number, message: string): void {
-    if (stream.destroyed) return;
-    stream.sendTrailers({ 'grpc-status': String(code), 'grpc-message': encodeURIComponent(message) });
   }
 
   private checkAuth(headers: http2.IncomingHttpHeaders): void {
