@@ -50,6 +50,23 @@ export function makeTlsFiles(dir: string): TlsFilesOnDisk {
   return { ca: f('ca.pem'), serverCert: f('server.pem'), serverKey: f('server.key'), clientCert: f('client.pem'), clientKey: f('client.key') };
 }
 
+/** Another client certificate from the CA in `dir` (made by makeTlsFiles), with this CN: etcd's certificate-CN user. */
+export function makeClientCert(dir: string, cn: string): { cert: string; key: string } {
+  const name = `client-${cn.replace(/[^a-zA-Z0-9-]/g, '_')}`;
+  writeFileSync(join(dir, `${name}.ext`), 'extendedKeyUsage=clientAuth\n');
+  openssl(['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', `${name}.key`], dir);
+  openssl(['req', '-new', '-key', `${name}.key`, '-subj', `/CN=${cn}`, '-out', `${name}.csr`], dir);
+  openssl(['x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-days', '2', '-extfile', `${name}.ext`, '-out', `${name}.pem`], dir);
+  return { cert: join(dir, `${name}.pem`), key: join(dir, `${name}.key`) };
+}
+
+/** A CA that signed nothing etcd has (a client trusting it must refuse etcd's certificate). */
+export function makeOtherCa(dir: string): string {
+  openssl(['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', 'other-ca.key'], dir);
+  openssl(['req', '-x509', '-new', '-key', 'other-ca.key', '-subj', '/CN=weft-test-other-ca', '-days', '2', '-out', 'other-ca.pem'], dir);
+  return join(dir, 'other-ca.pem');
+}
+
 /**
  * Starts etcd (https with client-cert auth when `tls`), and waits until
  * `ready(endpoint, tls)` returns true (the caller knows how to talk to it).
