@@ -179,7 +179,13 @@ export class GrpcTransport {
         return tryEndpoint(i + 1, err as EtcdError);
       }
       if (done) return;
-      const call = this.request(session, e, path, opts.token);
+      let call: http2.ClientHttp2Stream;
+      try {
+        call = this.request(operation, session, e, path, opts.token);
+      } catch (err) {
+        this.current = (idx + 1) % n;
+        return tryEndpoint(i + 1, err as EtcdError);
+      }
       req = call;
       ep = e;
       this.streamOpened(e);
@@ -225,7 +231,7 @@ export class GrpcTransport {
       call.on('error', (err) => {
         if (done) return;
         clearTimeout(timer);
-        const mapped = this.mapError(operation, e.name, err);
+        const mapped = this.mapError(operation, e.name, err, call.rstCode);
         // Once etcd answered, a broken stream is reported, never replayed elsewhere.
         if (!responded && notSent.has(mapped)) {
           release();
@@ -325,7 +331,34 @@ export class GrpcTransport {
     if (destroy && !session.destroyed) session.destroy();
   }
 
-  private request(session: http2.ClientHttp2Session, e: Endpoint, path: string, token: string | undefined, timeoutMs?: number): http2.ClientHttp2Stream {
+  /**
+   * A new stream on the session. A session that is closing (GOAWAY seen, or
+   * destroyed meanwhile) refuses synchronously: nothing was sent, so that is
+   * a not-sent unreachable error.
+   */
+  private request(
+    operation: string,
+    session: http2.ClientHttp2Session,
+    e: Endpoint,
+    path: string,
+    token: string | undefined,
+    timeoutMs?: number,
+  ): http2.ClientHttp2Stream {
+    let req: http2.ClientHttp2Stream;
+    try {
+      req = this.openRequest(session, e, path, token, timeoutMs);
+    } catch (err) {
+      this.dropSession(e, session, false);
+      const mapped = this.fail('unreachable', operation, e.name, `connection closing: ${(err as Error).message}`, err);
+      notSent.add(mapped);
+      throw mapped;
+    }
+    // A connection in use keeps the process alive; an idle one does not (as Node's keep-alive agents do).
+    session.ref();
+    return req;
+  }
+
+  private openRequest(session: http2.ClientHttp2Session, e: Endpoint, path: string, token: string | undefined, timeoutMs?: number): http2.ClientHttp2Stream {
     return session.request(
       {
         ':method': 'POST',
@@ -348,7 +381,7 @@ export class GrpcTransport {
       return await new Promise<Buffer>((resolve, reject) => {
         const remaining = Math.max(deadline - Date.now(), 1);
         // grpc-timeout: etcd drops the call itself once our deadline passed.
-        const req = this.request(session, e, path, token, remaining);
+        const req = this.request(operation, session, e, path, token, remaining);
         const frames = new GrpcFrames(this.maxResponseBytes);
         const messages: Buffer[] = [];
         let settled = false;
@@ -393,7 +426,7 @@ export class GrpcTransport {
         // 'end': every DATA frame has been read (trailers may be announced before the last one is).
         req.on('end', () => finishWith(status ?? {}));
         req.on('close', () => settle(this.fail('unreachable', operation, e.name, 'stream closed without a status')));
-        req.on('error', (err) => settle(this.mapError(operation, e.name, err)));
+        req.on('error', (err) => settle(this.mapError(operation, e.name, err, req.rstCode)));
         req.end(frame(request));
       });
     } finally {
@@ -426,6 +459,11 @@ export class GrpcTransport {
   private releaseSlot(e: Endpoint): void {
     e.inFlight--;
     e.waiting.shift()?.();
+    this.unrefIfIdle(e);
+  }
+
+  private unrefIfIdle(e: Endpoint): void {
+    if (e.inFlight === 0 && e.streams === 0 && e.session && !e.session.destroyed) e.session.unref();
   }
 
   private streamOpened(e: Endpoint): void {
@@ -436,6 +474,7 @@ export class GrpcTransport {
     if (--e.streams === 0) {
       clearInterval(e.pinger);
       e.pinger = undefined;
+      this.unrefIfIdle(e);
     }
   }
 
@@ -489,10 +528,10 @@ export class GrpcTransport {
     return new EtcdError(message || `gRPC status ${code}`, { kind: 'grpc', operation, endpoint, grpcCode: code });
   }
 
-  private mapError(operation: string, endpoint: string, err: Error): EtcdError {
+  private mapError(operation: string, endpoint: string, err: Error, streamRstCode?: number): EtcdError {
     if (err instanceof EtcdError) return err;
     const code = (err as NodeJS.ErrnoException).code ?? '';
-    const rst = (err as { rstCode?: unknown }).rstCode;
+    const rst = streamRstCode ?? (err as { rstCode?: unknown }).rstCode;
     const tls = /SSL|CERT|TLS|_SIGNATURE|ALERT/.test(code) || /certificate|handshake/i.test(err.message);
     const e = this.fail('unreachable', operation, endpoint, `${tls ? 'TLS: ' : ''}${err.message || code}${code && !err.message.includes(code) ? ` (${code})` : ''}`, err);
     // Refused before it was processed: etcd did nothing with it.

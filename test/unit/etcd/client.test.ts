@@ -220,7 +220,18 @@ describe('endpoints and deadlines', () => {
     await expect.poll(async () => (await c.get('/k').catch(() => undefined))?.value, { timeout: 5000 }).toBe('1');
   });
 
-  it('more concurrent calls than maxSockets queue for a slot instead of failing', async () => {
+  it('after a GOAWAY (etcd closing the connection gracefully) the next write opens a new connection and is sent once', async () => {
+    const g = await fake();
+    const c = client([g.endpoint]);
+    await c.put('/k', '1');
+    g.goaway();
+    await expect.poll(() => g.connections, { timeout: 5000 }).toBe(0);
+    await c.put('/k', '2');
+    expect(g.paths().filter((p) => p.endsWith('/Put'))).toHaveLength(2);
+    expect((await c.get('/k'))?.value).toBe('2');
+  });
+
+    it('more concurrent calls than maxSockets queue for a slot instead of failing', async () => {
     const g = await fake();
     const c = client([g.endpoint], { maxSockets: 2 });
     let inFlight = 0;

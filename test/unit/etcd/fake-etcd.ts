@@ -143,6 +143,16 @@ export class FakeEtcd {
     this.tokens.clear();
   }
 
+  /** Open client connections. */
+  get connections(): number {
+    return this.sessions.size;
+  }
+
+  /** Closes every connection gracefully: GOAWAY, in-flight streams finish (etcd restarting). */
+  goaway(): void {
+    for (const s of this.sessions) s.close();
+  }
+
   /** Drops every connection at once (etcd killed). */
   breakConnections(): void {
     for (const s of this.sessions) s.destroy();
