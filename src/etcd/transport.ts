@@ -190,13 +190,17 @@ export class GrpcTransport {
       ep = e;
       this.streamOpened(e);
       let responded = false;
+      let status: http2.IncomingHttpHeaders | undefined;
+      // After a failover the abandoned attempt's late events are ignored.
+      const stale = () => done || req !== call;
       const frames = new GrpcFrames(this.maxResponseBytes);
       timer = setTimeout(() => {
-        if (responded) return;
+        if (responded || stale()) return;
         this.current = (idx + 1) % n;
         finish(this.fail('timeout', operation, e.name, 'deadline exceeded', undefined, { grpcCode: GrpcCode.DEADLINE_EXCEEDED }));
       }, Math.max(deadline - Date.now(), 1));
       call.on('response', (headers) => {
+        if (stale()) return;
         responded = true;
         clearTimeout(timer);
         this.current = idx;
@@ -205,7 +209,7 @@ export class GrpcTransport {
         else if (headers['grpc-status'] !== undefined) status = headers;
       });
       call.on('data', (chunk: Buffer) => {
-        if (done) return;
+        if (stale()) return;
         let messages: Buffer[];
         try {
           messages = frames.push(chunk);
@@ -213,23 +217,22 @@ export class GrpcTransport {
           return finish(this.fail('protocol', operation, e.name, (err as Error).message, err));
         }
         for (const m of messages) {
-          if (done) return;
+          if (stale()) return;
           h.onMessage(m);
         }
       });
-      let status: http2.IncomingHttpHeaders | undefined;
       call.on('trailers', (trailers) => (status = trailers));
       call.on('end', () => {
-        if (done) return;
+        if (stale()) return;
         // Status OK: etcd ended the stream itself (the owner reports that as an end).
         finish(this.statusError(operation, e.name, status ?? {}));
       });
       call.on('close', () => {
-        if (done) return;
+        if (stale()) return;
         finish(this.fail('unreachable', operation, e.name, 'stream closed without a status'));
       });
       call.on('error', (err) => {
-        if (done) return;
+        if (stale()) return;
         clearTimeout(timer);
         const mapped = this.mapError(operation, e.name, err, call.rstCode);
         // Once etcd answered, a broken stream is reported, never replayed elsewhere.

@@ -158,7 +158,24 @@ describe('EtcdWatch', () => {
     expect(r.errors[0]!.kind).toBe('unreachable');
   });
 
-  it('open watches never take the slots unary calls wait for (one connection, multiplexed)', async () => {
+  it('a watch moves on from an endpoint that refuses connections and works on the next', async () => {
+    const g = await new FakeEtcd().start();
+    fakes.push(g);
+    const dead = createServer();
+    await new Promise<void>((r) => dead.listen(0, '127.0.0.1', () => r()));
+    const deadPort = (dead.address() as AddressInfo).port;
+    await new Promise<void>((r) => dead.close(() => r()));
+    const c = new EtcdClient({ endpoints: [`http://127.0.0.1:${deadPort}`, g.endpoint], callTimeoutMs: 2000 });
+    clients.push(c);
+    const r = recorder();
+    c.watch('/p/', { prefix: true }, r.handlers);
+    await waitFor(() => r.created.length === 1, { what: 'watch created on the second endpoint' });
+    await c.put('/p/a', '1');
+    await waitFor(() => r.events.length === 1, { what: 'event' });
+    expect(r.errors).toEqual([]);
+  });
+
+    it('open watches never take the slots unary calls wait for (one connection, multiplexed)', async () => {
     const { g } = await streaming();
     const c = new EtcdClient({ endpoints: [g.endpoint], callTimeoutMs: 2000, maxSockets: 1 });
     clients.push(c);
