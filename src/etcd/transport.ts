@@ -453,6 +453,7 @@ export class GrpcTransport {
       const timer = setTimeout(() => {
         const i = e.waiting.indexOf(wake);
         if (i >= 0) e.waiting.splice(i, 1);
+        this.unrefIfIdle(e);
         reject(this.fail('timeout', operation, e.name, `deadline exceeded waiting for one of ${this.maxInFlight} call slots`, undefined, { grpcCode: GrpcCode.DEADLINE_EXCEEDED }));
       }, Math.max(deadline - Date.now(), 1));
       e.waiting.push(wake);
