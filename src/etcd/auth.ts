@@ -1,8 +1,9 @@
 /**
- * etcd's simple-token auth: POST /v3/auth/authenticate {name, password}
- * gives a token that every call then sends as the `Authorization` header.
- * Tokens expire (etcd's --auth-token-ttl, 300 s by default) or go stale
- * when the auth store changes; the client then asks once for a new one.
+ * etcd's token auth: Auth/Authenticate {name, password} gives a token that
+ * every call then sends as the gRPC metadata header `token`. Tokens expire
+ * (etcd's --auth-token-ttl, 300 s by default) or go stale when the auth
+ * store changes; the client then asks once for a new one. The empty token
+ * stands for "etcd has auth off: send none".
  */
 export class TokenAuth {
   private token: Promise<string> | undefined;

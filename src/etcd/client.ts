@@ -1,24 +1,30 @@
 /**
- * A small etcd v3 client over etcd's JSON gateway (the HTTP API every etcd
- * >= 3.4 serves on its client port), built on node:http / node:https. It
- * covers what weft uses: KV (range with consistent paging, put, delete,
- * txn, compaction), leases (grant, revoke, time-to-live) and watches. It
+ * A small etcd v3 client speaking etcd's gRPC API over node:http2, with the
+ * protobuf messages encoded by hand (codec.ts). It covers what weft uses:
+ * KV (range with consistent paging, put, delete, txn, compaction), leases
+ * (grant, revoke, time-to-live), watches and password auth; TLS client
+ * certificates work with or without etcd users (certificate-CN users). It
  * replaces the `etcd3` package, whose gRPC and protobuf runtime cost ~30 MB
  * of resident memory per daemon (see docs/etcd-client.md).
  */
 import { readFileSync } from 'node:fs';
 import { InvalidArgumentError } from '../core/errors.js';
 import {
+  decodeAuthenticate,
   decodeDelete,
+  decodeLeaseGrant,
+  decodeLeaseTimeToLive,
   decodePut,
   decodeRange,
   decodeTxn,
+  encodeAuthenticate,
+  encodeCompact,
   encodeDelete,
+  encodeLeaseGrant,
+  encodeLeaseId,
   encodePut,
   encodeRange,
   encodeTxn,
-  int64,
-  lastRawKey,
   prefixRangeEnd,
   type Bytes,
   type DeleteOptions,
@@ -32,8 +38,9 @@ import {
   type TxnResult,
 } from './codec.js';
 import { TokenAuth } from './auth.js';
-import { EtcdError, isCompactedError, isInvalidTokenError } from './errors.js';
-import { HttpTransport, type StreamHandle, type TlsFiles } from './transport.js';
+import { EtcdError, isAuthNotEnabledError, isCompactedError, isInvalidTokenError } from './errors.js';
+import type { ProtoWriter } from './proto.js';
+import { GrpcTransport, type StreamHandle, type TlsFiles } from './transport.js';
 import { EtcdWatch, type WatchHandlers, type WatchOptions } from './watch.js';
 
 export interface EtcdClientOptions {
@@ -46,15 +53,28 @@ export interface EtcdClientOptions {
   /** Client certificate file (PEM), with keyFile, for TLS client auth. */
   certFile?: string;
   keyFile?: string;
-  /** etcd user; with it every call carries a token from /v3/auth/authenticate. */
+  /**
+   * etcd user; with it every call carries a token from Auth/Authenticate
+   * (none when etcd says auth is not enabled). Without it no token is sent:
+   * with a client certificate etcd takes the user from its CN.
+   */
   username?: string;
   password?: string;
   /** Keys per page when listing a prefix. Default 1000. */
   pageSize?: number;
   /** Largest answer accepted, in bytes. Default 512 MiB. */
   maxResponseBytes?: number;
-  /** Unary calls in flight per endpoint; more wait for a free socket (watches do not count). Default 16. */
+  /** Unary calls in flight per endpoint; more wait for a free slot (watches do not count). Default 16. */
   maxSockets?: number;
+  /** HTTP/2 PING interval while watches are open (an unanswered PING ends them as "closed"). Default 30000 ms. */
+  keepaliveMs?: number;
+}
+
+const KV_RANGE = '/etcdserverpb.KV/Range';
+
+/** "etcdserver: user name is empty": etcd has auth on, and the call carried no token. */
+function isUserEmptyError(err: unknown): boolean {
+  return err instanceof EtcdError && err.kind === 'grpc' && /user name is empty/.test(err.message);
 }
 
 export interface LeaseGrant {
@@ -73,7 +93,7 @@ export interface LeaseTimeToLive {
 
 export class EtcdClient {
   readonly endpoints: string[];
-  private readonly transport: HttpTransport;
+  private readonly transport: GrpcTransport;
   private readonly auth: TokenAuth | undefined;
   private readonly pageSize: number;
   private readonly watches = new Set<EtcdWatch>();
@@ -101,22 +121,29 @@ export class EtcdClient {
       ...(opts.certFile ? { cert: readFileSync(opts.certFile) } : {}),
       ...(opts.keyFile ? { key: readFileSync(opts.keyFile) } : {}),
     };
-    this.transport = new HttpTransport({
+    this.transport = new GrpcTransport({
       endpoints,
       callTimeoutMs,
       ...(Object.keys(tls).length ? { tls } : {}),
       ...(opts.maxResponseBytes ? { maxResponseBytes: opts.maxResponseBytes } : {}),
       ...(opts.maxSockets ? { maxSockets: opts.maxSockets } : {}),
+      ...(opts.keepaliveMs ? { keepaliveMs: opts.keepaliveMs } : {}),
     });
     this.endpoints = this.transport.endpoints;
     if (opts.username) {
-      const body = { name: opts.username, password: opts.password ?? '' };
+      const request = encodeAuthenticate(opts.username, opts.password ?? '').finish();
       this.auth = new TokenAuth(async () => {
-        const res = (await this.transport.post('authenticate', '/v3/auth/authenticate', body, { idempotent: true })) as { token?: unknown };
-        if (typeof res.token !== 'string' || !res.token) {
-          throw new EtcdError('no token in the answer (is auth enabled?)', { kind: 'protocol', operation: 'authenticate', endpoint: '' });
+        let answer: Buffer;
+        try {
+          answer = await this.transport.unary('authenticate', '/etcdserverpb.Auth/Authenticate', request, { idempotent: true });
+        } catch (err) {
+          // etcd's Go client does the same: an etcd without auth needs no token.
+          if (isAuthNotEnabledError(err)) return '';
+          throw err;
         }
-        return res.token;
+        const token = decodeAuthenticate(answer);
+        if (!token) throw new EtcdError('no token in the answer', { kind: 'protocol', operation: 'authenticate', endpoint: '' });
+        return token;
       });
     }
   }
@@ -130,7 +157,8 @@ export class EtcdClient {
 
   /** One range call as etcd answers it (no paging: see list()). */
   async range(key: Bytes, opts: RangeOptions = {}): Promise<RangeResult> {
-    return decodeRange(await this.call('range', '/v3/kv/range', encodeRange(key, opts), true));
+    const { lastKey: _, ...r } = decodeRange(await this.call('range', KV_RANGE, encodeRange(key, opts), true));
+    return r;
   }
 
   /**
@@ -150,51 +178,41 @@ export class EtcdClient {
   }
 
   async put(key: Bytes, value: Bytes, opts: PutOptions = {}): Promise<PutResult> {
-    return decodePut(await this.call('put', '/v3/kv/put', encodePut(key, value, opts)));
+    return decodePut(await this.call('put', '/etcdserverpb.KV/Put', encodePut(key, value, opts)));
   }
 
   /** Deletes a key (or a prefix / range); no error when nothing matched. */
   async delete(key: Bytes, opts: DeleteOptions = {}): Promise<DeleteResult> {
-    return decodeDelete(await this.call('delete', '/v3/kv/deleterange', encodeDelete(key, opts)));
+    return decodeDelete(await this.call('delete', '/etcdserverpb.KV/DeleteRange', encodeDelete(key, opts)));
   }
 
   /** If every compare holds, runs `success`, else `failure`; atomically. */
   async txn(req: TxnRequest): Promise<TxnResult> {
-    return decodeTxn(await this.call('txn', '/v3/kv/txn', encodeTxn(req)));
+    return decodeTxn(await this.call('txn', '/etcdserverpb.KV/Txn', encodeTxn(req)));
   }
 
   /** Drops history before `revision`; physical: wait until it is gone from disk too. */
   async compact(revision: string | number, opts: { physical?: boolean } = {}): Promise<void> {
-    await this.call('compact', '/v3/kv/compaction', {
-      revision: int64(revision, 'revision'),
-      ...(opts.physical ? { physical: true } : {}),
-    });
+    await this.call('compact', '/etcdserverpb.KV/Compact', encodeCompact(revision, opts.physical === true));
   }
 
   // ---- leases ----
 
   async leaseGrant(ttlSeconds: number, opts: { id?: string } = {}): Promise<LeaseGrant> {
-    const res = (await this.call('lease grant', '/v3/lease/grant', {
-      TTL: int64(ttlSeconds, 'ttlSeconds'),
-      ...(opts.id ? { ID: int64(opts.id, 'id') } : {}),
-    })) as { ID?: string; TTL?: string; error?: string };
-    if (res.error || !res.ID) {
+    const res = decodeLeaseGrant(await this.call('lease grant', '/etcdserverpb.Lease/LeaseGrant', encodeLeaseGrant(ttlSeconds, opts.id)));
+    if (res.error || res.id === '0') {
       throw new EtcdError(res.error || 'no lease id in the answer', { kind: 'grpc', operation: 'lease grant', endpoint: '' });
     }
-    return { id: String(res.ID), ttl: Number(res.TTL ?? ttlSeconds) };
+    return { id: res.id, ttl: res.ttl };
   }
 
   async leaseRevoke(id: string): Promise<void> {
-    await this.call('lease revoke', '/v3/lease/revoke', { ID: int64(id, 'id') });
+    await this.call('lease revoke', '/etcdserverpb.Lease/LeaseRevoke', encodeLeaseId(id));
   }
 
   async leaseTimeToLive(id: string): Promise<LeaseTimeToLive> {
-    const res = (await this.call('lease timetolive', '/v3/lease/timetolive', { ID: int64(id, 'id') }, true)) as {
-      ID?: string;
-      TTL?: string;
-      grantedTTL?: string;
-    };
-    return { id: String(res.ID ?? id), ttl: Number(res.TTL ?? -1), grantedTtl: Number(res.grantedTTL ?? 0) };
+    const res = decodeLeaseTimeToLive(await this.call('lease timetolive', '/etcdserverpb.Lease/LeaseTimeToLive', encodeLeaseId(id), true));
+    return { id: res.id === '0' ? id : res.id, ttl: res.ttl, grantedTtl: res.grantedTtl };
   }
 
   // ---- watch ----
@@ -217,7 +235,7 @@ export class EtcdClient {
           handlers.onError(err);
         },
       },
-      (body, onData, onEnd) => this.openStream(body, onData, onEnd, (t) => (token = t)),
+      (request, onMessage, onEnd) => this.openStream(request, onMessage, onEnd, (t) => (token = t)),
       (watch) => this.watches.delete(watch),
     );
     if (w.active) this.watches.add(w);
@@ -232,17 +250,16 @@ export class EtcdClient {
 
   // ---- internals ----
 
-  private async call(operation: string, path: string, body: unknown, idempotent = false): Promise<unknown> {
+  private async call(operation: string, path: string, request: ProtoWriter, idempotent = false): Promise<Buffer> {
+    const bytes = request.finish();
     for (let attempt = 1; ; attempt++) {
       const token = this.auth ? await this.auth.current() : undefined;
       try {
-        return await this.transport.post(operation, path, body, {
-          idempotent,
-          ...(token ? { headers: { authorization: token } } : {}),
-        });
+        return await this.transport.unary(operation, path, bytes, { idempotent, ...(token ? { token } : {}) });
       } catch (err) {
-        if (token && attempt === 1 && isInvalidTokenError(err)) {
-          await this.auth!.invalidate(token);
+        // An expired token, or auth enabled since we learned it was off (no token): authenticate again, once.
+        if (this.auth && attempt === 1 && (token ? isInvalidTokenError(err) : isUserEmptyError(err))) {
+          await this.auth.invalidate(token ?? '');
           continue;
         }
         throw err;
@@ -256,12 +273,11 @@ export class EtcdClient {
     let revision: string | undefined;
     const kvs: KeyValue[] = [];
     for (;;) {
-      const raw = await this.call('range', '/v3/kv/range', encodeRange(from, { rangeEnd: end, limit: pageSize, ...(revision ? { revision } : {}) }), true);
-      const page = decodeRange(raw);
+      const page = decodeRange(await this.call('range', KV_RANGE, encodeRange(from, { rangeEnd: end, limit: pageSize, ...(revision ? { revision } : {}) }), true));
       // Later pages read at the first page's revision: one snapshot, whatever changes meanwhile.
       revision ??= page.revision;
       for (const kv of page.kvs) kvs.push(kv);
-      const last = lastRawKey(raw);
+      const last = page.lastKey;
       if (!page.more || !last) return { kvs, revision };
       // The smallest key after the last one: its raw bytes plus a zero byte.
       from = Buffer.concat([last, Buffer.from([0])]);
@@ -269,8 +285,8 @@ export class EtcdClient {
   }
 
   private openStream(
-    body: unknown,
-    onData: (chunk: string) => void,
+    request: Buffer,
+    onMessage: (message: Buffer) => void,
     onEnd: (err?: EtcdError) => void,
     usedToken: (token: string) => void,
   ): StreamHandle {
@@ -286,10 +302,11 @@ export class EtcdClient {
       }
       if (closed) return;
       if (token) usedToken(token);
-      handle = this.transport.stream('watch', '/v3/watch', body, { onData, onEnd }, token ? { headers: { authorization: token } } : {});
+      handle = this.transport.stream('watch', '/etcdserverpb.Watch/Watch', request, { onMessage, onEnd }, token ? { token } : {});
     };
     void start();
     return {
+      send: (m) => handle?.send(m),
       close: () => {
         closed = true;
         handle?.close();

@@ -1,9 +1,9 @@
 /**
- * Errors of the etcd client. The gateway answers a failed call with HTTP 4xx/5xx
- * and a body `{"error": "...", "code": <gRPC code>, "message": "..."}`; a broken
- * stream writes `{"error": {"grpc_code": N, "message": "..."}}` as a line. Both
- * become an EtcdError carrying the gRPC code, the message, the endpoint and the
- * operation, so logs say which call failed where.
+ * Errors of the etcd client. etcd answers a failed gRPC call with the
+ * trailers `grpc-status` and `grpc-message`; that, a connection or TLS
+ * failure, or a deadline becomes an EtcdError carrying the gRPC code, the
+ * message, the endpoint and the operation, so logs say which call failed
+ * where.
  */
 import { WeftError } from '../core/errors.js';
 
@@ -22,8 +22,9 @@ export const GrpcCode = {
 /**
  * How a call failed: `unreachable` (no connection to any endpoint), `timeout`
  * (the per-call deadline passed), `grpc` (etcd answered with an error),
- * `protocol` (an answer that is not the gateway's JSON), `aborted` (the
- * caller's signal or close()).
+ * `protocol` (an answer that is not etcd's gRPC, or too large), `aborted`
+ * (close()). A TLS handshake failure is `unreachable` with "TLS: " and
+ * Node's reason in the message.
  */
 export type EtcdFailure = 'unreachable' | 'timeout' | 'grpc' | 'protocol' | 'aborted';
 
@@ -33,9 +34,9 @@ export interface EtcdErrorFields {
   operation: string;
   /** The endpoint that failed last ("" when none was tried). */
   endpoint: string;
-  /** gRPC status code from the gateway's error body. */
+  /** gRPC status code (grpc-status). */
   grpcCode?: number;
-  /** HTTP status of the gateway's answer. */
+  /** HTTP status of an answer that was not gRPC. */
   httpStatus?: number;
 }
 
@@ -100,4 +101,9 @@ export function isInvalidTokenError(err: unknown): boolean {
     err.kind === 'grpc' &&
     (err.grpcCode === GrpcCode.UNAUTHENTICATED || /invalid auth token|auth store is old/.test(err.message))
   );
+}
+
+/** "etcdserver: authentication is not enabled" (an Authenticate call on an etcd without auth). */
+export function isAuthNotEnabledError(err: unknown): boolean {
+  return err instanceof EtcdError && err.kind === 'grpc' && /authentication is not enabled/.test(err.message);
 }

@@ -1,4 +1,4 @@
-/** The etcd v3 client (JSON gateway over node:http). See docs/etcd-client.md. */
+/** The etcd v3 client (gRPC over node:http2, hand-written protobuf). See docs/etcd-client.md. */
 export { EtcdClient, type EtcdClientOptions, type LeaseGrant, type LeaseTimeToLive } from './client.js';
 export type {
   Bytes,
@@ -18,5 +18,5 @@ export type {
   TxnResult,
   WatchEvent,
 } from './codec.js';
-export { EtcdError, EtcdWatchError, GrpcCode, isCompactedError, isInvalidTokenError, type EtcdFailure, type WatchEndReason } from './errors.js';
+export { EtcdError, EtcdWatchError, GrpcCode, isAuthNotEnabledError, isCompactedError, isInvalidTokenError, type EtcdFailure, type WatchEndReason } from './errors.js';
 export type { EtcdWatch, WatchHandlers, WatchOptions, WatchResponse } from './watch.js';

@@ -1,18 +1,21 @@
 /**
- * HTTP(S) to etcd's JSON gateway: one POST per call over keep-alive agents,
- * endpoint failover, a per-call deadline, and streamed answers for watches.
+ * gRPC to etcd over node:http2: one HTTP/2 connection per endpoint (h2c for
+ * http://, TLS with ALPN h2 and optional client certificate for https://),
+ * unary calls and bidirectional streams multiplexed on it, endpoint
+ * failover and a per-call deadline.
  *
  * Failover: a call goes to the endpoint that answered last; when it cannot
  * connect there it tries the next one, within the same deadline. Only
- * failures that mean "etcd never saw the request" move a call on (refused,
- * unresolvable, unreachable, or a reset on a reused keep-alive socket), so
- * a write is never sent twice. A timeout or an "unavailable" answer fails
- * the call and makes the next call start at the next endpoint.
+ * failures that mean "etcd never saw the request" move a write on (no
+ * connection, TLS handshake refused, or a stream the server refused
+ * unprocessed, HTTP/2 REFUSED_STREAM), so a write is never sent twice;
+ * reads also move on after a broken connection. A timeout or an
+ * UNAVAILABLE answer fails the call and makes the next call start at the
+ * next endpoint.
  */
-import http from 'node:http';
-import https from 'node:https';
-import { decodeGatewayError } from './codec.js';
+import http2 from 'node:http2';
 import { EtcdError, GrpcCode, type EtcdFailure } from './errors.js';
+import { FrameError, GrpcFrames, frame } from './frames.js';
 
 export interface TlsFiles {
   /** CA certificate(s), PEM. Default: Node's root store. */
@@ -23,20 +26,22 @@ export interface TlsFiles {
 }
 
 export interface TransportOptions {
-  /** http:// or https:// URLs (a path prefix is kept). */
+  /** http:// or https:// URLs. */
   endpoints: string[];
   /** Deadline of each unary call, from the first connect to the last byte. */
   callTimeoutMs: number;
   tls?: TlsFiles;
   /** Largest answer accepted, in bytes. Default 512 MiB. */
   maxResponseBytes?: number;
-  /** Concurrent unary calls per endpoint (more wait for a socket). Default 16. */
+  /** Concurrent unary calls per endpoint (more queue). Default 16. */
   maxSockets?: number;
+  /** HTTP/2 PING interval while streams are open; an unanswered PING closes the connection. Default 30 s. */
+  keepaliveMs?: number;
 }
 
 export interface CallOptions {
-  /** Extra headers (Authorization). */
-  headers?: Record<string, string>;
+  /** etcd auth token (metadata `token`). */
+  token?: string;
   /** Overrides the transport's callTimeoutMs. */
   timeoutMs?: number;
   /** A read: safe to send again to the next endpoint after any connection failure. */
@@ -44,89 +49,82 @@ export interface CallOptions {
 }
 
 export interface StreamHandlers {
-  /** Each chunk of the answer body (UTF-8, split anywhere). */
-  onData(chunk: string): void;
-  /** Called once: the body ended (err undefined) or the stream failed. Not called after close(). */
+  /** Each message off the stream, in order. */
+  onMessage(message: Buffer): void;
+  /** Called once: the stream ended (err undefined: status OK) or failed. Not called after close(). */
   onEnd(err?: EtcdError): void;
 }
 
 export interface StreamHandle {
+  /** Sends one message on the stream (ignored once it ended). */
+  send(message: Buffer): void;
   /** Stops the stream; no more callbacks. */
   close(): void;
 }
 
-const NOT_SENT = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL']);
-const RESET = new Set(['ECONNRESET', 'EPIPE']);
+/** Errors of the socket / TLS layer after which etcd cannot have seen the request. */
+const NOT_SENT_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL']);
 
-/**
- * TCP keepalive on watch sockets: a peer that vanished without a FIN (host
- * down, partition) is found by the kernel's probes after this idle time plus
- * its probe interval, instead of never. A paused etcd still answers probes:
- * its watch simply resumes.
- */
-const STREAM_KEEPALIVE_MS = 30_000;
+/** TCP keepalive on every connection: a peer that vanished without a FIN is found by the kernel's probes. */
+const TCP_KEEPALIVE_MS = 30_000;
 
-/** Thrown into a request by the deadline timer. */
-class Deadline extends Error {}
+/** How long a PING may go unanswered before the connection counts as dead (at most the PING interval). */
+const PING_TIMEOUT_MS = 20_000;
 
-/** Connection failures after which etcd cannot have seen the request (safe to send elsewhere). */
+/** Failures after which etcd cannot have seen the request (safe to send elsewhere). */
 const notSent = new WeakSet<EtcdError>();
 
-interface Attempt {
-  req: http.ClientRequest;
-  endpoint: string;
+interface Endpoint {
+  url: URL;
+  /** Normalised for logs and errors. */
+  name: string;
+  session: http2.ClientHttp2Session | undefined;
+  /** Resolves once `session` is connected (TLS done). */
+  ready: Promise<http2.ClientHttp2Session> | undefined;
+  /** Unary calls in flight, and those waiting for a slot. */
+  inFlight: number;
+  waiting: Array<() => void>;
+  /** Open streams (the PING timer runs while there are any). */
+  streams: number;
+  pinger: NodeJS.Timeout | undefined;
 }
 
-export class HttpTransport {
-  private readonly urls: URL[];
-  private readonly httpAgent: http.Agent;
-  private readonly httpsAgent: https.Agent | undefined;
-  private readonly streamHttpAgent: http.Agent;
-  private readonly streamHttpsAgent: https.Agent | undefined;
+export class GrpcTransport {
+  private readonly eps: Endpoint[];
   private readonly maxResponseBytes: number;
+  private readonly maxInFlight: number;
+  private readonly keepaliveMs: number;
   /** Index of the endpoint the next call starts at. */
   private current = 0;
   private closed = false;
-
-  constructor(private readonly o: TransportOptions) {
-    if (o.endpoints.length === 0) throw new RangeError('etcd: no endpoints');
-    this.urls = o.endpoints.map((e) => {
-      const u = new URL(e);
-      if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new RangeError(`etcd endpoint "${e}" is not http(s)://`);
-      return u;
-    });
-    // Keep-alive saves a TCP (and TLS) handshake per call. gRPC multiplexed
-    // every call over one connection; here a burst (a relist looks up 1000
-    // lease TTLs at once) queues for a bounded set of sockets instead of
-    // opening one each. Watches hold their socket for hours, so they get
-    // agents of their own and never take a slot from unary calls.
-    const maxSockets = o.maxSockets ?? 16;
-    this.httpAgent = new http.Agent({ keepAlive: true, scheduling: 'lifo', maxSockets });
-    this.streamHttpAgent = new http.Agent();
-    if (this.urls.some((u) => u.protocol === 'https:')) {
-      this.httpsAgent = new https.Agent({ keepAlive: true, scheduling: 'lifo', maxSockets, ...(o.tls ?? {}) });
-      this.streamHttpsAgent = new https.Agent({ ...(o.tls ?? {}) });
-    }
-    this.maxResponseBytes = o.maxResponseBytes ?? 512 * 2 ** 20;
-    this.endpoints = this.urls.map((u) => u.origin + u.pathname.replace(/\/+$/, ''));
-  }
-
   /** The endpoints as normalised URLs (for logs and errors). */
   readonly endpoints: string[];
 
-  /** POSTs `body` as JSON to `path` (e.g. "/v3/kv/range") and returns the parsed answer. */
-  async post(operation: string, path: string, body: unknown, opts: CallOptions = {}): Promise<unknown> {
-    const payload = JSON.stringify(body);
+  constructor(private readonly o: TransportOptions) {
+    if (o.endpoints.length === 0) throw new RangeError('etcd: no endpoints');
+    this.eps = o.endpoints.map((e) => {
+      const url = new URL(e);
+      if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new RangeError(`etcd endpoint "${e}" is not http(s)://`);
+      return { url, name: url.origin, session: undefined, ready: undefined, inFlight: 0, waiting: [], streams: 0, pinger: undefined };
+    });
+    this.endpoints = this.eps.map((e) => e.name);
+    this.maxResponseBytes = o.maxResponseBytes ?? 512 * 2 ** 20;
+    this.maxInFlight = o.maxSockets ?? 16;
+    this.keepaliveMs = o.keepaliveMs ?? 30_000;
+  }
+
+  /** One unary call: `path` is "/etcdserverpb.KV/Range" etc.; returns the answer message. */
+  async unary(operation: string, path: string, request: Buffer, opts: CallOptions = {}): Promise<Buffer> {
     const deadline = Date.now() + (opts.timeoutMs ?? this.o.callTimeoutMs);
     let last: EtcdError | undefined;
-    const n = this.urls.length;
+    const n = this.eps.length;
     const first = this.current;
     for (let i = 0; i < n; i++) {
       const idx = (first + i) % n;
       const remaining = deadline - Date.now();
       if (remaining <= 0 && last) break;
       try {
-        const res = await this.once(operation, idx, path, payload, opts.headers, Math.max(remaining, 1));
+        const res = await this.unaryOnce(operation, idx, path, request, opts.token, deadline);
         this.current = idx;
         return res;
       } catch (err) {
@@ -144,178 +142,404 @@ export class HttpTransport {
   }
 
   /**
-   * POSTs `body` and hands the answer body to `h` as it arrives. Connecting
-   * (up to the response headers) has the call deadline and fails over like
-   * post(); the stream itself has none.
+   * Opens a bidirectional stream and sends `first` on it. Connecting (up to
+   * etcd's response headers) has the call deadline and fails over like
+   * unary(); the stream itself has none (PINGs watch the connection).
    */
-  stream(operation: string, path: string, body: unknown, h: StreamHandlers, opts: CallOptions = {}): StreamHandle {
-    const payload = JSON.stringify(body);
+  stream(operation: string, path: string, first: Buffer, h: StreamHandlers, opts: CallOptions = {}): StreamHandle {
     const deadline = Date.now() + (opts.timeoutMs ?? this.o.callTimeoutMs);
     let done = false;
-    let attempt: Attempt | undefined;
+    let req: http2.ClientHttp2Stream | undefined;
+    let ep: Endpoint | undefined;
     let timer: NodeJS.Timeout | undefined;
-    const first = this.current;
+    const start = this.current;
+    const release = () => {
+      if (ep) this.streamClosed(ep);
+      ep = undefined;
+    };
     const finish = (err?: EtcdError) => {
       if (done) return;
       done = true;
       clearTimeout(timer);
-      attempt?.req.destroy();
+      req?.close(http2.constants.NGHTTP2_CANCEL);
+      release();
       h.onEnd(err);
     };
-    const tryEndpoint = (i: number, last?: EtcdError): void => {
-      const n = this.urls.length;
+    const tryEndpoint = async (i: number, last?: EtcdError): Promise<void> => {
+      const n = this.eps.length;
       if (done) return;
       if (i >= n || (last && Date.now() >= deadline)) return finish(last ?? this.fail('unreachable', operation, '', 'no endpoint tried'));
-      const idx = (first + i) % n;
-      const { req, endpoint } = (attempt = this.request(idx, path, payload, opts.headers, true));
-      clearTimeout(timer);
-      timer = setTimeout(() => req.destroy(new Deadline()), Math.max(deadline - Date.now(), 1));
-      req.on('socket', (sock) => sock.setKeepAlive(true, STREAM_KEEPALIVE_MS));
-      req.on('error', (err) => {
-        if (done) return;
-        clearTimeout(timer);
-        const e = this.mapError(operation, endpoint, req, err);
-        // Once etcd answered, a broken stream is reported, never replayed elsewhere.
-        if (!responded && e.kind === 'unreachable' && notSent.has(e)) {
-          this.current = (idx + 1) % n;
-          return tryEndpoint(i + 1, e);
-        }
-        if (e.kind === 'timeout') this.current = (idx + 1) % n;
-        finish(e);
-      });
+      const idx = (start + i) % n;
+      const e = this.eps[idx]!;
+      let session: http2.ClientHttp2Session;
+      try {
+        session = await this.connect(operation, idx, deadline);
+      } catch (err) {
+        this.current = (idx + 1) % n;
+        return tryEndpoint(i + 1, err as EtcdError);
+      }
+      if (done) return;
+      let call: http2.ClientHttp2Stream;
+      try {
+        call = this.request(operation, session, e, path, opts.token);
+      } catch (err) {
+        this.current = (idx + 1) % n;
+        return tryEndpoint(i + 1, err as EtcdError);
+      }
+      req = call;
+      ep = e;
+      this.streamOpened(e);
       let responded = false;
-      req.on('response', (res) => {
+      let status: http2.IncomingHttpHeaders | undefined;
+      // After a failover the abandoned attempt's late events are ignored.
+      const stale = () => done || req !== call;
+      const frames = new GrpcFrames(this.maxResponseBytes);
+      timer = setTimeout(() => {
+        if (responded || stale()) return;
+        this.current = (idx + 1) % n;
+        finish(this.fail('timeout', operation, e.name, 'deadline exceeded', undefined, { grpcCode: GrpcCode.DEADLINE_EXCEEDED }));
+      }, Math.max(deadline - Date.now(), 1));
+      call.on('response', (headers) => {
+        if (stale()) return;
         responded = true;
         clearTimeout(timer);
         this.current = idx;
-        res.setEncoding('utf8');
-        if (res.statusCode !== 200) {
-          let text = '';
-          res.on('data', (c: string) => (text = (text + c).slice(0, 64 * 1024)));
-          res.on('end', () => finish(this.statusError(operation, endpoint, res.statusCode ?? 0, text)));
-          res.on('error', () => finish(this.statusError(operation, endpoint, res.statusCode ?? 0, text)));
-          return;
-        }
-        res.on('data', (c: string) => {
-          if (!done) h.onData(c);
-        });
-        res.on('end', () => finish());
-        // 'aborted'/'error' when etcd goes away mid-stream; 'close' without 'end' too.
-        res.on('error', (err) => finish(this.fail('unreachable', operation, endpoint, `stream broke: ${err.message}`, err)));
-        res.on('close', () => {
-          if (!res.complete) finish(this.fail('unreachable', operation, endpoint, 'stream closed by the server'));
-        });
+        const bad = this.headersError(operation, e.name, headers);
+        if (bad) finish(bad);
+        else if (headers['grpc-status'] !== undefined) status = headers;
       });
-      req.end(payload);
+      call.on('data', (chunk: Buffer) => {
+        if (stale()) return;
+        let messages: Buffer[];
+        try {
+          messages = frames.push(chunk);
+        } catch (err) {
+          return finish(this.fail('protocol', operation, e.name, (err as Error).message, err));
+        }
+        for (const m of messages) {
+          if (stale()) return;
+          h.onMessage(m);
+        }
+      });
+      call.on('trailers', (trailers) => (status = trailers));
+      call.on('end', () => {
+        if (stale()) return;
+        // Status OK: etcd ended the stream itself (the owner reports that as an end).
+        finish(this.statusError(operation, e.name, status ?? {}));
+      });
+      call.on('close', () => {
+        if (stale()) return;
+        finish(this.fail('unreachable', operation, e.name, 'stream closed without a status'));
+      });
+      call.on('error', (err) => {
+        if (stale()) return;
+        clearTimeout(timer);
+        const mapped = this.mapError(operation, e.name, err, call.rstCode);
+        // Once etcd answered, a broken stream is reported, never replayed elsewhere.
+        if (!responded && notSent.has(mapped)) {
+          release();
+          this.current = (idx + 1) % n;
+          return void tryEndpoint(i + 1, mapped);
+        }
+        finish(mapped);
+      });
+      call.write(frame(first));
     };
     if (this.closed) queueMicrotask(() => finish(this.fail('aborted', operation, '', 'client closed')));
-    else tryEndpoint(0);
+    else void tryEndpoint(0);
     return {
+      send: (message) => {
+        if (!done && req && !req.destroyed) req.write(frame(message));
+      },
       close: () => {
+        if (done) return;
         done = true;
         clearTimeout(timer);
-        attempt?.req.destroy();
+        req?.close(http2.constants.NGHTTP2_CANCEL);
+        release();
       },
     };
   }
 
-  /** Closes idle keep-alive sockets; open streams are the caller's to close. */
+  /** Closes every connection (open streams end without callbacks only if their owner closed them first). */
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    this.httpAgent.destroy();
-    this.httpsAgent?.destroy();
-    this.streamHttpAgent.destroy();
-    this.streamHttpsAgent?.destroy();
+    for (const e of this.eps) {
+      this.dropSession(e, e.session);
+      for (const w of e.waiting.splice(0)) w();
+    }
   }
 
   // ---- internals ----
 
-  private request(idx: number, path: string, payload: string, headers: Record<string, string> = {}, stream = false): Attempt {
-    const u = this.urls[idx]!;
-    const endpoint = this.endpoints[idx]!;
-    const https_ = u.protocol === 'https:';
-    const mod = https_ ? https : http;
-    const req = mod.request({
-      method: 'POST',
-      protocol: u.protocol,
-      hostname: u.hostname.replace(/^\[|\]$/g, ''),
-      port: u.port || (https_ ? 443 : 80),
-      path: u.pathname.replace(/\/+$/, '') + path,
-      agent: stream ? (https_ ? this.streamHttpsAgent : this.streamHttpAgent) : https_ ? this.httpsAgent : this.httpAgent,
-      headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload), ...headers },
-    });
-    return { req, endpoint };
-  }
-
-  private once(
-    operation: string,
-    idx: number,
-    path: string,
-    payload: string,
-    headers: Record<string, string> | undefined,
-    timeoutMs: number,
-  ): Promise<unknown> {
-    if (this.closed) return Promise.reject(this.fail('aborted', operation, '', 'client closed'));
-    return new Promise((resolve, reject) => {
-      const { req, endpoint } = this.request(idx, path, payload, headers);
-      const timer = setTimeout(() => req.destroy(new Deadline()), timeoutMs);
-      req.on('error', (err) => {
-        clearTimeout(timer);
-        reject(this.mapError(operation, endpoint, req, err));
+  /** The endpoint's connection, connected (TLS done) within `deadline`. */
+  private async connect(operation: string, idx: number, deadline: number): Promise<http2.ClientHttp2Session> {
+    if (this.closed) throw this.fail('aborted', operation, '', 'client closed');
+    const e = this.eps[idx]!;
+    if (!e.ready || !e.session || e.session.destroyed || e.session.closed) {
+      const tls = e.url.protocol === 'https:' ? (this.o.tls ?? {}) : undefined;
+      const session = http2.connect(e.url.origin, {
+        ...(tls ?? {}),
+        // Room for etcd's large answers before flow control waits for our window updates.
+        settings: { initialWindowSize: 4 * 2 ** 20 },
       });
-      req.on('response', (res) => {
-        const chunks: Buffer[] = [];
-        let size = 0;
-        res.on('data', (c: Buffer) => {
-          size += c.length;
-          if (size > this.maxResponseBytes) {
-            req.destroy(this.fail('protocol', operation, endpoint, `answer larger than ${this.maxResponseBytes} bytes`));
-            return;
-          }
-          chunks.push(c);
-        });
-        res.on('error', (err) => req.destroy(err));
-        res.on('end', () => {
-          clearTimeout(timer);
-          const text = Buffer.concat(chunks).toString('utf8');
-          if (res.statusCode !== 200) return reject(this.statusError(operation, endpoint, res.statusCode ?? 0, text));
+      e.session = session;
+      e.ready = new Promise((resolve, reject) => {
+        session.once('connect', () => {
           try {
-            resolve(JSON.parse(text));
+            session.socket.setKeepAlive(true, TCP_KEEPALIVE_MS);
           } catch {
-            reject(this.fail('protocol', operation, endpoint, `answer is not JSON: ${text.slice(0, 200)}`));
+            // not every socket type takes keepalive (the session proxies it)
+          }
+          resolve(session);
+        });
+        session.once('error', (err) => reject(err));
+      });
+      // A rejection nobody awaits yet must not become an unhandled one.
+      e.ready.catch(() => {});
+      session.on('error', () => this.dropSession(e, session));
+      session.on('close', () => this.dropSession(e, session));
+      session.on('goaway', () => this.dropSession(e, session, false));
+    }
+    const ready = e.ready;
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      return await Promise.race([
+        ready,
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new ConnectTimeout()), Math.max(deadline - Date.now(), 1));
+        }),
+      ]);
+    } catch (err) {
+      if (err instanceof ConnectTimeout) {
+        throw this.fail('timeout', operation, e.name, 'deadline exceeded while connecting', undefined, { grpcCode: GrpcCode.DEADLINE_EXCEEDED });
+      }
+      const mapped = this.mapError(operation, e.name, err as Error);
+      // No connection (or no TLS session): etcd saw nothing.
+      if (mapped.kind === 'unreachable') notSent.add(mapped);
+      throw mapped;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private dropSession(e: Endpoint, session: http2.ClientHttp2Session | undefined, destroy = true): void {
+    if (!session) return;
+    if (e.session === session) {
+      e.session = undefined;
+      e.ready = undefined;
+    }
+    // After GOAWAY the session finishes its streams by itself; otherwise it is gone anyway.
+    if (destroy && !session.destroyed) session.destroy();
+  }
+
+  /**
+   * A new stream on the session. A session that is closing (GOAWAY seen, or
+   * destroyed meanwhile) refuses synchronously: nothing was sent, so that is
+   * a not-sent unreachable error.
+   */
+  private request(
+    operation: string,
+    session: http2.ClientHttp2Session,
+    e: Endpoint,
+    path: string,
+    token: string | undefined,
+    timeoutMs?: number,
+  ): http2.ClientHttp2Stream {
+    let req: http2.ClientHttp2Stream;
+    try {
+      req = this.openRequest(session, e, path, token, timeoutMs);
+    } catch (err) {
+      this.dropSession(e, session, false);
+      const mapped = this.fail('unreachable', operation, e.name, `connection closing: ${(err as Error).message}`, err);
+      notSent.add(mapped);
+      throw mapped;
+    }
+    // A connection in use keeps the process alive; an idle one does not (as Node's keep-alive agents do).
+    session.ref();
+    return req;
+  }
+
+  private openRequest(session: http2.ClientHttp2Session, e: Endpoint, path: string, token: string | undefined, timeoutMs?: number): http2.ClientHttp2Stream {
+    return session.request(
+      {
+        ':method': 'POST',
+        ':path': path,
+        ':authority': e.url.host,
+        'content-type': 'application/grpc',
+        te: 'trailers',
+        ...(timeoutMs !== undefined ? { 'grpc-timeout': `${Math.ceil(timeoutMs)}m` } : {}),
+        ...(token ? { token } : {}),
+      },
+      { endStream: false },
+    );
+  }
+
+  private async unaryOnce(operation: string, idx: number, path: string, request: Buffer, token: string | undefined, deadline: number): Promise<Buffer> {
+    const e = this.eps[idx]!;
+    const session = await this.connect(operation, idx, deadline);
+    await this.acquire(e, operation, deadline);
+    try {
+      return await new Promise<Buffer>((resolve, reject) => {
+        const remaining = Math.max(deadline - Date.now(), 1);
+        // grpc-timeout: etcd drops the call itself once our deadline passed.
+        const req = this.request(operation, session, e, path, token, remaining);
+        const frames = new GrpcFrames(this.maxResponseBytes);
+        const messages: Buffer[] = [];
+        let settled = false;
+        let received = 0;
+        const settle = (err: EtcdError | undefined, value?: Buffer) => {
+          if (settled) return;
+          settled = true;
+          clearTimeout(timer);
+          if (!req.closed) req.close(http2.constants.NGHTTP2_CANCEL);
+          if (err) reject(err);
+          else resolve(value!);
+        };
+        const timer = setTimeout(
+          () => settle(this.fail('timeout', operation, e.name, 'deadline exceeded', undefined, { grpcCode: GrpcCode.DEADLINE_EXCEEDED })),
+          remaining,
+        );
+        const finishWith = (status: http2.IncomingHttpHeaders) => {
+          const err = this.statusError(operation, e.name, status);
+          if (err) return settle(err);
+          if (messages.length !== 1) return settle(this.fail('protocol', operation, e.name, `expected one answer message, got ${messages.length}`));
+          settle(undefined, messages[0]!);
+        };
+        let status: http2.IncomingHttpHeaders | undefined;
+        req.on('response', (headers) => {
+          const bad = this.headersError(operation, e.name, headers);
+          if (bad) return settle(bad);
+          // A trailers-only answer (an error) carries the status in the headers.
+          if (headers['grpc-status'] !== undefined) status = headers;
+        });
+        req.on('data', (chunk: Buffer) => {
+          received += chunk.length;
+          if (received > this.maxResponseBytes) {
+            return settle(this.fail('protocol', operation, e.name, `answer larger than ${this.maxResponseBytes} bytes`));
+          }
+          try {
+            for (const m of frames.push(chunk)) messages.push(m);
+          } catch (err) {
+            settle(this.fail('protocol', operation, e.name, (err as FrameError).message, err));
           }
         });
+        req.on('trailers', (trailers) => (status = trailers));
+        // 'end': every DATA frame has been read (trailers may be announced before the last one is).
+        req.on('end', () => finishWith(status ?? {}));
+        req.on('close', () => settle(this.fail('unreachable', operation, e.name, 'stream closed without a status')));
+        req.on('error', (err) => settle(this.mapError(operation, e.name, err, req.rstCode)));
+        req.end(frame(request));
       });
-      req.end(payload);
-    });
-  }
-
-  private statusError(operation: string, endpoint: string, status: number, text: string): EtcdError {
-    let parsed: { grpcCode?: number; message?: string } | undefined;
-    try {
-      parsed = decodeGatewayError(JSON.parse(text));
-    } catch {
-      parsed = undefined;
+    } finally {
+      this.releaseSlot(e);
     }
-    if (!parsed) return this.fail('protocol', operation, endpoint, `HTTP ${status}: ${text.slice(0, 200)}`, undefined, { httpStatus: status });
-    return new EtcdError(parsed.message || `HTTP ${status}`, {
-      kind: 'grpc',
-      operation,
-      endpoint,
-      httpStatus: status,
-      ...(parsed.grpcCode !== undefined ? { grpcCode: parsed.grpcCode } : {}),
+  }
+
+  /** Waits for one of the endpoint's unary slots (bounded by the deadline). */
+  private acquire(e: Endpoint, operation: string, deadline: number): Promise<void> {
+    if (e.inFlight < this.maxInFlight) {
+      e.inFlight++;
+      return Promise.resolve();
+    }
+    return new Promise((resolve, reject) => {
+      const wake = () => {
+        clearTimeout(timer);
+        if (this.closed) return reject(this.fail('aborted', operation, '', 'client closed'));
+        e.inFlight++;
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        const i = e.waiting.indexOf(wake);
+        if (i >= 0) e.waiting.splice(i, 1);
+        this.unrefIfIdle(e);
+        reject(this.fail('timeout', operation, e.name, `deadline exceeded waiting for one of ${this.maxInFlight} call slots`, undefined, { grpcCode: GrpcCode.DEADLINE_EXCEEDED }));
+      }, Math.max(deadline - Date.now(), 1));
+      e.waiting.push(wake);
     });
   }
 
-  private mapError(operation: string, endpoint: string, req: http.ClientRequest, err: Error): EtcdError {
+  private releaseSlot(e: Endpoint): void {
+    e.inFlight--;
+    e.waiting.shift()?.();
+    this.unrefIfIdle(e);
+  }
+
+  private unrefIfIdle(e: Endpoint): void {
+    if (e.inFlight === 0 && e.streams === 0 && e.session && !e.session.destroyed) e.session.unref();
+  }
+
+  private streamOpened(e: Endpoint): void {
+    if (e.streams++ === 0) this.startPinger(e);
+  }
+
+  private streamClosed(e: Endpoint): void {
+    if (--e.streams === 0) {
+      clearInterval(e.pinger);
+      e.pinger = undefined;
+      this.unrefIfIdle(e);
+    }
+  }
+
+  /** PINGs the connection while streams are open: a connection that stopped answering is closed, which ends its streams. */
+  private startPinger(e: Endpoint): void {
+    clearInterval(e.pinger);
+    e.pinger = setInterval(() => {
+      const s = e.session;
+      if (!s || s.destroyed || !e.ready) return;
+      let answered = false;
+      const wait = Math.min(PING_TIMEOUT_MS, this.keepaliveMs);
+      const t = setTimeout(() => {
+        if (!answered) s.destroy(new Error(`no answer to an HTTP/2 PING within ${wait} ms: connection closed`));
+      }, wait);
+      t.unref();
+      try {
+        s.ping((err) => {
+          answered = !err;
+          clearTimeout(t);
+        });
+      } catch {
+        clearTimeout(t);
+      }
+    }, this.keepaliveMs);
+    e.pinger.unref();
+  }
+
+  /** A non-gRPC answer (wrong :status or content-type: not etcd's gRPC server). */
+  private headersError(operation: string, endpoint: string, headers: http2.IncomingHttpHeaders): EtcdError | undefined {
+    const status = Number(headers[':status'] ?? 0);
+    const type = String(headers['content-type'] ?? '');
+    if (status === 200 && type.startsWith('application/grpc')) return undefined;
+    if (headers['grpc-status'] !== undefined) return this.statusError(operation, endpoint, headers);
+    return this.fail('protocol', operation, endpoint, `HTTP ${status} ${type || '(no content-type)'}: not a gRPC answer`, undefined, { httpStatus: status });
+  }
+
+  /** grpc-status / grpc-message of trailers (or a trailers-only answer); undefined for OK. */
+  private statusError(operation: string, endpoint: string, t: http2.IncomingHttpHeaders): EtcdError | undefined {
+    const raw = t['grpc-status'];
+    // etcd shutting down ends its streams without a status: the connection went away, not a bad answer.
+    if (raw === undefined) return this.fail('unreachable', operation, endpoint, 'stream ended without a gRPC status (etcd went away)');
+    const code = Number(raw);
+    if (code === 0) return undefined;
+    let message = String(t['grpc-message'] ?? '');
+    try {
+      message = decodeURIComponent(message);
+    } catch {
+      // not percent-encoded after all
+    }
+    if (code === GrpcCode.DEADLINE_EXCEEDED) return this.fail('timeout', operation, endpoint, message || 'deadline exceeded', undefined, { grpcCode: code });
+    return new EtcdError(message || `gRPC status ${code}`, { kind: 'grpc', operation, endpoint, grpcCode: code });
+  }
+
+  private mapError(operation: string, endpoint: string, err: Error, streamRstCode?: number): EtcdError {
     if (err instanceof EtcdError) return err;
-    if (err instanceof Deadline) return this.fail('timeout', operation, endpoint, 'deadline exceeded', undefined, { grpcCode: GrpcCode.DEADLINE_EXCEEDED });
     const code = (err as NodeJS.ErrnoException).code ?? '';
-    const e = this.fail('unreachable', operation, endpoint, err.message || code, err);
-    // A reset on a socket that sat idle in the pool: the server closed it before
-    // reading our request (Node's documented keep-alive race), so it is safe to resend.
-    if (NOT_SENT.has(code) || (RESET.has(code) && (req.reusedSocket || !req.writableFinished))) notSent.add(e);
+    const rst = streamRstCode ?? (err as { rstCode?: unknown }).rstCode;
+    const tls = /SSL|CERT|TLS|_SIGNATURE|ALERT/.test(code) || /certificate|handshake/i.test(err.message);
+    const e = this.fail('unreachable', operation, endpoint, `${tls ? 'TLS: ' : ''}${err.message || code}${code && !err.message.includes(code) ? ` (${code})` : ''}`, err);
+    // Refused before it was processed: etcd did nothing with it.
+    if (NOT_SENT_CODES.has(code) || rst === http2.constants.NGHTTP2_REFUSED_STREAM) notSent.add(e);
     return e;
   }
 
@@ -330,3 +554,6 @@ export class HttpTransport {
     return new EtcdError(message, { kind, operation, endpoint, ...extra }, cause === undefined ? undefined : { cause });
   }
 }
+
+/** The connect wait ran out. */
+class ConnectTimeout extends Error {}

@@ -1,15 +1,16 @@
 /**
- * One etcd watch over the gateway's streaming POST /v3/watch: a single
- * create_request, then one `{"result": WatchResponse}` per line.
+ * One etcd watch on its own gRPC stream (etcdserverpb.Watch/Watch): a single
+ * create_request, then one WatchResponse message per batch of events.
  *
  * The caller gets events in etcd's order, and exactly one onError when the
  * watch ends without being asked (compaction, cancel, stream end or failure);
- * after cancel() nothing more is called. The gateway keeps the HTTP stream
- * open after etcd cancels a watch, so the watch closes it itself.
+ * after cancel() nothing more is called. etcd keeps the stream open after it
+ * cancels a watch, so the watch closes it itself.
  */
-import { decodeEvents, decodeGatewayError, encodeRange, headerRevision, type Bytes, type WatchEvent } from './codec.js';
+import { ProtoWriter } from './proto.js';
+import { decodeWatchResponse, encodeRange, type Bytes, type WatchEvent, type WatchMessage } from './codec.js';
 import { EtcdError, EtcdWatchError, GrpcCode, type WatchEndReason } from './errors.js';
-import { JsonLines } from './lines.js';
+import { ProtoError } from './proto.js';
 import type { StreamHandle } from './transport.js';
 
 export interface WatchOptions {
@@ -38,24 +39,22 @@ export interface WatchHandlers {
   onCreated?(revision: string): void;
 }
 
-/** Opens the stream: (body, onData, onEnd) -> handle. Supplied by the client (auth, endpoints). */
-export type OpenStream = (
-  body: unknown,
-  onData: (chunk: string) => void,
-  onEnd: (err?: EtcdError) => void,
-) => StreamHandle;
+/** Opens the stream with its first message: (request, onMessage, onEnd) -> handle. Supplied by the client (auth, endpoints). */
+export type OpenStream = (request: Buffer, onMessage: (message: Buffer) => void, onEnd: (err?: EtcdError) => void) => StreamHandle;
 
-/** The create_request body of a watch. */
-export function encodeWatchCreate(key: Bytes, o: WatchOptions = {}): Record<string, unknown> {
-  const range = encodeRange(key, { ...(o.prefix ? { prefix: true } : {}), ...(o.rangeEnd !== undefined ? { rangeEnd: o.rangeEnd } : {}) });
-  const req: Record<string, unknown> = { ...range };
+/**
+ * WatchRequest {create_request 1: WatchCreateRequest {key 1, range_end 2,
+ * start_revision 3, prev_kv 6}}. The range fields are RangeRequest's 1 and 2.
+ */
+export function encodeWatchCreate(key: Bytes, o: WatchOptions = {}): Buffer {
+  const create = encodeRange(key, { ...(o.prefix ? { prefix: true } : {}), ...(o.rangeEnd !== undefined ? { rangeEnd: o.rangeEnd } : {}) });
   if (o.startRevision !== undefined && String(o.startRevision) !== '0') {
     const rev = String(o.startRevision);
     if (!/^\d+$/.test(rev)) throw new RangeError(`startRevision: "${rev}" is not a decimal revision`);
-    req.start_revision = rev;
+    create.int(3, BigInt(rev));
   }
-  if (o.prevKv) req.prev_kv = true;
-  return { create_request: req };
+  create.int(6, o.prevKv === true);
+  return new ProtoWriter().message(1, create).finish();
 }
 
 /** gRPC code names as they appear in a cancel_reason ("rpc error: code = Unauthenticated desc = ..."). */
@@ -73,12 +72,15 @@ const CODE_NAMES: Record<string, number> = {
 
 export function grpcCodeIn(reason: string): number | undefined {
   const m = /code = (\w+)/.exec(reason);
-  return m ? CODE_NAMES[m[1]!] : undefined;
+  if (m) return CODE_NAMES[m[1]!];
+  // etcd 3.4 writes some reasons as bare etcdserver errors.
+  if (/permission denied/.test(reason)) return 7;
+  if (/invalid auth token|auth store is old/.test(reason)) return 16;
+  return undefined;
 }
 
 export class EtcdWatch {
   private done = false;
-  private readonly lines = new JsonLines();
   private readonly handle: StreamHandle;
   private endpointHint = '';
 
@@ -90,10 +92,9 @@ export class EtcdWatch {
     /** Told when the watch ends either way (the client forgets it). */
     private readonly onClosed: (w: EtcdWatch) => void = () => {},
   ) {
-    const body = encodeWatchCreate(key, opts);
     this.handle = open(
-      body,
-      (chunk) => this.onChunk(chunk),
+      encodeWatchCreate(key, opts),
+      (m) => this.onMessage(m),
       (err) => this.onStreamEnd(err),
     );
   }
@@ -110,62 +111,38 @@ export class EtcdWatch {
     this.onClosed(this);
   }
 
-  private onChunk(chunk: string): void {
+  private onMessage(raw: Buffer): void {
     if (this.done) return;
-    let messages: unknown[];
+    let r: WatchMessage;
     try {
-      messages = this.lines.push(chunk);
+      r = decodeWatchResponse(raw);
     } catch (err) {
-      return this.end('failed', `unreadable watch message: ${(err as Error).message}`, {}, err);
+      if (!(err instanceof ProtoError)) throw err;
+      return this.end('failed', `unreadable watch message: ${err.message}`, { kind: 'protocol' }, err);
     }
-    for (const m of messages) {
-      if (this.done) return;
-      this.onMessage(m);
+    if (r.created) this.h.onCreated?.(r.revision);
+    if (r.events.length > 0) this.h.onEvents({ revision: r.revision, events: r.events });
+    if (this.done || !r.canceled) return;
+    if (r.compactRevision !== '0') {
+      return this.end('compacted', `required revision has been compacted (oldest kept: ${r.compactRevision})`, { compactRevision: r.compactRevision });
     }
-  }
-
-  private onMessage(m: unknown): void {
-    const msg = (m && typeof m === 'object' ? m : {}) as { result?: Record<string, unknown>; error?: unknown };
-    if (msg.error !== undefined) {
-      const e = decodeGatewayError(msg);
-      const code = e?.grpcCode !== undefined ? { grpcCode: e.grpcCode } : {};
-      // etcd shutting down writes "transport is closing" (UNAVAILABLE) or "the
-      // client connection is closing" (CANCELED, the gateway's own gRPC link)
-      // before the stream ends: that is etcd going away, not a refusal.
-      if (e?.grpcCode === GrpcCode.UNAVAILABLE || e?.grpcCode === GrpcCode.CANCELED) {
-        return this.end('closed', e.message || 'etcd went away', { ...code, kind: 'unreachable' });
-      }
-      return this.end('failed', e?.message || 'error on the watch stream', code);
-    }
-    const r = msg.result ?? {};
-    if (r.created === true) this.h.onCreated?.(headerRevision(r));
-    const events = decodeEvents(r.events);
-    if (events.length > 0) this.h.onEvents({ revision: headerRevision(r), events });
-    if (r.canceled === true) {
-      const compact = typeof r.compact_revision === 'string' && r.compact_revision !== '0' ? r.compact_revision : undefined;
-      if (compact) {
-        return this.end('compacted', `required revision has been compacted (oldest kept: ${compact})`, { compactRevision: compact });
-      }
-      const why = typeof r.cancel_reason === 'string' && r.cancel_reason ? r.cancel_reason : 'cancelled by etcd';
-      const code = grpcCodeIn(why);
-      return this.end('canceled', why, code !== undefined ? { grpcCode: code } : {});
-    }
+    const why = r.cancelReason || 'cancelled by etcd';
+    const code = grpcCodeIn(why);
+    return this.end('canceled', why, code !== undefined ? { grpcCode: code } : {});
   }
 
   private onStreamEnd(err?: EtcdError): void {
     if (this.done) return;
-    if (err) {
-      this.endpointHint = err.endpoint;
-      // Not connected at all, or etcd refused the request: the watch never started.
-      const reason: WatchEndReason = err.kind === 'grpc' || err.kind === 'protocol' ? 'failed' : 'closed';
-      return this.end(reason, err.message, { kind: err.kind, ...(err.grpcCode !== undefined ? { grpcCode: err.grpcCode } : {}) }, err);
+    if (!err) return this.end('closed', 'watch stream ended');
+    this.endpointHint = err.endpoint;
+    const code = err.grpcCode !== undefined ? { grpcCode: err.grpcCode } : {};
+    // etcd shutting down ends streams UNAVAILABLE ("transport is closing") or CANCELED: etcd going away, not a refusal.
+    if (err.kind === 'grpc' && (err.grpcCode === GrpcCode.UNAVAILABLE || err.grpcCode === GrpcCode.CANCELED)) {
+      return this.end('closed', err.message, { ...code, kind: 'unreachable' }, err);
     }
-    try {
-      for (const m of this.lines.end()) if (!this.done) this.onMessage(m);
-    } catch {
-      // a torn last line: the stream ended anyway
-    }
-    this.end('closed', 'watch stream ended');
+    // Not connected at all, or etcd refused the request: the watch never started.
+    const reason: WatchEndReason = err.kind === 'grpc' || err.kind === 'protocol' ? 'failed' : 'closed';
+    return this.end(reason, err.message, { kind: err.kind, ...code }, err);
   }
 
   private end(

@@ -1,34 +1,56 @@
 /**
- * weft's etcd client (JSON gateway) against a real etcd 3.4: KV, paging,
- * transactions, leases, watches, compaction, a paused and a stopped etcd,
- * endpoint failover, wire compatibility with a gRPC client (etcd3), auth
- * and TLS with client certificates. No namespaces needed (loopback only).
+ * weft's etcd client (gRPC over node:http2) against a real etcd 3.4: the
+ * shared conformance cases (test/unit/etcd/conformance.ts, also run against
+ * the unit tests' fake), wire compatibility with an independent gRPC client
+ * (etcd3), a paused and a stopped etcd, endpoint failover, auth and TLS with
+ * client certificates. No namespaces needed (loopback only). The security
+ * setups (mTLS, users, both, certificate-CN users) with weftd and
+ * weft-proxy are in etcd-security.test.ts.
  */
 import { Etcd3 } from 'etcd3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../../src/core/async.js';
-import { EtcdClient, EtcdError, GrpcCode, type EtcdWatchError, type WatchResponse } from '../../src/etcd/index.js';
+import { EtcdClient, GrpcCode, type EtcdClientOptions } from '../../src/etcd/index.js';
 import { createEtcd, freePort, type TestEtcd } from '../helpers/etcd.js';
-import { startCustomEtcd, type CustomEtcd } from '../helpers/etcd-secure.js';
+import { EtcdAdmin, startCustomEtcd, type CustomEtcd } from '../helpers/etcd-secure.js';
 import { failure } from '../helpers/etcd-errors.js';
+import { encodeRange } from '../../src/etcd/codec.js';
+import { GrpcTransport } from '../../src/etcd/transport.js';
+import { conformanceCases, recorder } from '../unit/etcd/conformance.js';
 
 let prefixNo = 0;
 const prefix = () => `/etcd-client-${process.pid}-${++prefixNo}/`;
 
-function recorder() {
-  const responses: WatchResponse[] = [];
-  const errors: EtcdWatchError[] = [];
-  let created = 0;
-  return {
-    responses,
-    errors,
-    get created() {
-      return created;
-    },
-    events: () => responses.flatMap((r) => r.events),
-    handlers: { onEvents: (r: WatchResponse) => responses.push(r), onError: (e: EtcdWatchError) => errors.push(e), onCreated: () => created++ },
-  };
-}
+describe('conformance: EtcdClient against etcd 3.4', () => {
+  let etcd: TestEtcd;
+  let c: EtcdClient;
+  beforeAll(async () => {
+    etcd = await createEtcd();
+    c = new EtcdClient({ endpoints: [etcd.endpoint], callTimeoutMs: 3000 });
+  });
+  afterAll(async () => {
+    c?.close();
+    await etcd?.destroy();
+  });
+  for (const tc of conformanceCases) {
+    it(tc.name, async () => {
+      const extra: EtcdClient[] = [];
+      try {
+        await tc.run({
+          c,
+          prefix: prefix(),
+          make: (o: EtcdClientOptions) => {
+            const x = new EtcdClient({ endpoints: [etcd.endpoint], callTimeoutMs: 3000, ...o });
+            extra.push(x);
+            return x;
+          },
+        });
+      } finally {
+        for (const x of extra) x.close();
+      }
+    });
+  }
+});
 
 describe('EtcdClient on a real etcd', () => {
   let etcd: TestEtcd;
@@ -46,73 +68,14 @@ describe('EtcdClient on a real etcd', () => {
     await etcd?.destroy();
   });
 
-  it('put / get / delete with prev_kv, and a paged prefix list in key order', async () => {
-    const p = prefix();
-    expect(await c.get(`${p}none`)).toBeUndefined();
-    await c.put(`${p}a`, 'one');
-    const put = await c.put(`${p}a`, 'two', { prevKv: true });
-    expect(put.prevKv?.value).toBe('one');
-    const kv = (await c.get(`${p}a`))!;
-    expect([kv.value, kv.version, kv.lease]).toEqual(['two', '2', '0']);
-    // 23 keys in pages of 4, plus a key just outside the prefix that must not show.
-    const keys = Array.from({ length: 23 }, (_, i) => `${p}k${String(i).padStart(2, '0')}`);
-    for (const k of keys) await c.put(k, k.slice(-3));
-    await c.put(p.replace(/\/$/, '0'), 'outside');
-    const list = await c.list(`${p}k`, { pageSize: 4 });
-    expect(list.kvs.map((x) => x.key)).toEqual(keys);
-    expect(Number(list.revision)).toBeGreaterThanOrEqual(Number(list.kvs.at(-1)!.modRevision));
-    const del = await c.delete(`${p}k`, { prefix: true, prevKv: true });
-    expect(del.deleted).toBe(23);
-    expect(del.prevKvs).toHaveLength(23);
-    expect((await c.list(p)).kvs.map((x) => x.key)).toEqual([`${p}a`]);
-  });
-
-  it('txn compares on version / mod / value with each operator, both branches, response_range', async () => {
-    const p = prefix();
-    const k = `${p}x`;
-    const created = await c.txn({ compare: [{ key: k, target: 'version', op: '==', value: 0 }], success: [{ put: { key: k, value: 'v1' } }] });
-    expect(created.succeeded).toBe(true);
-    const again = await c.txn({
-      compare: [{ key: k, target: 'version', op: '==', value: 0 }],
-      success: [{ put: { key: k, value: 'lost' } }],
-      failure: [{ range: { key: k } }],
-    });
-    expect(again.succeeded).toBe(false);
-    expect(again.responses[0]!.range!.kvs[0]!.value).toBe('v1');
-    const mod = (await c.get(k))!.modRevision;
-    const cas = await c.txn({
-      compare: [
-        { key: k, target: 'mod', op: '==', value: mod },
-        { key: k, target: 'value', op: '==', value: 'v1' },
-        { key: k, target: 'version', op: '>', value: 0 },
-        { key: k, target: 'version', op: '<', value: 5 },
-        { key: k, target: 'value', op: '!=', value: 'other' },
-      ],
-      success: [{ range: { key: k } }, { put: { key: k, value: 'v2' } }, { deleteRange: { key: `${p}nothing` } }],
-    });
-    expect(cas.succeeded).toBe(true);
-    expect(cas.responses[0]!.range!.kvs[0]!.value).toBe('v1');
-    expect(cas.responses[2]!.deleteRange!.deleted).toBe(0);
-    const stale = await c.txn({ compare: [{ key: k, target: 'mod', op: '==', value: mod }], success: [{ put: { key: k, value: 'v3' } }] });
-    expect(stale.succeeded).toBe(false);
-    expect((await c.get(k))!.value).toBe('v2');
-  });
-
-  it('leases: grant, attach, time-to-live, revoke deletes the key; ids agree with a gRPC client', async () => {
+  it('lease ids agree with an independent gRPC client (etcd3) both ways', async () => {
     const p = prefix();
     const lease = await c.leaseGrant(60);
-    expect(lease.id).toMatch(/^\d+$/);
     await c.put(`${p}leased`, 'x', { lease: lease.id });
-    expect((await c.get(`${p}leased`))!.lease).toBe(lease.id);
     // The gRPC client reads the same id (int64 kept exact as a decimal string).
     const viaGrpc = (await grpc.get(`${p}leased`).exec()).kvs[0]!;
     expect(String(viaGrpc.lease)).toBe(lease.id);
-    const ttl = await c.leaseTimeToLive(lease.id);
-    expect(ttl.grantedTtl).toBe(60);
-    expect(ttl.ttl).toBeGreaterThan(0);
     await c.leaseRevoke(lease.id);
-    expect(await c.get(`${p}leased`)).toBeUndefined();
-    expect((await c.leaseTimeToLive(lease.id)).ttl).toBe(-1);
     // A lease the gRPC client granted, seen by ours.
     const theirs = grpc.lease(60, { autoKeepAlive: false });
     await theirs.put(`${p}theirs`).value('y');
@@ -146,22 +109,6 @@ describe('EtcdClient on a real etcd', () => {
     w2.cancel();
     expect(r.events()).toHaveLength(4);
     expect(r.errors).toEqual([]);
-  });
-
-  it('a watch from a compacted revision ends once with "compacted"; a list after compaction works', async () => {
-    const p = prefix();
-    const old = Number((await c.put(`${p}a`, '1')).revision);
-    const now = (await c.put(`${p}a`, '2')).revision;
-    await c.compact(now, { physical: true });
-    const r = recorder();
-    c.watch(p, { prefix: true, startRevision: old }, r.handlers);
-    await waitFor(() => r.errors.length === 1, { what: 'compaction report' });
-    expect(r.errors[0]!.reason).toBe('compacted');
-    expect(Number(r.errors[0]!.compactRevision)).toBeGreaterThanOrEqual(Number(now));
-    expect((await c.list(p)).kvs.map((kv) => kv.value)).toEqual(['2']);
-    // Reading at a compacted revision is an OUT_OF_RANGE error.
-    const err = await failure(c.range(`${p}a`, { revision: old }));
-    expect(err.grpcCode).toBe(GrpcCode.OUT_OF_RANGE);
   });
 
   it('a paused etcd (SIGSTOP) turns calls into timeouts, and everything works after SIGCONT', async () => {
@@ -210,25 +157,18 @@ describe('EtcdClient on a real etcd', () => {
 
 describe('EtcdClient with auth', () => {
   let etcd: CustomEtcd;
-  let rootToken = '';
-  const api = async (path: string, body: unknown, token?: string) => {
-    const res = await fetch(`${etcd.endpoint}${path}`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', ...(token ? { authorization: token } : {}) },
-      body: JSON.stringify(body),
-    });
-    return (await res.json()) as Record<string, unknown>;
-  };
-  const token = async () => (await api('/v3/auth/authenticate', { name: 'root', password: 'rootpw' })).token as string;
+  let admin: EtcdAdmin;
 
   beforeAll(async () => {
     etcd = await startCustomEtcd({ ready: async (e) => (await fetch(`${e}/health`)).ok });
-    await api('/v3/auth/user/add', { name: 'root', password: 'rootpw' });
-    await api('/v3/auth/user/grant', { user: 'root', role: 'root' });
-    expect(await api('/v3/auth/enable', {})).toHaveProperty('header');
-    rootToken = await token();
+    admin = new EtcdAdmin(etcd.endpoint);
+    await admin.userAdd('root', 'rootpw');
+    await admin.userGrantRole('root', 'root');
+    await admin.authEnable();
+    await admin.login('root', 'rootpw');
   });
   afterAll(async () => {
+    admin?.close();
     await etcd?.stop();
   });
 
@@ -237,8 +177,12 @@ describe('EtcdClient with auth', () => {
     const bad = new EtcdClient({ endpoints: [etcd.endpoint], username: 'root', password: 'wrong' });
     const good = new EtcdClient({ endpoints: [etcd.endpoint], username: 'root', password: 'rootpw' });
     try {
-      expect((await failure(anon.get('/x'))).kind).toBe('grpc');
-      expect((await failure(bad.get('/x'))).operation).toBe('authenticate');
+      const refused = await failure(anon.get('/x'));
+      expect([refused.kind, refused.grpcCode]).toEqual(['grpc', GrpcCode.INVALID_ARGUMENT]);
+      expect(refused.message).toMatch(/user name is empty/);
+      const wrong = await failure(bad.get('/x'));
+      expect([wrong.operation, wrong.endpoint]).toEqual(['authenticate', etcd.endpoint]);
+      expect(wrong.message).toMatch(/authentication failed/);
       const r = recorder();
       good.watch('/auth/', { prefix: true }, r.handlers);
       await waitFor(() => r.created === 1, { what: 'authorized watch created' });
@@ -254,17 +198,22 @@ describe('EtcdClient with auth', () => {
 
   it('re-authenticates when etcd drops its tokens (auth disabled and enabled again)', async () => {
     const good = new EtcdClient({ endpoints: [etcd.endpoint], username: 'root', password: 'rootpw' });
+    const probe = new GrpcTransport({ endpoints: [etcd.endpoint], callTimeoutMs: 3000 });
+    const before = new EtcdAdmin(etcd.endpoint);
     try {
       await good.put('/auth/b', '1');
-      const before = await token();
-      await api('/v3/auth/disable', {}, rootToken);
-      await api('/v3/auth/enable', {});
+      await before.login('root', 'rootpw');
+      await admin.authDisable();
+      await admin.authEnable();
+      await admin.login('root', 'rootpw');
       // Every token handed out before is gone now, the client's included.
-      expect(await api('/v3/kv/range', { key: Buffer.from('/auth/b').toString('base64') }, before)).toMatchObject({ code: GrpcCode.UNAUTHENTICATED });
-      rootToken = await token();
+      const stale = await failure(probe.unary('range', '/etcdserverpb.KV/Range', encodeRange('/auth/b').finish(), { token: before.currentToken! }));
+      expect(stale.grpcCode).toBe(GrpcCode.UNAUTHENTICATED);
       expect((await good.get('/auth/b'))!.value).toBe('1');
     } finally {
       good.close();
+      probe.close();
+      before.close();
     }
   });
 });

@@ -1,24 +1,28 @@
 /**
- * EtcdClient against a fake JSON gateway on 127.0.0.1:0: request shaping,
- * paging, failover, deadlines, auth and errors, without etcd.
+ * EtcdClient against the fake gRPC etcd on 127.0.0.1:0: request shaping on
+ * the wire, paging, failover, deadlines, never resending a write, auth and
+ * errors, without etcd. The behaviour the fake shares with etcd is in the
+ * conformance table (conformance.ts).
  */
+import http2 from 'node:http2';
 import { createServer } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { TokenAuth } from '../../../src/etcd/auth.js';
-import { EtcdClient, EtcdError, GrpcCode } from '../../../src/etcd/index.js';
-import { FakeGateway, b64, error, header, rangeOver, unb64 } from './fake-gateway.js';
+import { EtcdClient, GrpcCode } from '../../../src/etcd/index.js';
+import { ProtoWriter } from '../../../src/etcd/proto.js';
+import { FakeEtcd, Status, fieldsOf, header, kv } from './fake-etcd.js';
 import { failure } from '../../helpers/etcd-errors.js';
 
-const gateways: FakeGateway[] = [];
+const fakes: FakeEtcd[] = [];
 const clients: EtcdClient[] = [];
 afterEach(async () => {
   for (const c of clients.splice(0)) c.close();
-  for (const g of gateways.splice(0)) await g.stop();
+  for (const g of fakes.splice(0)) await g.stop();
 });
 
-async function gateway(): Promise<FakeGateway> {
-  const g = await new FakeGateway().start();
-  gateways.push(g);
+async function fake(): Promise<FakeEtcd> {
+  const g = await new FakeEtcd().start();
+  fakes.push(g);
   return g;
 }
 
@@ -38,44 +42,92 @@ async function deadEndpoint(): Promise<string> {
 }
 
 describe('EtcdClient requests', () => {
-  it('get / put / delete / lease calls go to the gateway paths with its JSON', async () => {
-    const g = await gateway();
-    g.on('/v3/kv/put', () => ({ ...header(5), prev_kv: { key: b64('/k'), value: b64('old'), lease: '9' } }))
-      .on('/v3/kv/range', () => ({ ...header(5), kvs: [{ key: b64('/k'), value: b64('v'), mod_revision: '5', version: '1' }], count: '1' }))
-      .on('/v3/kv/deleterange', () => ({ ...header(6), deleted: '1' }))
-      .on('/v3/lease/grant', () => ({ ...header(6), ID: '7587899075938530831', TTL: '30' }))
-      .on('/v3/lease/timetolive', () => ({ ...header(6), ID: '7587899075938530831', TTL: '29', grantedTTL: '30' }))
-      .on('/v3/lease/revoke', () => header(6))
-      .on('/v3/kv/compaction', () => header(6));
+  it('each call goes to its gRPC method with etcd\'s protobuf fields, application/grpc and no token', async () => {
+    const g = await fake();
     const c = client([g.endpoint]);
-    const put = await c.put('/k', 'v', { lease: '7587899075938530831', prevKv: true });
-    expect(put).toEqual({ revision: '5', prevKv: expect.objectContaining({ value: 'old', lease: '9' }) });
-    expect((await c.get('/k'))?.value).toBe('v');
-    expect((await c.delete('/k')).deleted).toBe(1);
     const lease = await c.leaseGrant(30);
-    expect(lease).toEqual({ id: '7587899075938530831', ttl: 30 });
-    expect((await c.leaseTimeToLive(lease.id)).ttl).toBe(29);
+    await c.put('/k', 'v', { lease: lease.id, prevKv: true });
+    expect((await c.get('/k'))?.value).toBe('v');
+    await c.range('/p/', { prefix: true, limit: 10, keysOnly: true, countOnly: true });
+    expect((await c.delete('/k', { prevKv: true })).prevKvs[0]!.value).toBe('v');
+    expect((await c.leaseTimeToLive(lease.id)).grantedTtl).toBe(30);
     await c.leaseRevoke(lease.id);
-    await c.compact(5, { physical: true });
-    expect(g.paths()).toEqual(['/v3/kv/put', '/v3/kv/range', '/v3/kv/deleterange', '/v3/lease/grant', '/v3/lease/timetolive', '/v3/lease/revoke', '/v3/kv/compaction']);
-    expect(g.requests[0]!.body).toEqual({ key: b64('/k'), value: b64('v'), lease: '7587899075938530831', prev_kv: true });
-    expect(g.requests[0]!.headers['content-type']).toBe('application/json');
-    expect(g.requests[3]!.body).toEqual({ TTL: '30' });
-    expect(g.requests[5]!.body).toEqual({ ID: '7587899075938530831' });
-    expect(g.requests[6]!.body).toEqual({ revision: '5', physical: true });
-    expect(g.requests.every((r) => r.headers.authorization === undefined)).toBe(true);
+    await c.compact(2, { physical: true });
+    await c.txn({
+      compare: [{ key: '/k', target: 'mod', op: '>', value: '17' }, { key: '/k', target: 'version', op: '==', value: 0 }, { key: '/k', target: 'value', op: '!=', value: '' }],
+      success: [{ put: { key: '/k', value: 'w' } }],
+      failure: [{ deleteRange: { key: '/k', prefix: true } }, { range: { key: '/k' } }],
+    });
+    expect(g.paths()).toEqual([
+      '/etcdserverpb.Lease/LeaseGrant',
+      '/etcdserverpb.KV/Put',
+      '/etcdserverpb.KV/Range',
+      '/etcdserverpb.KV/Range',
+      '/etcdserverpb.KV/DeleteRange',
+      '/etcdserverpb.Lease/LeaseTimeToLive',
+      '/etcdserverpb.Lease/LeaseRevoke',
+      '/etcdserverpb.KV/Compact',
+      '/etcdserverpb.KV/Txn',
+    ]);
+    const [grant, put, get, range, del, ttl, revoke, compact, txn] = g.calls.map((x) => fieldsOf(x.body));
+    expect(grant).toEqual({ 1: '30' });
+    expect(put).toEqual({ 1: '/k', 2: 'v', 3: lease.id, 4: '1' });
+    expect(get).toEqual({ 1: '/k' });
+    expect(range).toEqual({ 1: '/p/', 2: '/p0', 3: '10', 8: '1', 9: '1' });
+    expect(del).toEqual({ 1: '/k', 3: '1' });
+    expect(ttl).toEqual({ 1: lease.id });
+    expect(revoke).toEqual({ 1: lease.id });
+    expect(compact).toEqual({ 1: '2', 2: '1' });
+    // Compare: result 1, target 2, key 3, then the target's own field; a zero / empty oneof member is still sent.
+    const compares = (txn![1] as string[]).map((c) => fieldsOf(Buffer.from(c, 'utf8')));
+    expect(compares).toEqual([
+      { 1: '1', 2: '2', 3: '/k', 6: '17' },
+      { 3: '/k', 4: '0' },
+      { 1: '3', 2: '3', 3: '/k', 7: '' },
+    ]);
+    expect(fieldsOf(Buffer.from(txn![2] as string, 'utf8'))).toEqual({ 2: '\n\x02/k\x12\x01w' });
+    for (const call of g.calls) {
+      expect(call.headers['content-type']).toBe('application/grpc');
+      expect(call.headers.te).toBe('trailers');
+      expect(call.headers['grpc-timeout']).toMatch(/^\d+m$/);
+      expect(call.headers.token).toBeUndefined();
+    }
   });
 
-  it('an error body becomes an EtcdError with the gRPC code, operation and endpoint', async () => {
-    const g = await gateway();
-    g.on('/v3/kv/compaction', (_b, _req, res) => error(res, 400, 11, 'etcdserver: mvcc: required revision is a future revision'));
+  it('an error status becomes an EtcdError with the gRPC code, message, operation and endpoint', async () => {
+    const g = await fake();
+    g.on('/etcdserverpb.KV/Compact', () => ({ error: [11, 'etcdserver: mvcc: required revision is a future revision'] }));
     const err = await failure(client([g.endpoint]).compact(99));
     expect(err.code).toBe('ERR_ETCD');
     expect(err.kind).toBe('grpc');
     expect(err.grpcCode).toBe(GrpcCode.OUT_OF_RANGE);
-    expect(err.httpStatus).toBe(400);
+    expect(err.message).toBe(`etcd compact at ${g.endpoint}: etcdserver: mvcc: required revision is a future revision`);
     expect(err.operation).toBe('compact');
     expect(err.endpoint).toBe(g.endpoint);
+  });
+
+  it('a server that is not gRPC is a protocol error naming its HTTP status', async () => {
+    const srv = http2.createServer((_req, res) => {
+      res.writeHead(404, { 'content-type': 'text/plain' });
+      res.end('404 page not found');
+    });
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
+    const c = client([`http://127.0.0.1:${(srv.address() as { port: number }).port}`]);
+    try {
+      const err = await failure(c.get('/k'));
+      expect([err.kind, err.httpStatus]).toEqual(['protocol', 404]);
+    } finally {
+      c.close();
+      await new Promise<void>((r) => srv.close(() => r()));
+    }
+  });
+
+  it('an answer larger than maxResponseBytes is refused', async () => {
+    const g = await fake();
+    await client([g.endpoint]).put('/big', 'x'.repeat(20_000));
+    const err = await failure(client([g.endpoint], { maxResponseBytes: 10_000 }).get('/big'));
+    expect(err.kind).toBe('protocol');
+    expect(err.message).toMatch(/larger than/);
   });
 
   it('rejects endpoints that are not http(s) URLs, naming the field', () => {
@@ -85,113 +137,168 @@ describe('EtcdClient requests', () => {
 
 describe('list paging', () => {
   it('reads a prefix in pages at the first page\'s revision, continuing after the last raw key', async () => {
-    const g = await gateway();
-    const data = new Map<string, string>();
-    for (let i = 0; i < 7; i++) data.set(`/p/k${i}`, `v${i}`);
-    data.set('/p/k1\u00e9', 'utf8'); // a multi-byte key between k1 and k2
-    data.set('/q/other', 'x');
-    let revision = 100;
-    // Every answer reports a newer store revision, as a busy etcd would.
-    g.on('/v3/kv/range', (body) => rangeOver(data, body, revision++));
-    const res = await client([g.endpoint], { pageSize: 3 }).list('/p/');
-    expect(res.kvs.map((kv) => kv.key)).toEqual(['/p/k0', '/p/k1', '/p/k1\u00e9', '/p/k2', '/p/k3', '/p/k4', '/p/k5', '/p/k6']);
-    expect(res.revision).toBe('100');
-    const bodies = g.requests.map((r) => r.body);
+    const g = await fake();
+    const c = client([g.endpoint], { pageSize: 3 });
+    for (let i = 0; i < 7; i++) await c.put(`/p/k${i}`, `v${i}`);
+    await c.put('/p/k1\u00e9', 'utf8'); // a multi-byte key between k1 and k2
+    await c.put('/q/other', 'x');
+    const rev = (await c.range('/')).revision;
+    g.calls.length = 0;
+    const res = await c.list('/p/');
+    expect(res.kvs.map((x) => x.key)).toEqual(['/p/k0', '/p/k1', '/p/k1\u00e9', '/p/k2', '/p/k3', '/p/k4', '/p/k5', '/p/k6']);
+    expect(res.revision).toBe(rev);
+    const bodies = g.calls.map((r) => fieldsOf(r.body));
     expect(bodies).toHaveLength(3);
-    expect(bodies[0]).toEqual({ key: b64('/p/'), range_end: b64('/p0'), limit: '3' });
-    // Pages 2 and 3: pinned to revision 100, starting just after the previous last key.
-    expect(bodies[1]).toEqual({ key: b64(Buffer.concat([Buffer.from('/p/k1\u00e9'), Buffer.from([0])])), range_end: b64('/p0'), limit: '3', revision: '100' });
-    expect(unb64(bodies[2]!.key).toString()).toBe('/p/k4\0');
-    expect(bodies[2]!.revision).toBe('100');
+    expect(bodies[0]).toEqual({ 1: '/p/', 2: '/p0', 3: '3' });
+    // Pages 2 and 3: pinned to the first page's revision, starting just after the previous last key.
+    expect(bodies[1]).toEqual({ 1: '/p/k1\u00e9\0', 2: '/p0', 3: '3', 4: rev });
+    expect(bodies[2]).toEqual({ 1: '/p/k4\0', 2: '/p0', 3: '3', 4: rev });
   });
 
   it('starts over when the pinned revision is compacted mid-list', async () => {
-    const g = await gateway();
-    const data = new Map([['/p/a', '1'], ['/p/b', '2'], ['/p/c', '3']]);
+    const g = await fake();
+    const c = client([g.endpoint], { pageSize: 2 });
+    for (const [k, v] of [['/p/a', '1'], ['/p/b', '2'], ['/p/c', '3']]) await c.put(k!, v!);
     let calls = 0;
-    g.on('/v3/kv/range', (body, _req, res) => {
-      calls++;
-      if (calls === 2) return error(res, 400, 11, 'etcdserver: mvcc: required revision has been compacted');
-      return rangeOver(data, body, 10 + calls);
-    });
-    const res = await client([g.endpoint], { pageSize: 2 }).list('/p/');
+    g.on('/etcdserverpb.KV/Range', () => (++calls === 2 ? { error: [11, 'etcdserver: mvcc: required revision has been compacted'] } : { pass: true }));
+    const res = await c.list('/p/');
     expect(res.kvs.map((kv) => kv.value)).toEqual(['1', '2', '3']);
-    expect(res.revision).toBe('13');
     expect(calls).toBe(4);
   });
 });
 
 describe('endpoints and deadlines', () => {
   it('moves on from an endpoint that refuses connections and then stays on the one that works', async () => {
-    const g = await gateway();
-    g.on('/v3/kv/put', () => header(2));
+    const g = await fake();
     const c = client([await deadEndpoint(), g.endpoint]);
     await c.put('/k', 'v');
     await c.put('/k', 'w');
-    expect(g.paths()).toEqual(['/v3/kv/put', '/v3/kv/put']);
+    expect(g.paths()).toEqual(['/etcdserverpb.KV/Put', '/etcdserverpb.KV/Put']);
   });
 
-  it('reports "unreachable" when no endpoint accepts a connection', async () => {
-    const err = await failure(client([await deadEndpoint(), await deadEndpoint()]).get('/k'));
+  it('reports "unreachable" naming the endpoint when no endpoint accepts a connection', async () => {
+    const dead = await deadEndpoint();
+    const err = await failure(client([await deadEndpoint(), dead]).get('/k'));
     expect(err.kind).toBe('unreachable');
+    expect(err.endpoint).toBe(dead);
+    expect(err.message).toMatch(/ECONNREFUSED/);
   });
 
-  it('a server that never answers becomes a timeout error, not a hang', async () => {
-    const g = await gateway();
-    g.on('/v3/kv/range', () => new Promise(() => {}));
+  it('a server that never answers becomes a timeout error, not a hang; grpc-timeout tells etcd the deadline', async () => {
+    const g = await fake();
+    g.on('/etcdserverpb.KV/Range', () => ({ hang: true }));
     const err = await failure(client([g.endpoint], { callTimeoutMs: 150 }).get('/k'));
     expect(err.kind).toBe('timeout');
     expect(err.grpcCode).toBe(GrpcCode.DEADLINE_EXCEEDED);
+    expect(Number(String(g.calls[0]!.headers['grpc-timeout']).slice(0, -1))).toBeLessThanOrEqual(150);
   });
 
   it('a write whose connection broke after sending is not sent again to the next endpoint', async () => {
-    const a = await gateway();
-    const b = await gateway();
-    a.on('/v3/kv/put', (_b, req) => void req.socket.destroy());
-    b.on('/v3/kv/put', () => header(3));
+    const a = await fake();
+    const b = await fake();
+    a.on('/etcdserverpb.KV/Put', () => ({ reset: true }));
     const err = await failure(client([a.endpoint, b.endpoint]).put('/k', 'v'));
     expect(err.kind).toBe('unreachable');
-    expect(b.requests).toHaveLength(0);
-    expect(a.requests).toHaveLength(1);
+    expect(b.calls).toHaveLength(0);
+    expect(a.calls).toHaveLength(1);
   });
 
   it('a read whose connection broke is asked again at the next endpoint', async () => {
-    const a = await gateway();
-    const b = await gateway();
-    a.on('/v3/kv/range', (_b, req) => void req.socket.destroy());
-    b.on('/v3/kv/range', () => ({ ...header(3), kvs: [{ key: b64('/k'), value: b64('from-b') }] }));
+    const a = await fake();
+    const b = await fake();
+    a.on('/etcdserverpb.KV/Range', () => ({ reset: true }));
+    await client([b.endpoint]).put('/k', 'from-b');
     expect((await client([a.endpoint, b.endpoint]).get('/k'))?.value).toBe('from-b');
+    expect(a.calls).toHaveLength(1);
+  });
+
+  it('a dropped connection is made again for the next call', async () => {
+    const g = await fake();
+    const c = client([g.endpoint]);
+    await c.put('/k', '1');
+    g.breakConnections();
+    await expect.poll(async () => (await c.get('/k').catch(() => undefined))?.value, { timeout: 5000 }).toBe('1');
+  });
+
+  it('after a GOAWAY (etcd closing the connection gracefully) the next write opens a new connection and is sent once', async () => {
+    const g = await fake();
+    const c = client([g.endpoint]);
+    await c.put('/k', '1');
+    g.goaway();
+    await expect.poll(() => g.connections, { timeout: 5000 }).toBe(0);
+    await c.put('/k', '2');
+    expect(g.paths().filter((p) => p.endsWith('/Put'))).toHaveLength(2);
+    expect((await c.get('/k'))?.value).toBe('2');
+  });
+
+    it('more concurrent calls than maxSockets queue for a slot instead of failing', async () => {
+    const g = await fake();
+    const c = client([g.endpoint], { maxSockets: 2 });
+    let inFlight = 0;
+    let most = 0;
+    g.on('/etcdserverpb.KV/Range', async () => {
+      most = Math.max(most, ++inFlight);
+      await new Promise((r) => setImmediate(r));
+      inFlight--;
+      return { answer: new ProtoWriter().message(1, header(3)).message(2, kv('/k', 'v')) };
+    });
+    const got = await Promise.all(Array.from({ length: 8 }, () => c.get('/k')));
+    expect(got.every((x) => x?.value === 'v')).toBe(true);
+    expect(most).toBeLessThanOrEqual(2);
   });
 });
 
 describe('auth', () => {
-  it('authenticates once, sends the token, and re-authenticates once on an invalid token', async () => {
-    const g = await gateway();
-    let tokens = 0;
-    let valid = '';
-    g.on('/v3/auth/authenticate', (body) => {
-      expect(body).toEqual({ name: 'weft', password: 'secret' });
-      valid = `tok${++tokens}`;
-      return { ...header(1), token: valid };
-    });
-    g.on('/v3/kv/range', (_b, req, res) => (req.headers.authorization === valid ? header(1) : error(res, 401, 16, 'etcdserver: invalid auth token')));
+  it('authenticates once, sends the token as metadata, and re-authenticates once on an invalid token', async () => {
+    const g = await fake();
+    g.enableAuth({ weft: 'secret' });
     const c = client([g.endpoint], { username: 'weft', password: 'secret' });
     await Promise.all([c.get('/a'), c.get('/b')]);
-    expect(tokens).toBe(1);
-    valid = 'expired-on-the-server';
+    expect(g.paths().filter((p) => p.endsWith('/Authenticate'))).toHaveLength(1);
+    expect(fieldsOf(g.calls[0]!.body)).toEqual({ 1: 'weft', 2: 'secret' });
+    g.dropTokens();
     await c.get('/c');
-    expect(tokens).toBe(2);
-    const seen = g.requests.filter((r) => r.path === '/v3/kv/range').map((r) => r.headers.authorization);
-    expect(seen).toEqual(['tok1', 'tok1', 'tok1', 'tok2']);
+    expect(g.paths().filter((p) => p.endsWith('/Authenticate'))).toHaveLength(2);
+    const seen = g.calls.filter((r) => r.path === '/etcdserverpb.KV/Range').map((r) => r.headers.token);
+    expect(seen).toEqual(['fake.1', 'fake.1', 'fake.1', 'fake.2']);
   });
 
   it('gives up after one re-authentication', async () => {
-    const g = await gateway();
-    g.on('/v3/auth/authenticate', () => ({ ...header(1), token: 't' }));
-    g.on('/v3/kv/range', (_b, _req, res) => error(res, 401, 16, 'etcdserver: invalid auth token'));
+    const g = await fake();
+    g.enableAuth({ u: 'p' });
+    g.on('/etcdserverpb.KV/Range', () => ({ error: [Status.UNAUTHENTICATED, 'etcdserver: invalid auth token'] }));
     const err = await failure(client([g.endpoint], { username: 'u', password: 'p' }).get('/k'));
     expect(err.grpcCode).toBe(GrpcCode.UNAUTHENTICATED);
-    expect(g.paths().filter((p) => p === '/v3/auth/authenticate')).toHaveLength(2);
+    expect(g.paths().filter((p) => p.endsWith('/Authenticate'))).toHaveLength(2);
+  });
+
+  it('"authentication is not enabled" means no token, asked once; auth turned on later makes it authenticate', async () => {
+    const g = await fake();
+    const c = client([g.endpoint], { username: 'weft', password: 'secret' });
+    await c.put('/k', '1');
+    await c.get('/k');
+    expect(g.paths()).toEqual(['/etcdserverpb.Auth/Authenticate', '/etcdserverpb.KV/Put', '/etcdserverpb.KV/Range']);
+    expect(g.calls.every((x) => x.headers.token === undefined)).toBe(true);
+    g.enableAuth({ weft: 'secret' });
+    expect((await c.get('/k'))?.value).toBe('1');
+    expect(g.paths().slice(3)).toEqual(['/etcdserverpb.KV/Range', '/etcdserverpb.Auth/Authenticate', '/etcdserverpb.KV/Range']);
+    expect(g.calls.at(-1)!.headers.token).toBe('fake.1');
+  });
+
+  it('without a username there is no Authenticate call (certificate-CN users): etcd\'s refusal is the error', async () => {
+    const g = await fake();
+    g.enableAuth({ weft: 'secret' });
+    const err = await failure(client([g.endpoint]).get('/k'));
+    expect([err.kind, err.grpcCode]).toEqual(['grpc', GrpcCode.INVALID_ARGUMENT]);
+    expect(err.message).toMatch(/user name is empty/);
+    expect(g.paths()).toEqual(['/etcdserverpb.KV/Range']);
+  });
+
+  it('a wrong password fails the call as an authenticate error', async () => {
+    const g = await fake();
+    g.enableAuth({ weft: 'secret' });
+    const err = await failure(client([g.endpoint], { username: 'weft', password: 'nope' }).get('/k'));
+    expect([err.operation, err.grpcCode]).toEqual(['authenticate', GrpcCode.INVALID_ARGUMENT]);
   });
 
   it('TokenAuth shares one authentication and does not cache a failure', async () => {

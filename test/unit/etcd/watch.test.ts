@@ -1,37 +1,33 @@
 /**
- * EtcdWatch against a fake gateway stream: events in order across chunk
- * boundaries, and exactly one end report per watch (compaction, cancel by
- * etcd, stream end, error line), none after cancel().
+ * EtcdWatch against the fake gRPC etcd's Watch stream: the create request
+ * on the wire, events in order across frame boundaries, exactly one end
+ * report per watch (compaction, cancel by etcd, stream end, error status),
+ * none after cancel(), and PINGs that find a dead connection.
  */
-import type { ServerResponse } from 'node:http';
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { waitFor } from '../../../src/core/async.js';
 import { EtcdClient, type EtcdWatchError, type WatchResponse } from '../../../src/etcd/index.js';
-import { FakeGateway, b64, header } from './fake-gateway.js';
+import { frame } from '../../../src/etcd/frames.js';
+import { readFields } from '../../../src/etcd/proto.js';
+import { FakeEtcd, fieldsOf, kv, watchResponse } from './fake-etcd.js';
 
-const gateways: FakeGateway[] = [];
+const fakes: FakeEtcd[] = [];
 const clients: EtcdClient[] = [];
 afterEach(async () => {
   for (const c of clients.splice(0)) c.close();
-  for (const g of gateways.splice(0)) await g.stop();
+  for (const g of fakes.splice(0)) await g.stop();
 });
 
-/** A gateway whose /v3/watch hands the open response to the test. */
-async function streaming(): Promise<{ g: FakeGateway; c: EtcdClient; streams: ServerResponse[] }> {
-  const g = await new FakeGateway().start();
-  gateways.push(g);
-  const streams: ServerResponse[] = [];
-  g.on('/v3/watch', (_b, _req, res) => {
-    res.writeHead(200, { 'content-type': 'application/json' });
-    streams.push(res);
-    return undefined;
-  });
-  const c = new EtcdClient({ endpoints: [g.endpoint], callTimeoutMs: 2000 });
+/** A fake whose Watch streams the test writes itself. */
+async function streaming(extra: ConstructorParameters<typeof EtcdClient>[0] = {}): Promise<{ g: FakeEtcd; c: EtcdClient }> {
+  const g = await new FakeEtcd().start();
+  g.serveWatches = false;
+  fakes.push(g);
+  const c = new EtcdClient({ endpoints: [g.endpoint], callTimeoutMs: 2000, ...extra });
   clients.push(c);
-  return { g, c, streams };
+  return { g, c };
 }
-
-const line = (result: unknown) => JSON.stringify({ result }) + '\n';
 
 function recorder() {
   const events: WatchResponse[] = [];
@@ -46,38 +42,44 @@ function recorder() {
 }
 
 describe('EtcdWatch', () => {
-  it('sends one create_request and delivers events in order, across chunk boundaries', async () => {
-    const { g, c, streams } = await streaming();
+  it('sends one create_request and delivers events in order, across frame boundaries', async () => {
+    const { g, c } = await streaming();
     const r = recorder();
     const w = c.watch('/p/', { prefix: true, startRevision: '8', prevKv: true }, r.handlers);
-    await waitFor(() => streams.length === 1, { what: 'watch request' });
-    expect(g.requests[0]!.body).toEqual({ create_request: { key: b64('/p/'), range_end: b64('/p0'), start_revision: '8', prev_kv: true } });
-    const s = streams[0]!;
-    s.write(line({ ...header(7), created: true }));
-    const two = line({ ...header(9), events: [{ kv: { key: b64('/p/a'), value: b64('1'), mod_revision: '8' } }, { type: 'DELETE', kv: { key: b64('/p/b'), mod_revision: '9' } }] });
-    s.write(two.slice(0, 25));
-    s.write(two.slice(25) + line({ ...header(10), events: [{ kv: { key: b64('/p/c'), value: b64('3'), mod_revision: '10' } }] }).slice(0, 40));
-    s.write(line({ ...header(10), events: [{ kv: { key: b64('/p/c'), value: b64('3'), mod_revision: '10' } }] }).slice(40));
+    await waitFor(() => g.watchStreams.length === 1, { what: 'watch request' });
+    const req = g.calls[0]!;
+    expect(req.path).toBe('/etcdserverpb.Watch/Watch');
+    const create = [...readFields(req.body)];
+    expect(create.map((f) => f.field)).toEqual([1]);
+    expect(fieldsOf(create[0]!.bytes!)).toEqual({ 1: '/p/', 2: '/p0', 3: '8', 6: '1' });
+    const s = g.watchStreams[0]!.stream;
+    s.write(frame(watchResponse({ revision: 7, created: true }).finish()));
+    const two = frame(
+      watchResponse({ revision: 9, events: [{ kv: kv('/p/a', '1', { mod: 8 }) }, { type: 'delete', kv: kv('/p/b', '', { mod: 9 }), prevKv: kv('/p/b', 'old') }] }).finish(),
+    );
+    const three = frame(watchResponse({ revision: 10, events: [{ kv: kv('/p/c', '3', { mod: 10 }) }] }).finish());
+    s.write(two.subarray(0, 3));
+    s.write(Buffer.concat([two.subarray(3), three.subarray(0, 12)]));
+    s.write(three.subarray(12));
     await waitFor(() => r.events.length === 2, { what: 'two responses' });
     expect(r.created).toEqual(['7']);
-    expect(r.events.flatMap((e) => e.events.map((ev) => `${ev.type} ${ev.kv.key}`))).toEqual(['put /p/a', 'delete /p/b', 'put /p/c']);
+    expect(r.events.flatMap((e) => e.events.map((ev) => `${ev.type} ${ev.kv.key} ${ev.prevKv?.value ?? '-'}`))).toEqual(['put /p/a -', 'delete /p/b old', 'put /p/c -']);
     expect(r.events.map((e) => e.revision)).toEqual(['9', '10']);
     w.cancel();
     expect(r.errors).toEqual([]);
   });
 
   it('a compaction cancel is reported once as "compacted", and the stream is closed', async () => {
-    const { c, streams } = await streaming();
+    const { g, c } = await streaming();
     const r = recorder();
     const w = c.watch('/p/', { prefix: true, startRevision: '2' }, r.handlers);
-    await waitFor(() => streams.length === 1);
-    const s = streams[0]!;
-    s.write(line({ ...header(9), created: true }));
-    s.write(line({ header: {}, canceled: true, compact_revision: '5' }));
+    await waitFor(() => g.watchStreams.length === 1);
+    const s = g.watchStreams[0]!;
+    s.send(watchResponse({ revision: 9, created: true }));
+    s.send(watchResponse({ revision: 9, canceled: true, compactRevision: 5 }));
     await waitFor(() => r.errors.length === 1, { what: 'end report' });
-    // The gateway leaves its side open; the client must close it.
-    await waitFor(() => s.destroyed || s.writableEnded || s.socket === null || s.socket.destroyed, { what: 'stream closed by the client' });
-    s.write(line({ header: {}, canceled: true, compact_revision: '5' }));
+    // etcd leaves its side open; the client must close it.
+    await waitFor(() => s.stream.destroyed || s.stream.closed, { what: 'stream closed by the client' });
     expect(r.errors).toHaveLength(1);
     expect(r.errors[0]!.code).toBe('ERR_ETCD_WATCH');
     expect(r.errors[0]!.reason).toBe('compacted');
@@ -86,56 +88,62 @@ describe('EtcdWatch', () => {
   });
 
   it('a cancel by etcd for another reason carries the reason and gRPC code', async () => {
-    const { c, streams } = await streaming();
+    const { g, c } = await streaming();
     const r = recorder();
     c.watch('/p', {}, r.handlers);
-    await waitFor(() => streams.length === 1);
-    streams[0]!.write(line({ ...header(2), created: true, canceled: true, cancel_reason: 'rpc error: code = Unauthenticated desc = etcdserver: invalid auth token' }));
+    await waitFor(() => g.watchStreams.length === 1);
+    g.watchStreams[0]!.send(watchResponse({ revision: 2, created: true, canceled: true, cancelReason: 'rpc error: code = Unauthenticated desc = etcdserver: invalid auth token' }));
     await waitFor(() => r.errors.length === 1);
     expect(r.errors[0]!.reason).toBe('canceled');
     expect(r.errors[0]!.grpcCode).toBe(16);
   });
 
-  it('the stream ending (etcd stopped) is reported once as "closed"', async () => {
-    const { c, streams } = await streaming();
+  it('the connection dropping (etcd stopped) is reported once as "closed"', async () => {
+    const { g, c } = await streaming();
     const r = recorder();
     c.watch('/p', {}, r.handlers);
-    await waitFor(() => streams.length === 1);
-    streams[0]!.write(line({ ...header(2), created: true }));
+    await waitFor(() => g.watchStreams.length === 1);
+    g.watchStreams[0]!.send(watchResponse({ revision: 2, created: true }));
     await waitFor(() => r.created.length === 1);
-    streams[0]!.socket!.destroy();
+    g.breakConnections();
     await waitFor(() => r.errors.length === 1, { what: 'end report' });
     expect(r.errors[0]!.reason).toBe('closed');
     expect(r.errors[0]!.kind).toBe('unreachable');
   });
 
-  it('an error line on the stream ends the watch as "failed" with its gRPC code; UNAVAILABLE / CANCELED (etcd going away) as "closed"', async () => {
-    const { c, streams } = await streaming();
+  it('an error status ends the watch as "failed" with its gRPC code; UNAVAILABLE / CANCELED (etcd going away) and no status as "closed"', async () => {
+    const { g, c } = await streaming();
     const failed = recorder();
     const closing = recorder();
     const cancelled = recorder();
+    const bare = recorder();
     c.watch('/p', {}, failed.handlers);
     c.watch('/q', {}, closing.handlers);
     c.watch('/r', {}, cancelled.handlers);
-    await waitFor(() => streams.length === 3);
-    streams[0]!.write(JSON.stringify({ error: { grpc_code: 8, http_code: 429, message: 'etcdserver: too many requests' } }) + '\n');
-    streams[1]!.write(JSON.stringify({ error: { grpc_code: 14, http_code: 503, message: 'transport is closing' } }) + '\n');
-    streams[2]!.write(JSON.stringify({ error: { grpc_code: 1, http_code: 408, message: 'grpc: the client connection is closing' } }) + '\n');
-    await waitFor(() => failed.errors.length === 1 && closing.errors.length === 1 && cancelled.errors.length === 1);
-    expect([failed.errors[0]!.reason, failed.errors[0]!.grpcCode]).toEqual(['failed', 8]);
+    c.watch('/s', {}, bare.handlers);
+    await waitFor(() => g.watchStreams.length === 4);
+    const [a, b, d, e] = g.watchStreams;
+    a!.end(8, 'etcdserver: too many requests');
+    b!.end(14, 'transport is closing');
+    d!.end(1, 'context canceled');
+    e!.end();
+    await waitFor(() => [failed, closing, cancelled, bare].every((x) => x.errors.length === 1));
+    expect([failed.errors[0]!.reason, failed.errors[0]!.grpcCode, failed.errors[0]!.message]).toEqual(['failed', 8, expect.stringContaining('too many requests')]);
     expect([closing.errors[0]!.reason, closing.errors[0]!.grpcCode, closing.errors[0]!.kind]).toEqual(['closed', 14, 'unreachable']);
     expect([cancelled.errors[0]!.reason, cancelled.errors[0]!.grpcCode]).toEqual(['closed', 1]);
+    expect([bare.errors[0]!.reason, bare.errors[0]!.kind]).toEqual(['closed', 'unreachable']);
   });
 
   it('after cancel() nothing is reported, not even the stream closing', async () => {
-    const { c, streams } = await streaming();
+    const { g, c } = await streaming();
     const r = recorder();
     const w = c.watch('/p', {}, r.handlers);
-    await waitFor(() => streams.length === 1);
-    streams[0]!.write(line({ ...header(2), created: true }));
+    await waitFor(() => g.watchStreams.length === 1);
+    const s = g.watchStreams[0]!;
+    s.send(watchResponse({ revision: 2, created: true }));
     await waitFor(() => r.created.length === 1);
     w.cancel();
-    await waitFor(() => streams[0]!.socket === null || streams[0]!.socket.destroyed, { what: 'socket closed' });
+    await waitFor(() => s.stream.closed || s.stream.destroyed, { what: 'stream closed' });
     expect(r.errors).toEqual([]);
     expect(r.events).toEqual([]);
   });
@@ -150,28 +158,79 @@ describe('EtcdWatch', () => {
     expect(r.errors[0]!.kind).toBe('unreachable');
   });
 
-  it('open watches never hold the sockets unary calls wait for', async () => {
-    const { g, streams } = await streaming();
-    g.on('/v3/kv/range', () => ({ ...header(3), kvs: [{ key: b64('/k'), value: b64('v') }] }));
+  it('a watch moves on from an endpoint that refuses connections and works on the next', async () => {
+    const g = await new FakeEtcd().start();
+    fakes.push(g);
+    const dead = createServer();
+    await new Promise<void>((r) => dead.listen(0, '127.0.0.1', () => r()));
+    const deadPort = (dead.address() as AddressInfo).port;
+    await new Promise<void>((r) => dead.close(() => r()));
+    const c = new EtcdClient({ endpoints: [`http://127.0.0.1:${deadPort}`, g.endpoint], callTimeoutMs: 2000 });
+    clients.push(c);
+    const r = recorder();
+    c.watch('/p/', { prefix: true }, r.handlers);
+    await waitFor(() => r.created.length === 1, { what: 'watch created on the second endpoint' });
+    await c.put('/p/a', '1');
+    await waitFor(() => r.events.length === 1, { what: 'event' });
+    expect(r.errors).toEqual([]);
+  });
+
+    it('open watches never take the slots unary calls wait for (one connection, multiplexed)', async () => {
+    const { g } = await streaming();
     const c = new EtcdClient({ endpoints: [g.endpoint], callTimeoutMs: 2000, maxSockets: 1 });
     clients.push(c);
+    await c.put('/k', 'v');
     const r = recorder();
     c.watch('/a', {}, r.handlers);
     c.watch('/b', {}, r.handlers);
-    await waitFor(() => streams.length === 2, { what: 'two watches open' });
+    await waitFor(() => g.watchStreams.length === 2, { what: 'two watches open' });
     expect((await c.get('/k'))?.value).toBe('v');
     expect((await c.get('/k'))?.value).toBe('v');
+    expect(new Set(g.watchStreams.map((s) => s.stream.session))).toHaveProperty('size', 1);
     expect(r.errors).toEqual([]);
   });
 
   it('close() of the client cancels its watches quietly', async () => {
-    const { c, streams } = await streaming();
+    const { g, c } = await streaming();
     const r = recorder();
     const w = c.watch('/p', {}, r.handlers);
-    await waitFor(() => streams.length === 1);
+    await waitFor(() => g.watchStreams.length === 1);
     c.close();
     expect(w.active).toBe(false);
-    await waitFor(() => streams[0]!.socket === null || streams[0]!.socket.destroyed, { what: 'socket closed' });
+    await waitFor(() => g.watchStreams[0]!.stream.closed || g.watchStreams[0]!.stream.destroyed, { what: 'stream closed' });
     expect(r.errors).toEqual([]);
   });
+
+  it('a connection that stops answering PINGs ends its watches as "closed"', async () => {
+    const g = await new FakeEtcd().start();
+    fakes.push(g);
+    // A TCP relay in front of the fake that can go dark: connections stay open, nothing passes (a host gone, no FIN).
+    let dark = false;
+    const conns = new Set<Socket>();
+    const relay = createServer((down) => {
+      const up = connect(Number(new URL(g.endpoint).port), '127.0.0.1');
+      for (const s of [down, up]) {
+        conns.add(s);
+        s.on('error', () => {});
+      }
+      down.on('data', (d) => !dark && up.write(d));
+      up.on('data', (d) => !dark && down.write(d));
+    });
+    await new Promise<void>((r) => relay.listen(0, '127.0.0.1', () => r()));
+    try {
+      const c = new EtcdClient({ endpoints: [`http://127.0.0.1:${(relay.address() as AddressInfo).port}`], callTimeoutMs: 2000, keepaliveMs: 200 });
+      clients.push(c);
+      const r = recorder();
+      c.watch('/p', {}, r.handlers);
+      await waitFor(() => r.created.length === 1, { what: 'watch created' });
+      dark = true;
+      await waitFor(() => r.errors.length === 1, { what: 'end report after unanswered PINGs', timeoutMs: 30_000 });
+      expect(r.errors[0]!.reason).toBe('closed');
+      expect(r.errors[0]!.kind).toBe('unreachable');
+      expect(r.errors[0]!.message).toMatch(/PING/);
+    } finally {
+      for (const s of conns) s.destroy();
+      await new Promise<void>((r) => relay.close(() => r()));
+    }
+  }, 40_000);
 });
