@@ -96,6 +96,11 @@ export class MemoryRegistry implements Registry {
     this.write(typeof subnet === 'string' ? subnet : subnetKey(subnet), value, ttlSeconds);
   }
 
+  /** The stored value under a raw key name, undefined when absent. */
+  rawValue(name: string): string | undefined {
+    return this.entries.get(name)?.value;
+  }
+
   /** Deletes a raw key name under `subnets/` (no error when absent). */
   deleteRaw(name: string): void {
     const e = this.entries.get(name);
