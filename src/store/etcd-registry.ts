@@ -46,15 +46,17 @@ export interface EtcdRegistryOptions {
 const NO_LEASE = '0';
 
 /**
- * Listing reads pages of keys, sized by what the last page weighed: small
- * first, growing while values are flannel-sized, shrinking to one key when
- * someone stored megabytes, so one list never holds more than a few pages'
- * worth of oversized values (which are dropped as soon as they are seen).
+ * Listing reads pages of keys, sized by what the last page weighed: a few
+ * keys first, doubling while values are flannel-sized (~150 bytes), back to
+ * one key as soon as a page carries a big value. etcd cannot say how big a
+ * value is without sending it, so this bounds one page to LIST_PAGE_MAX
+ * values at worst and, in practice, to one oversized value at a time; each
+ * is dropped (unparsed) as soon as its page is read.
  */
-const LIST_PAGE_FIRST = 16;
-const LIST_PAGE_MAX = 1000;
-const LIST_PAGE_GROW_BELOW_BYTES = 256 * 1024;
-const LIST_PAGE_SHRINK_ABOVE_BYTES = 1024 * 1024;
+const LIST_PAGE_FIRST = 4;
+const LIST_PAGE_MAX = 256;
+const LIST_PAGE_GROW_BELOW_BYTES = 64 * 1024;
+const LIST_PAGE_SHRINK_ABOVE_BYTES = 256 * 1024;
 
 export class EtcdRegistry implements Registry {
   readonly client: EtcdClient;
@@ -259,7 +261,7 @@ export class EtcdRegistry implements Registry {
       // The smallest key after the last one is the key plus a zero byte.
       if (!page.more || last === undefined || last + '\0' <= from) return Number(revision);
       from = last + '\0';
-      if (bytes > LIST_PAGE_SHRINK_ABOVE_BYTES) limit = Math.max(1, Math.floor(limit / 4));
+      if (bytes > LIST_PAGE_SHRINK_ABOVE_BYTES) limit = 1;
       else if (bytes < LIST_PAGE_GROW_BELOW_BYTES) limit = Math.min(LIST_PAGE_MAX, limit * 2);
     }
   }

@@ -105,6 +105,8 @@ describe.skipIf(!isRoot)('weftd udp next to a flanneld udp host, and hostile lea
     // h2 sees its own key refused: listed in /readyz, which stays ready (it holds its subnet).
     await waitFor(async () => (await httpIn('h2', '/readyz')).body.includes('(our own key)'), { timeoutMs: 20_000 });
     expect((await httpIn('h2', '/readyz')).code).toBe('200');
+    // On h1 the unparseable update drops h2 as a peer (its old view is not kept); h3 stays.
+    await waitFor(async () => metricValue((await httpIn('h1', '/metrics')).body, 'weftd_peers') === 1, { timeoutMs: 20_000 });
     const free = (n: number) => `10.244.${n}.0/24`;
     const used = new Set(status.hosts.map((h) => h.subnet));
     const spare = [200, 201, 202, 203].map(free).filter((s) => !used.has(s));
