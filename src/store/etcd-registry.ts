@@ -11,7 +11,7 @@
 import { LeaseConflictError, StoreError, errorMessage } from '../core/errors.js';
 import type { IPv4Net } from '../core/ip.js';
 import { subnetKey } from '../core/ip.js';
-import { EtcdClient, type EtcdWatch, type KeyValue, type WatchEvent, type WatchResponse } from '../etcd/index.js';
+import { EtcdClient, isCompactedError, type EtcdWatch, type KeyValue, type WatchEvent, type WatchResponse } from '../etcd/index.js';
 import { MAX_LEASE_VALUE_BYTES, classifyLeaseKv, type RawLeaseKv } from './lease-check.js';
 import {
   RegistryKeys,
@@ -54,7 +54,7 @@ const NO_LEASE = '0';
  * is dropped (unparsed) as soon as its page is read.
  */
 const LIST_PAGE_FIRST = 4;
-const LIST_PAGE_MAX = 256;
+const LIST_PAGE_MAX = 64;
 const LIST_PAGE_GROW_BELOW_BYTES = 64 * 1024;
 const LIST_PAGE_SHRINK_ABOVE_BYTES = 256 * 1024;
 
@@ -84,18 +84,26 @@ export class EtcdRegistry implements Registry {
 
   async listLeases(): Promise<{ leases: Lease[]; invalid: InvalidLease[]; revision: number }> {
     return this.call('list leases', async () => {
-      const leases: Lease[] = [];
-      const invalid: InvalidLease[] = [];
-      const revision = await this.listPaged(async (kvs) => {
-        const read = await Promise.all(kvs.map((kv) => this.toEntry(kv)));
-        for (const r of read) {
-          if (!r) continue;
-          if ('lease' in r) leases.push(r.lease);
-          else invalid.push(r.invalid);
+      for (let attempt = 1; ; attempt++) {
+        const leases: Lease[] = [];
+        const invalid: InvalidLease[] = [];
+        try {
+          const revision = await this.listPaged(async (kvs) => {
+            const read = await Promise.all(kvs.map((kv) => this.toEntry(kv)));
+            for (const r of read) {
+              if (!r) continue;
+              if ('lease' in r) leases.push(r.lease);
+              else invalid.push(r.invalid);
+            }
+          });
+          leases.sort((a, b) => a.subnet.ip - b.subnet.ip);
+          return { leases, invalid, revision };
+        } catch (err) {
+          // The first page's revision was compacted between pages: list again from the top.
+          if (attempt < 3 && isCompactedError(err)) continue;
+          throw err;
         }
-      });
-      leases.sort((a, b) => a.subnet.ip - b.subnet.ip);
-      return { leases, invalid, revision };
+      }
     });
   }
 
