@@ -147,8 +147,8 @@ export function acceptLeases(
   // Aligned CIDRs overlap only when one contains the other: look up the
   // (at most 33) nets containing a candidate, and whether an accepted lease
   // lies strictly inside it.
-  const taken = new Map<string, Lease>();
-  const insideOf = new Set<string>();
+  const taken = new Map<number, Lease>();
+  const insideOf = new Set<number>();
   const accepted: Lease[] = [];
   for (const l of candidates) {
     let holder: Lease | undefined;
@@ -170,8 +170,9 @@ export function acceptLeases(
   return { accepted, invalid };
 }
 
-function netKey(ip: number, prefixLen: number): string {
-  return `${(ip & maskOf(prefixLen)) >>> 0}/${prefixLen}`;
+/** A net as one number (network address * 64 + prefix length): cheap Map keys. */
+function netKey(ip: number, prefixLen: number): number {
+  return ((ip & maskOf(prefixLen)) >>> 0) * 64 + prefixLen;
 }
 
 function olderFirst(a: Lease, b: Lease): number {

@@ -22,7 +22,7 @@ import { formatCidr, sameNet, subnetKey, type IPv4Net } from '../core/ip.js';
 import { silentLogger, type Logger } from '../core/log.js';
 import { Backoff } from './backoff.js';
 import { LeaseInvalidError } from './errors.js';
-import { acceptLeases, type LeaseEntry } from './lease-check.js';
+import { LeaseView } from './lease-view.js';
 import { subnetCount } from './netconfig.js';
 import { isReservation, sameAttrs, type Registry } from './registry.js';
 import { chooseSubnet, describeChoice, splitOwnLeases } from './subnet-policy.js';
@@ -434,22 +434,22 @@ export class LeaseManager {
   async watch(onChange: (snapshot: LeaseSnapshot, events: LeaseEvent[]) => void, signal: AbortSignal): Promise<void> {
     const backoff = this.backoff();
     let snapshot = new Map<string, Lease>();
+    const view = new LeaseView(this.config, (inv) => this.reportInvalid(inv));
     while (!signal.aborted) {
       try {
         const { leases, invalid, revision } = await this.registry.listLeases();
         // The raw view, per key: a relist and the watch events after it go
-        // through the same rules (view()), so both always agree.
-        const raw = new Map<string, LeaseEntry>();
-        for (const l of leases) raw.set(l.key ?? subnetKey(l.subnet), { lease: l });
-        for (const i of invalid) raw.set(i.key, { invalid: i });
+        // through the same rules (LeaseView), so both always agree.
+        view.reset(leases, invalid);
         const publish = (): LeaseEvent[] => {
-          const next = this.view(raw);
+          const next = new Map(view.leases);
           const diff = diffSnapshots(snapshot, next);
           snapshot = next;
+          this.noteInvalid(view.invalid);
           return diff;
         };
         const diff = publish();
-        onChange(new Map(snapshot), diff);
+        onChange(snapshot, diff);
         let sawEvents = false;
         const end = await this.registry.watchLeases(
           revision + 1,
@@ -458,15 +458,15 @@ export class LeaseManager {
             for (const ev of events) {
               if (ev.type === 'resync') continue;
               changed = true;
-              if (ev.type === 'added') raw.set(ev.key, { lease: ev.lease });
-              else if (ev.type === 'invalid') raw.set(ev.key, { invalid: ev.invalid });
-              else raw.delete(ev.key);
+              if (ev.type === 'added') view.put(ev.key, ev.lease);
+              else if (ev.type === 'invalid') view.refuse(ev.key, ev.invalid);
+              else view.remove(ev.key);
             }
             if (!changed) return;
             const out = publish();
             if (out.length > 0) {
               sawEvents = true;
-              onChange(new Map(snapshot), out);
+              onChange(snapshot, out);
             }
           },
           signal,
@@ -486,18 +486,10 @@ export class LeaseManager {
     }
   }
 
-  /** The accepted leases of a raw view (subnetKey -> Lease); refusals are reported and kept for /readyz. */
-  private view(raw: ReadonlyMap<string, LeaseEntry>): Map<string, Lease> {
-    const { accepted, invalid } = acceptLeases(this.config, raw.values());
-    const now = new Map<string, InvalidLease>();
-    for (const inv of invalid) {
-      now.set(inv.key, inv);
-      this.reportInvalid(inv);
-    }
-    // A key that is fine again (or gone) may be refused again later: report it then.
+  /** Keeps the refused keys of the watch's view (for /readyz); a key fine again may be reported again later. */
+  private noteInvalid(now: ReadonlyMap<string, InvalidLease>): void {
     for (const key of this.invalidNow.keys()) if (!now.has(key) && key !== this.ownInvalid?.key) this.reported.delete(key);
-    this.invalidNow = now;
-    return new Map(accepted.map((l) => [subnetKey(l.subnet), l]));
+    this.invalidNow = new Map(now);
   }
 
   /** Logs and counts a refused key once per key, revision and reason. */
@@ -548,6 +540,7 @@ export function diffSnapshots(a: ReadonlyMap<string, Lease>, b: ReadonlyMap<stri
   for (const [k, l] of a) if (!b.has(k)) out.push({ type: 'removed', lease: l });
   for (const [k, l] of b) {
     const old = a.get(k);
+    if (old === l) continue; // the view keeps unchanged leases as the same objects
     if (!old || !sameAttrs(old.attrs, l.attrs) || old.revision !== l.revision || !sameLeaseTtl(old, l)) {
       out.push({ type: 'added', lease: l });
     }
