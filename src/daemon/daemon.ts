@@ -18,7 +18,7 @@ import type { Registry } from '../store/registry.js';
 import { EtcdRegistry } from '../store/etcd-registry.js';
 import { LeaseManager } from '../store/lease-manager.js';
 import { readPreviousSubnet, writeSubnetEnv } from '../store/subnet-env.js';
-import type { Lease, NetworkConfig } from '../store/types.js';
+import type { InvalidLease, Lease, NetworkConfig } from '../store/types.js';
 import { startCniServer, type CniServer } from '../cni/server.js';
 import { startHealthServer } from './health.js';
 import { applyMasq, removeMasq } from './masq.js';
@@ -78,6 +78,7 @@ export async function runWeftd(opts: WeftdOptions, deps: DaemonDeps): Promise<vo
   let readyReason = 'starting';
   let own: Lease | undefined;
   let remote: Lease[] = [];
+  let invalidLeases: () => string[] = () => [];
   let lastReconcile: Date | undefined;
   if (deps.control) {
     deps.control.state = () => ({
@@ -100,7 +101,7 @@ export async function runWeftd(opts: WeftdOptions, deps: DaemonDeps): Promise<vo
         host: opts.healthzIp,
         port: opts.healthzPort,
         metrics: metrics.registry,
-        state: { live: () => true, ready: () => ({ ok: ready, reason: readyReason }) },
+        state: { live: () => true, ready: () => ({ ok: ready, reason: readyReason }), invalidLeases: () => invalidLeases() },
         extraMetrics: () => backendMetricsText(backend),
       });
       log.info({ addr: `${opts.healthzIp}:${opts.healthzPort}` }, 'serving /healthz, /readyz and /metrics');
@@ -161,7 +162,10 @@ export async function runWeftd(opts: WeftdOptions, deps: DaemonDeps): Promise<vo
       onError: (err) => {
         if ((err as { code?: string }).code !== 'ERR_LEASE_CONFLICT') metrics.etcdErrors.inc({ op: 'lease' });
       },
+      onInvalid: (inv) => metrics.leaseInvalid.inc({ reason: inv.reason }),
     });
+    metrics.invalidLeaseKeys = () => manager.invalidLeases.length;
+    invalidLeases = () => describeInvalidLeases(manager.invalidLeases, manager.ownLeaseInvalid?.key);
     const writeEnv = (lease: Lease) => {
       writeSubnetEnv(opts.subnetFile, { network: config.network, subnet: lease.subnet, mtu: prepared.mtu, ipMasq: opts.ipMasq });
       log.info({ file: opts.subnetFile, subnet: formatCidr(lease.subnet), mtu: prepared.mtu }, 'wrote subnet file');
@@ -232,6 +236,11 @@ export async function runWeftd(opts: WeftdOptions, deps: DaemonDeps): Promise<vo
     if (server) await new Promise<void>((r) => server!.close(() => r()));
     log.info({ subnet: own ? subnetKey(own.subnet) : undefined }, 'stopped');
   }
+}
+
+/** /readyz lines for refused keys: the key (escaped), its reason and detail. */
+function describeInvalidLeases(list: readonly InvalidLease[], ownKey: string | undefined): string[] {
+  return list.map((i) => `${JSON.stringify(i.key)} ${i.reason}${i.key === ownKey ? ' (our own key)' : ''}: ${i.detail}`);
 }
 
 function recordLease(metrics: WeftdMetrics, lease: Lease, backend: string): void {

@@ -6,6 +6,11 @@ export interface HealthState {
   live(): boolean;
   /** Ready: lease held and backend programmed at least once. */
   ready(): { ok: boolean; reason: string };
+  /**
+   * Lease keys weft refuses right now, one line each (shown in the /readyz
+   * body; they do not make weftd unready while it holds a lease of its own).
+   */
+  invalidLeases?(): string[];
 }
 
 /** Serves /healthz, /readyz and /metrics. Resolves once listening. */
@@ -23,7 +28,9 @@ export async function startHealthServer(opts: {
       res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
     } else if (url === '/readyz') {
       const r = opts.state.ready();
-      res.writeHead(r.ok ? 200 : 503, { 'content-type': 'text/plain' }).end(`${r.reason}\n`);
+      const invalid = opts.state.invalidLeases?.() ?? [];
+      const body = invalid.length > 0 ? `${r.reason}\ninvalid lease keys: ${invalid.length}\n${invalid.map((l) => `  ${l}\n`).join('')}` : `${r.reason}\n`;
+      res.writeHead(r.ok ? 200 : 503, { 'content-type': 'text/plain' }).end(body);
     } else if (url === '/metrics') {
       opts.metrics
         .metrics()

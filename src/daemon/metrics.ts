@@ -1,4 +1,5 @@
 import { Counter, Gauge, Registry } from 'prom-client';
+import { INVALID_REASONS } from '../store/lease-check.js';
 
 /** weftd's Prometheus metrics; one instance per daemon (tests run several). */
 export class WeftdMetrics {
@@ -55,6 +56,29 @@ export class WeftdMetrics {
     help: 'Times our lease was written (acquire, renewal, re-acquisition)',
     registers: [this.registry],
   });
+  /** Where the keys refused right now are read from at scrape time. */
+  invalidLeaseKeys: () => number = () => 0;
+  readonly leaseInvalid: Counter = (() => {
+    const c = new Counter({
+      name: 'weftd_lease_invalid_total',
+      help: 'Lease keys refused (bad key, value too large or not a lease, bad PublicIP, outside the Network, overlapping), once per key and revision',
+      labelNames: ['reason'],
+      registers: [this.registry],
+    });
+    for (const reason of INVALID_REASONS) c.inc({ reason }, 0);
+    return c;
+  })();
+  readonly leaseInvalidKeys: Gauge = (() => {
+    const self = this;
+    return new Gauge({
+      name: 'weftd_lease_invalid_keys',
+      help: 'Keys under <prefix>/subnets/ refused right now (listed in /readyz)',
+      registers: [this.registry],
+      collect() {
+        this.set(self.invalidLeaseKeys());
+      },
+    });
+  })();
   readonly masqFixes = new Counter({
     name: 'weftd_masq_rule_fixes_total',
     help: 'Times the masquerade/forward jump rules had to be recreated',

@@ -166,7 +166,7 @@ export function renderTable(header: string[], rows: string[][]): string {
 
 /** `weftctl leases [--json]`. */
 export async function listLeasesCommand(registry: Registry, opts: { json?: boolean }, out: Out, now = Date.now()): Promise<void> {
-  const { leases } = await registry.listLeases();
+  const { leases, invalid } = await registry.listLeases();
   if (opts.json) {
     out(JSON.stringify(leasesAsJson(leases), null, 2) + '\n');
     return;
@@ -174,9 +174,14 @@ export async function listLeasesCommand(registry: Registry, opts: { json?: boole
   out(
     renderTable(
       ['SUBNET', 'PUBLIC-IP', 'BACKEND', 'EXPIRES'],
-      leases.map((l) => [formatCidr(l.subnet), l.attrs.PublicIP, l.attrs.BackendType, formatExpiry(l, now)]),
+      // flanneld's udp backend writes no BackendType
+      leases.map((l) => [formatCidr(l.subnet), l.attrs.PublicIP, l.attrs.BackendType || '(none)', formatExpiry(l, now)]),
     ),
   );
+  if (invalid.length > 0) {
+    out(`\nrefused keys (not used as leases; their subnets count as taken):\n`);
+    out(renderTable(['KEY', 'REASON', 'DETAIL'], invalid.map((i) => [JSON.stringify(i.key).slice(1, -1), i.reason, i.detail])));
+  }
 }
 
 /** Adds the etcd TLS/auth flags (the root program has --etcd-endpoints and --etcd-prefix). */

@@ -1,5 +1,5 @@
 /**
- * Registry on etcd v3 (weft's own JSON-gateway client, src/etcd/), in
+ * Registry on etcd v3 (weft's own gRPC client, src/etcd/), in
  * flannel's key schema.
  *
  * TTLs: each write of a TTL lease grants a fresh etcd lease and attaches the
@@ -11,18 +11,20 @@
 import { LeaseConflictError, StoreError, errorMessage } from '../core/errors.js';
 import type { IPv4Net } from '../core/ip.js';
 import { subnetKey } from '../core/ip.js';
-import { EtcdClient, type EtcdWatch, type KeyValue, type WatchEvent, type WatchResponse } from '../etcd/index.js';
+import { EtcdClient, isCompactedError, type EtcdWatch, type KeyValue, type WatchEvent, type WatchResponse } from '../etcd/index.js';
+import { MAX_LEASE_VALUE_BYTES, classifyLeaseKv, type RawLeaseKv } from './lease-check.js';
 import {
   RegistryKeys,
   parseLeaseAttrs,
   serializeLeaseAttrs,
+  type LeaseRead,
   type Registry,
   type RegistryLeaseEvent,
   type RegistryWatchEvent,
   type UpdateLeaseOptions,
   type WatchEnd,
 } from './registry.js';
-import type { Lease, LeaseAttrs } from './types.js';
+import type { InvalidLease, Lease, LeaseAttrs } from './types.js';
 
 export interface EtcdRegistryOptions {
   /** etcd endpoints. Default ["http://127.0.0.1:2379"]. */
@@ -42,6 +44,19 @@ export interface EtcdRegistryOptions {
 
 /** etcd says "no lease" with id 0. */
 const NO_LEASE = '0';
+
+/**
+ * Listing reads pages of keys, sized by what the last page weighed: a few
+ * keys first, doubling while values are flannel-sized (~150 bytes), back to
+ * one key as soon as a page carries a big value. etcd cannot say how big a
+ * value is without sending it, so this bounds one page to LIST_PAGE_MAX
+ * values at worst and, in practice, to one oversized value at a time; each
+ * is dropped (unparsed) as soon as its page is read.
+ */
+const LIST_PAGE_FIRST = 4;
+const LIST_PAGE_MAX = 64;
+const LIST_PAGE_GROW_BELOW_BYTES = 64 * 1024;
+const LIST_PAGE_SHRINK_ABOVE_BYTES = 256 * 1024;
 
 export class EtcdRegistry implements Registry {
   readonly client: EtcdClient;
@@ -67,19 +82,42 @@ export class EtcdRegistry implements Registry {
     await this.call('put config', () => this.client.put(this.keys.config, json));
   }
 
-  async listLeases(): Promise<{ leases: Lease[]; revision: number }> {
+  async listLeases(): Promise<{ leases: Lease[]; invalid: InvalidLease[]; revision: number }> {
     return this.call('list leases', async () => {
-      const res = await this.client.list(this.keys.subnets);
-      const leases = (await Promise.all(res.kvs.map((kv) => this.toLease(kv)))).filter((l): l is Lease => !!l);
-      leases.sort((a, b) => a.subnet.ip - b.subnet.ip);
-      return { leases, revision: Number(res.revision) };
+      for (let attempt = 1; ; attempt++) {
+        const leases: Lease[] = [];
+        const invalid: InvalidLease[] = [];
+        try {
+          const revision = await this.listPaged(async (kvs) => {
+            const read = await Promise.all(kvs.map((kv) => this.toEntry(kv)));
+            for (const r of read) {
+              if (!r) continue;
+              if ('lease' in r) leases.push(r.lease);
+              else invalid.push(r.invalid);
+            }
+          });
+          leases.sort((a, b) => a.subnet.ip - b.subnet.ip);
+          return { leases, invalid, revision };
+        } catch (err) {
+          // The first page's revision was compacted between pages: list again from the top.
+          if (attempt < 3 && isCompactedError(err)) continue;
+          throw err;
+        }
+      }
     });
   }
 
   async getLease(subnet: IPv4Net): Promise<Lease | undefined> {
+    const r = await this.readLease(subnet);
+    return r.kind === 'lease' ? r.lease : undefined;
+  }
+
+  async readLease(subnet: IPv4Net): Promise<LeaseRead> {
     return this.call(`get lease ${subnetKey(subnet)}`, async () => {
       const kv = await this.client.get(this.keys.lease(subnet));
-      return kv ? this.toLease(kv) : undefined;
+      const r = kv ? await this.toEntry(kv) : undefined;
+      if (!r) return { kind: 'absent' };
+      return 'lease' in r ? { kind: 'lease', lease: r.lease } : { kind: 'invalid', invalid: r.invalid };
     });
   }
 
@@ -95,7 +133,7 @@ export class EtcdRegistry implements Registry {
         if (grant) this.revokeQuietly(grant.id);
         throw new LeaseConflictError(`lease ${subnetKey(subnet)} already exists`, { subnet: subnetKey(subnet) });
       }
-      return this.written(subnet, attrs, Number(res.revision), grant);
+      return { ...this.written(subnet, attrs, Number(res.revision), grant), createRevision: Number(res.revision) };
     });
   }
 
@@ -125,9 +163,11 @@ export class EtcdRegistry implements Registry {
           subnet: subnetKey(subnet),
         });
       }
-      const old = res.responses[0]?.range?.kvs[0]?.lease;
+      const before = res.responses[0]?.range?.kvs[0];
+      const old = before?.lease;
       if (old && old !== NO_LEASE && old !== grant?.id) this.revokeQuietly(old);
-      return this.written(subnet, attrs, Number(res.revision), grant);
+      const created = Number(before?.createRevision);
+      return { ...this.written(subnet, attrs, Number(res.revision), grant), createRevision: created > 0 ? created : Number(res.revision) };
     });
   }
 
@@ -201,28 +241,64 @@ export class EtcdRegistry implements Registry {
     return {
       subnet,
       attrs,
+      key: subnetKey(subnet),
       revision,
       ...(grant ? { leaseId: grant.id, expiration: new Date(Date.now() + grant.ttl * 1000) } : {}),
     };
   }
 
-  /** A key/value as a Lease; undefined for foreign keys or values that are not flannel's JSON. */
-  private async toLease(kv: KeyValue): Promise<Lease | undefined> {
-    const subnet = this.keys.subnetOf(kv.key);
-    if (!subnet) return undefined;
-    let attrs: LeaseAttrs;
-    try {
-      attrs = parseLeaseAttrs(kv.value, kv.key);
-    } catch {
-      return undefined;
+  /**
+   * Reads `<prefix>/subnets/` in pages at the first page's revision (one
+   * consistent snapshot), handing each page to `onPage` before the next is
+   * read; returns that revision. Page size adapts to the bytes of the last
+   * page (see LIST_PAGE_*).
+   */
+  private async listPaged(onPage: (kvs: KeyValue[]) => Promise<void>): Promise<number> {
+    const prefix = this.keys.subnets;
+    const end = prefixEnd(prefix);
+    let from = prefix;
+    let limit = LIST_PAGE_FIRST;
+    let revision: string | undefined;
+    for (;;) {
+      const page = await this.client.range(from, { rangeEnd: end, limit, ...(revision ? { revision } : {}) });
+      revision ??= page.revision;
+      let bytes = 0;
+      for (const kv of page.kvs) bytes += kv.key.length + kv.value.length;
+      await onPage(page.kvs);
+      const last = page.kvs.at(-1)?.key;
+      // The smallest key after the last one is the key plus a zero byte.
+      if (!page.more || last === undefined || last + '\0' <= from) return Number(revision);
+      from = last + '\0';
+      if (bytes > LIST_PAGE_SHRINK_ABOVE_BYTES) limit = 1;
+      else if (bytes < LIST_PAGE_GROW_BELOW_BYTES) limit = Math.min(LIST_PAGE_MAX, limit * 2);
     }
-    const lease: Lease = { subnet, attrs, revision: Number(kv.modRevision) };
-    if (kv.lease !== NO_LEASE) {
-      lease.leaseId = kv.lease;
-      const expiration = await this.expirationOf(kv.lease);
-      if (expiration) lease.expiration = expiration;
+  }
+
+  /** The raw form lease-check.ts classifies; oversized values are dropped here, unparsed. */
+  private rawOf(kv: KeyValue): RawLeaseKv | undefined {
+    const name = this.keys.nameOf(kv.key);
+    if (name === undefined) return undefined;
+    const bytes = Buffer.byteLength(kv.value);
+    return {
+      name,
+      value: bytes > MAX_LEASE_VALUE_BYTES ? undefined : kv.value,
+      bytes,
+      modRevision: Number(kv.modRevision),
+      createRevision: Number(kv.createRevision),
+      ...(kv.lease && kv.lease !== NO_LEASE ? { leaseId: kv.lease } : {}),
+    };
+  }
+
+  /** A key/value as a lease or a refused key; undefined for keys outside `subnets/`. */
+  private async toEntry(kv: KeyValue): Promise<{ lease: Lease } | { invalid: InvalidLease } | undefined> {
+    const raw = this.rawOf(kv);
+    if (!raw) return undefined;
+    const r = classifyLeaseKv(raw);
+    if ('lease' in r && r.lease.leaseId !== undefined) {
+      const expiration = await this.expirationOf(r.lease.leaseId);
+      if (expiration) r.lease.expiration = expiration;
     }
-    return lease;
+    return r;
   }
 
   private async expirationOf(id: string): Promise<Date | undefined> {
@@ -243,22 +319,26 @@ export class EtcdRegistry implements Registry {
   }
 
   private async toEvent(ev: WatchEvent, headerRevision: number): Promise<RegistryLeaseEvent | undefined> {
-    const subnet = this.keys.subnetOf(ev.kv.key);
-    if (!subnet) return undefined;
+    const key = this.keys.nameOf(ev.kv.key);
+    if (key === undefined) return undefined;
     if (ev.type === 'put') {
-      const lease = await this.toLease(ev.kv);
-      return lease ? { type: 'added', lease, revision: Number(ev.kv.modRevision) || headerRevision } : undefined;
+      const revision = Number(ev.kv.modRevision) || headerRevision;
+      const r = await this.toEntry(ev.kv);
+      if (!r) return undefined;
+      return 'lease' in r ? { type: 'added', key, lease: r.lease, revision } : { type: 'invalid', key, invalid: r.invalid, revision };
     }
+    const subnet = this.keys.subnetOf(ev.kv.key);
+    if (!subnet) return { type: 'gone', key, revision: headerRevision };
     // A delete carries no value; the previous one (prevKv) says whose it was.
     let attrs: LeaseAttrs = { PublicIP: '', BackendType: '' };
-    if (ev.prevKv?.value) {
+    if (ev.prevKv?.value && ev.prevKv.value.length <= MAX_LEASE_VALUE_BYTES) {
       try {
         attrs = parseLeaseAttrs(ev.prevKv.value);
       } catch {
         // keep the placeholder: the subnet is what matters for a removal
       }
     }
-    return { type: 'removed', lease: { subnet, attrs }, revision: headerRevision };
+    return { type: 'removed', key, lease: { subnet, attrs, key }, revision: headerRevision };
   }
 
   /** Runs an etcd call; anything but a lease conflict becomes a StoreError naming what failed. */
@@ -270,4 +350,17 @@ export class EtcdRegistry implements Registry {
       throw new StoreError(`etcd: ${what} failed: ${errorMessage(err)}`, { what }, { cause: err });
     }
   }
+}
+
+/** The range end covering every key that starts with `prefix` (etcd's prefix rule). */
+function prefixEnd(prefix: string): Buffer {
+  const b = Buffer.from(prefix);
+  for (let i = b.length - 1; i >= 0; i--) {
+    if (b[i]! < 0xff) {
+      const end = Buffer.from(b.subarray(0, i + 1));
+      end[i]!++;
+      return end;
+    }
+  }
+  return Buffer.from([0]);
 }

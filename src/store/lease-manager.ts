@@ -21,10 +21,12 @@ import {
 import { formatCidr, sameNet, subnetKey, type IPv4Net } from '../core/ip.js';
 import { silentLogger, type Logger } from '../core/log.js';
 import { Backoff } from './backoff.js';
+import { LeaseInvalidError } from './errors.js';
+import { LeaseView } from './lease-view.js';
 import { subnetCount } from './netconfig.js';
 import { isReservation, sameAttrs, type Registry } from './registry.js';
 import { chooseSubnet, describeChoice, splitOwnLeases } from './subnet-policy.js';
-import type { Lease, LeaseAttrs, LeaseEvent, NetworkConfig } from './types.js';
+import type { InvalidLease, InvalidReason, Lease, LeaseAttrs, LeaseEvent, NetworkConfig } from './types.js';
 
 /** flannel's lease TTL: 24 h. */
 export const DEFAULT_LEASE_TTL_SECONDS = 24 * 3600;
@@ -62,6 +64,8 @@ export interface LeaseManagerOptions {
   onLeaseChanged?: (lease: Lease) => void;
   /** An etcd error or a conflict the manager is working around. */
   onError?: (err: Error) => void;
+  /** A key weft refuses, once per key, revision and reason (after it was logged). */
+  onInvalid?: (invalid: InvalidLease) => void;
 }
 
 export interface LeaseCounters {
@@ -77,6 +81,8 @@ export interface LeaseCounters {
   conflicts: number;
   /** Lease watches restarted from a fresh list (compaction, cancel). */
   resyncs: number;
+  /** Keys refused (once per key, revision and reason), by reason. */
+  invalid: Partial<Record<InvalidReason, number>>;
 }
 
 export type LeaseSnapshot = ReadonlyMap<string, Lease>;
@@ -118,8 +124,15 @@ export class LeaseManager {
     etcdErrors: 0,
     conflicts: 0,
     resyncs: 0,
+    invalid: {},
   };
   private lease: Lease | undefined;
+  /** key -> "revision:reason" last reported, so each refusal is logged and counted once. */
+  private readonly reported = new Map<string, string>();
+  /** Keys refused in the current lease view (watch), by key name. */
+  private invalidNow = new Map<string, InvalidLease>();
+  /** Our own key holds a value weft refuses (set by the keep-alive loop). */
+  private ownInvalid: InvalidLease | undefined;
   private readonly registry: Registry;
   private readonly config: NetworkConfig;
   private readonly ttlSeconds: number;
@@ -150,6 +163,21 @@ export class LeaseManager {
   /** When our lease expires (undefined: none yet, or a reservation). For the daemon's metric. */
   get expiration(): Date | undefined {
     return this.lease?.expiration;
+  }
+
+  /**
+   * Keys weft refuses right now: those of the last lease view plus our own
+   * key when it holds a refused value. For /readyz and the gauge.
+   */
+  get invalidLeases(): InvalidLease[] {
+    const all = new Map(this.invalidNow);
+    if (this.ownInvalid) all.set(this.ownInvalid.key, this.ownInvalid);
+    return [...all.values()].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  }
+
+  /** Our own key's refused value, if it holds one (we keep our subnet and do not write over it). */
+  get ownLeaseInvalid(): InvalidLease | undefined {
+    return this.ownInvalid;
   }
 
   /** The lease value we publish. */
@@ -195,14 +223,19 @@ export class LeaseManager {
 
   /** One pass of flannel's acquire order; LeaseConflictError when a race was lost. */
   private async tryAcquire(exclude: Set<string>): Promise<Lease> {
-    const listed = (await this.registry.listLeases()).leases;
+    const { leases: listed, invalid } = await this.registry.listLeases();
+    for (const inv of invalid) this.reportInvalid(inv);
     const stale = splitOwnLeases(this.config, listed, this.opts.publicIp).incompatible;
     for (const old of stale) {
       // flannel does the same: a lease outside the current Network/SubnetLen is useless to us.
       this.log.info({ subnet: formatCidr(old.subnet), network: formatCidr(this.config.network) }, 'deleting our lease that no longer fits the network config');
       await this.registry.deleteLease(old.subnet);
     }
-    const leases = listed.filter((l) => !stale.includes(l));
+    // A key weft cannot read still occupies its subnet: it is never created over.
+    const occupied: Lease[] = invalid
+      .filter((i) => i.subnet !== undefined)
+      .map((i) => ({ subnet: i.subnet!, attrs: { PublicIP: '', BackendType: '' }, key: i.key }));
+    const leases = [...listed.filter((l) => !stale.includes(l)), ...occupied];
     const choice = chooseSubnet({
       config: this.config,
       leases,
@@ -257,20 +290,26 @@ export class LeaseManager {
     }
     const watching = this.watchOwnKey(signal);
     const backoff = this.backoff();
+    let conflictsInRow = 0;
     try {
       while (!signal.aborted) {
         let waitMs: number;
         try {
           await this.maintain(signal);
           backoff.reset();
+          conflictsInRow = 0;
           waitMs = Math.min(this.msUntilRenewal(), this.opts.recheckIntervalMs ?? 60_000);
         } catch (err) {
           if (signal.aborted) break;
           if (err instanceof SubnetExhaustedError) throw err;
           if (isWeftError(err, 'ERR_LEASE_CONFLICT')) {
-            // Someone wrote our key between our read and our write: look again at once.
+            // Someone wrote our key between our read and our write: look again
+            // at once, but a key that keeps changing under us gets backoff.
             this.counters.conflicts++;
-            waitMs = 0;
+            waitMs = conflictsInRow++ === 0 ? 0 : backoff.next();
+          } else if (isWeftError(err, 'ERR_LEASE_INVALID')) {
+            // Already logged and counted (once per revision); look again later.
+            waitMs = backoff.next();
           } else {
             this.storeError(err, 'keeping lease failed, retrying');
             waitMs = backoff.next();
@@ -286,7 +325,19 @@ export class LeaseManager {
   /** One check of our key: re-create, renew, rewrite or move, as needed. */
   private async maintain(signal: AbortSignal): Promise<void> {
     const held = this.lease!;
-    const stored = await this.registry.getLease(held.subnet);
+    const read = await this.registry.readLease(held.subnet);
+    if (read.kind === 'invalid') {
+      // Not ours to overwrite or delete (it may be a hand-written value): keep
+      // our subnet, say so once per revision, and look again with backoff.
+      this.ownInvalid = read.invalid;
+      this.reportInvalid(read.invalid);
+      throw new LeaseInvalidError(`our lease key ${read.invalid.key} holds a value weft refuses: ${read.invalid.detail}`, {
+        key: read.invalid.key,
+        reason: read.invalid.reason,
+      });
+    }
+    this.ownInvalid = undefined;
+    const stored = read.kind === 'lease' ? read.lease : undefined;
     if (!stored) {
       // Expired (e.g. etcd unreachable longer than the TTL) or deleted by hand:
       // take the same subnet back so pods keep their addresses (flannel 904, 1240).
@@ -349,13 +400,13 @@ export class LeaseManager {
           revision + 1,
           (events) => {
             const mine = this.lease;
+            const ownKey = mine && subnetKey(mine.subnet);
             const touched = events.some(
               (ev) =>
                 ev.type === 'resync' ||
-                (mine !== undefined &&
-                  sameNet(ev.lease.subnet, mine.subnet) &&
+                (ev.key === ownKey &&
                   // our own writes come back as events too; only others' matter
-                  !(ev.type === 'added' && ev.revision === mine.revision)),
+                  !(ev.type === 'added' && ev.revision === mine!.revision)),
             );
             if (touched) this.wakeup.wake();
           },
@@ -383,33 +434,39 @@ export class LeaseManager {
   async watch(onChange: (snapshot: LeaseSnapshot, events: LeaseEvent[]) => void, signal: AbortSignal): Promise<void> {
     const backoff = this.backoff();
     let snapshot = new Map<string, Lease>();
+    const view = new LeaseView(this.config, (inv) => this.reportInvalid(inv));
     while (!signal.aborted) {
       try {
-        const { leases, revision } = await this.registry.listLeases();
-        const next = new Map(leases.map((l) => [subnetKey(l.subnet), l]));
-        const diff = diffSnapshots(snapshot, next);
-        snapshot = next;
-        onChange(new Map(snapshot), diff);
+        const { leases, invalid, revision } = await this.registry.listLeases();
+        // The raw view, per key: a relist and the watch events after it go
+        // through the same rules (LeaseView), so both always agree.
+        view.reset(leases, invalid);
+        const publish = (): LeaseEvent[] => {
+          const next = new Map(view.leases);
+          const diff = diffSnapshots(snapshot, next);
+          snapshot = next;
+          this.noteInvalid(view.invalid);
+          return diff;
+        };
+        const diff = publish();
+        onChange(snapshot, diff);
         let sawEvents = false;
         const end = await this.registry.watchLeases(
           revision + 1,
           (events) => {
-            const out: LeaseEvent[] = [];
+            let changed = false;
             for (const ev of events) {
               if (ev.type === 'resync') continue;
-              const key = subnetKey(ev.lease.subnet);
-              if (ev.type === 'added') {
-                snapshot.set(key, ev.lease);
-                out.push({ type: 'added', lease: ev.lease });
-              } else {
-                const known = snapshot.get(key);
-                snapshot.delete(key);
-                out.push({ type: 'removed', lease: known ?? ev.lease });
-              }
+              changed = true;
+              if (ev.type === 'added') view.put(ev.key, ev.lease);
+              else if (ev.type === 'invalid') view.refuse(ev.key, ev.invalid);
+              else view.remove(ev.key);
             }
+            if (!changed) return;
+            const out = publish();
             if (out.length > 0) {
               sawEvents = true;
-              onChange(new Map(snapshot), out);
+              onChange(snapshot, out);
             }
           },
           signal,
@@ -427,6 +484,25 @@ export class LeaseManager {
         await this.pause(backoff.next(), signal).catch(() => {});
       }
     }
+  }
+
+  /** Keeps the refused keys of the watch's view (for /readyz); a key fine again may be reported again later. */
+  private noteInvalid(now: ReadonlyMap<string, InvalidLease>): void {
+    for (const key of this.invalidNow.keys()) if (!now.has(key) && key !== this.ownInvalid?.key) this.reported.delete(key);
+    this.invalidNow = new Map(now);
+  }
+
+  /** Logs and counts a refused key once per key, revision and reason. */
+  private reportInvalid(inv: InvalidLease): void {
+    const tag = `${inv.revision}:${inv.reason}`;
+    if (this.reported.get(inv.key) === tag) return;
+    this.reported.set(inv.key, tag);
+    this.counters.invalid[inv.reason] = (this.counters.invalid[inv.reason] ?? 0) + 1;
+    this.log.warn(
+      { key: inv.key, reason: inv.reason, detail: inv.detail, revision: inv.revision },
+      'refused lease key (not a peer; the key is left alone)',
+    );
+    this.opts.onInvalid?.(inv);
   }
 
   // ---- internals ----
@@ -464,6 +540,7 @@ export function diffSnapshots(a: ReadonlyMap<string, Lease>, b: ReadonlyMap<stri
   for (const [k, l] of a) if (!b.has(k)) out.push({ type: 'removed', lease: l });
   for (const [k, l] of b) {
     const old = a.get(k);
+    if (old === l) continue; // the view keeps unchanged leases as the same objects
     if (!old || !sameAttrs(old.attrs, l.attrs) || old.revision !== l.revision || !sameLeaseTtl(old, l)) {
       out.push({ type: 'added', lease: l });
     }

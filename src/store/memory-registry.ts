@@ -7,20 +7,23 @@
  */
 import { systemClock, type Clock } from '../core/clock.js';
 import { LeaseConflictError, StoreError } from '../core/errors.js';
-import { parseSubnetKey, subnetKey, type IPv4Net } from '../core/ip.js';
+import { subnetKey, type IPv4Net } from '../core/ip.js';
+import { MAX_LEASE_VALUE_BYTES, classifyLeaseKv, parseLeaseKeyName } from './lease-check.js';
 import {
   parseLeaseAttrs,
   serializeLeaseAttrs,
+  type LeaseRead,
   type Registry,
   type RegistryLeaseEvent,
   type RegistryWatchEvent,
   type UpdateLeaseOptions,
   type WatchEnd,
 } from './registry.js';
-import type { Lease, LeaseAttrs } from './types.js';
+import type { InvalidLease, Lease, LeaseAttrs } from './types.js';
 
 interface Entry {
   value: string;
+  createRevision: number;
   leaseId?: number;
   /** ms on the clock; undefined for a reservation. */
   expiresAt?: number;
@@ -84,9 +87,24 @@ export class MemoryRegistry implements Registry {
     }
   }
 
-  /** Writes an arbitrary value under a lease key (e.g. garbage another tool left behind). */
-  putRaw(subnet: IPv4Net, value: string): void {
-    this.write(subnetKey(subnet), value, undefined);
+  /**
+   * Writes an arbitrary value under a lease key (e.g. garbage another tool
+   * left behind); a string is a raw key name under `subnets/` (e.g. an alias
+   * like `10.244.41.0-24&x`). `ttlSeconds` attaches a lease.
+   */
+  putRaw(subnet: IPv4Net | string, value: string, ttlSeconds?: number): void {
+    this.write(typeof subnet === 'string' ? subnet : subnetKey(subnet), value, ttlSeconds);
+  }
+
+  /** The stored value under a raw key name, undefined when absent. */
+  rawValue(name: string): string | undefined {
+    return this.entries.get(name)?.value;
+  }
+
+  /** Deletes a raw key name under `subnets/` (no error when absent). */
+  deleteRaw(name: string): void {
+    const e = this.entries.get(name);
+    if (e) this.remove(name, e);
   }
 
   /** Current store revision. */
@@ -112,29 +130,38 @@ export class MemoryRegistry implements Registry {
     this.revision++;
   }
 
-  async listLeases(): Promise<{ leases: Lease[]; revision: number }> {
+  async listLeases(): Promise<{ leases: Lease[]; invalid: InvalidLease[]; revision: number }> {
     await this.enter('listLeases');
     const leases: Lease[] = [];
-    for (const [key, e] of this.entries) {
-      const lease = this.toLease(key, e);
-      if (lease) leases.push(lease);
+    const invalid: InvalidLease[] = [];
+    for (const [key, e] of [...this.entries].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+      const r = this.classify(key, e);
+      if ('lease' in r) leases.push(r.lease);
+      else invalid.push(r.invalid);
     }
     leases.sort((a, b) => a.subnet.ip - b.subnet.ip);
-    return { leases, revision: this.revision };
+    return { leases, invalid, revision: this.revision };
   }
 
   async getLease(subnet: IPv4Net): Promise<Lease | undefined> {
+    const r = await this.readLease(subnet);
+    return r.kind === 'lease' ? r.lease : undefined;
+  }
+
+  async readLease(subnet: IPv4Net): Promise<LeaseRead> {
     await this.enter('getLease');
     const key = subnetKey(subnet);
     const e = this.entries.get(key);
-    return e ? this.toLease(key, e) : undefined;
+    if (!e) return { kind: 'absent' };
+    const r = this.classify(key, e);
+    return 'lease' in r ? { kind: 'lease', lease: r.lease } : { kind: 'invalid', invalid: r.invalid };
   }
 
   async createLease(subnet: IPv4Net, attrs: LeaseAttrs, ttlSeconds: number | undefined): Promise<Lease> {
     await this.enter('createLease');
     const key = subnetKey(subnet);
     if (this.entries.has(key)) throw new LeaseConflictError(`lease ${key} already exists`, { subnet: key });
-    return this.toLease(key, this.write(key, serializeLeaseAttrs(attrs), ttlSeconds))!;
+    return this.leaseOf(key, this.write(key, serializeLeaseAttrs(attrs), ttlSeconds));
   }
 
   async updateLease(
@@ -148,7 +175,7 @@ export class MemoryRegistry implements Registry {
     if (opts.ifRevision !== undefined && this.entries.get(key)?.modRevision !== opts.ifRevision) {
       throw new LeaseConflictError(`lease ${key} changed since revision ${opts.ifRevision}`, { subnet: key });
     }
-    return this.toLease(key, this.write(key, serializeLeaseAttrs(attrs), ttlSeconds))!;
+    return this.leaseOf(key, this.write(key, serializeLeaseAttrs(attrs), ttlSeconds));
   }
 
   async deleteLease(subnet: IPv4Net): Promise<void> {
@@ -206,6 +233,7 @@ export class MemoryRegistry implements Registry {
     this.revision++;
     const e: Entry = {
       value,
+      createRevision: prev?.createRevision ?? this.revision,
       modRevision: this.revision,
       version: (prev?.version ?? 0) + 1,
       ...(ttlSeconds !== undefined
@@ -213,19 +241,33 @@ export class MemoryRegistry implements Registry {
         : {}),
     };
     this.entries.set(key, e);
-    const lease = this.toLease(key, e);
-    if (lease) this.emit({ type: 'added', lease, revision: this.revision });
+    const r = this.classify(key, e);
+    this.emit(
+      'lease' in r
+        ? { type: 'added', key, lease: r.lease, revision: this.revision }
+        : { type: 'invalid', key, invalid: r.invalid, revision: this.revision },
+    );
     return e;
   }
 
   private remove(key: string, e: Entry): void {
     this.entries.delete(key);
     this.revision++;
-    const lease = this.toLease(key, e) ?? {
-      subnet: parseSubnetKey(key)!,
-      attrs: { PublicIP: '', BackendType: '' },
-    };
-    this.emit({ type: 'removed', lease: { subnet: lease.subnet, attrs: lease.attrs }, revision: this.revision });
+    const subnet = parseLeaseKeyName(key);
+    if (!subnet) {
+      this.emit({ type: 'gone', key, revision: this.revision });
+      return;
+    }
+    // Like etcd's prevKv: the old value says whose it was when it parses.
+    let attrs: LeaseAttrs = { PublicIP: '', BackendType: '' };
+    if (e.value.length <= MAX_LEASE_VALUE_BYTES) {
+      try {
+        attrs = parseLeaseAttrs(e.value);
+      } catch {
+        // the subnet is what matters for a removal
+      }
+    }
+    this.emit({ type: 'removed', key, lease: { subnet, attrs, key }, revision: this.revision });
   }
 
   private emit(ev: RegistryLeaseEvent): void {
@@ -233,20 +275,25 @@ export class MemoryRegistry implements Registry {
     for (const w of this.watches) queueMicrotask(() => this.watches.has(w) && w.onEvents([ev]));
   }
 
-  private toLease(key: string, e: Entry): Lease | undefined {
-    const subnet = parseSubnetKey(key);
-    if (!subnet) return undefined;
-    let attrs: LeaseAttrs;
-    try {
-      attrs = parseLeaseAttrs(e.value, key);
-    } catch {
-      return undefined;
-    }
-    return {
-      subnet,
-      attrs,
-      revision: e.modRevision,
-      ...(e.leaseId !== undefined ? { leaseId: String(e.leaseId), expiration: new Date(e.expiresAt!) } : {}),
-    };
+  /** The same rules as EtcdRegistry (lease-check.ts). */
+  private classify(key: string, e: Entry): { lease: Lease } | { invalid: InvalidLease } {
+    const bytes = Buffer.byteLength(e.value);
+    const r = classifyLeaseKv({
+      name: key,
+      value: bytes > MAX_LEASE_VALUE_BYTES ? undefined : e.value,
+      bytes,
+      modRevision: e.modRevision,
+      createRevision: e.createRevision,
+      ...(e.leaseId !== undefined ? { leaseId: String(e.leaseId) } : {}),
+    });
+    if ('lease' in r && e.expiresAt !== undefined) r.lease.expiration = new Date(e.expiresAt);
+    return r;
+  }
+
+  /** A key weft itself just wrote, as a Lease. */
+  private leaseOf(key: string, e: Entry): Lease {
+    const r = this.classify(key, e);
+    if (!('lease' in r)) throw new StoreError(`wrote a lease weft cannot read back: ${r.invalid.detail}`);
+    return r.lease;
   }
 }

@@ -7,13 +7,28 @@
  * Keys: `<prefix>/config` and `<prefix>/subnets/10.244.51.0-24`.
  */
 import { InvalidArgumentError } from '../core/errors.js';
-import { parseSubnetKey, subnetKey, type IPv4Net } from '../core/ip.js';
-import type { Lease, LeaseAttrs, LeaseEvent } from './types.js';
+import { subnetKey, type IPv4Net } from '../core/ip.js';
+import { parseLeaseKeyName } from './lease-check.js';
+import type { InvalidLease, Lease, LeaseAttrs } from './types.js';
 
 export const DEFAULT_ETCD_PREFIX = '/coreos.com/network';
 
-/** A lease event as the registry's watch reports it (with the etcd revision). */
-export type RegistryLeaseEvent = LeaseEvent & { revision: number };
+/**
+ * A key event as the registry's watch reports it (with the etcd revision and
+ * the key name under `<prefix>/subnets/`): `added` = a put of a valid lease,
+ * `invalid` = a put of something weft refuses (the key's old view must go),
+ * `removed` = a delete or expiry of a lease key (`lease.attrs` from the
+ * previous value when it parsed, else empty), `gone` = a delete of a key whose
+ * name is not a lease key.
+ */
+export type RegistryLeaseEvent =
+  | { type: 'added'; key: string; lease: Lease; revision: number }
+  | { type: 'removed'; key: string; lease: Lease; revision: number }
+  | { type: 'invalid'; key: string; invalid: InvalidLease; revision: number }
+  | { type: 'gone'; key: string; revision: number };
+
+/** What one lease key holds. */
+export type LeaseRead = { kind: 'absent' } | { kind: 'lease'; lease: Lease } | { kind: 'invalid'; invalid: InvalidLease };
 
 /**
  * What a watch reports: lease events in batches (one etcd watch response),
@@ -38,9 +53,16 @@ export interface Registry {
   /** The raw config JSON, undefined when absent. */
   getConfig(): Promise<string | undefined>;
   putConfig(json: string): Promise<void>;
-  /** All leases under `<prefix>/subnets/` and the store revision they were read at. */
-  listLeases(): Promise<{ leases: Lease[]; revision: number }>;
+  /**
+   * All keys under `<prefix>/subnets/` at one revision: the valid leases
+   * (sorted by subnet) and the keys weft refuses (lease-check.ts; the
+   * Network-dependent checks are the lease manager's).
+   */
+  listLeases(): Promise<{ leases: Lease[]; invalid: InvalidLease[]; revision: number }>;
+  /** The lease at a subnet's key; undefined when absent OR invalid (readLease tells the two apart). */
   getLease(subnet: IPv4Net): Promise<Lease | undefined>;
+  /** What the subnet's key holds: nothing, a lease, or a value weft refuses. */
+  readLease(subnet: IPv4Net): Promise<LeaseRead>;
   /**
    * Creates the key only if it does not exist (version 0), attached to a new
    * etcd lease of `ttlSeconds`; undefined TTL writes a reservation (no lease).
@@ -82,10 +104,14 @@ export class RegistryKeys {
   lease(subnet: IPv4Net): string {
     return `${this.subnets}${subnetKey(subnet)}`;
   }
-  /** The subnet of a lease key, undefined for keys that are not lease keys. */
+  /** The subnet of a lease key, undefined for keys that are not lease keys (strict: lease-check.ts). */
   subnetOf(key: string): IPv4Net | undefined {
     if (!key.startsWith(this.subnets)) return undefined;
-    return parseSubnetKey(key.slice(this.subnets.length));
+    return parseLeaseKeyName(key.slice(this.subnets.length));
+  }
+  /** The key name under `subnets/`, undefined for keys outside it. */
+  nameOf(key: string): string | undefined {
+    return key.startsWith(this.subnets) && key.length > this.subnets.length ? key.slice(this.subnets.length) : undefined;
   }
 }
 
@@ -106,7 +132,11 @@ export function serializeLeaseAttrs(attrs: LeaseAttrs): string {
   return JSON.stringify(out);
 }
 
-/** Parses a lease value; InvalidArgumentError when it is not flannel's JSON. */
+/**
+ * Parses a lease value; InvalidArgumentError when it is not flannel's JSON.
+ * A missing or null BackendType reads as "": flanneld's udp backend writes
+ * `{"PublicIP":"192.0.2.3","PublicIPv6":null}` and nothing else.
+ */
 export function parseLeaseAttrs(text: string, key = 'lease'): LeaseAttrs {
   let v: unknown;
   try {
@@ -117,7 +147,8 @@ export function parseLeaseAttrs(text: string, key = 'lease'): LeaseAttrs {
   if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new InvalidArgumentError(key, 'lease value is not an object');
   const o = v as Record<string, unknown>;
   if (typeof o.PublicIP !== 'string') throw new InvalidArgumentError(key, 'lease value has no PublicIP');
-  if (typeof o.BackendType !== 'string') throw new InvalidArgumentError(key, 'lease value has no BackendType');
+  if (o.BackendType === undefined || o.BackendType === null) return { ...o, BackendType: '' } as unknown as LeaseAttrs;
+  if (typeof o.BackendType !== 'string') throw new InvalidArgumentError(key, 'lease value has a BackendType that is not a string');
   return o as unknown as LeaseAttrs;
 }
 

@@ -4,6 +4,7 @@ import type { IPv4Net } from '../core/ip.js';
 export interface LeaseAttrs {
   PublicIP: string;
   PublicIPv6?: string | null;
+  /** "" when the value has none: flanneld's udp backend writes no BackendType. */
   BackendType: string;
   BackendData?: unknown;
 }
@@ -20,6 +21,33 @@ export interface Lease {
   leaseId?: string;
   /** etcd mod_revision of the key when read or written (for compare-and-swap updates). */
   revision?: number;
+  /** etcd create_revision of the key: the older lease wins an overlap. */
+  createRevision?: number;
+  /** The key name under `<prefix>/subnets/` (set by registries). */
+  key?: string;
+}
+
+/**
+ * Why a key under `<prefix>/subnets/` is not a lease weft uses:
+ * key = not a canonical lease key name; too-large = value over the size cap
+ * (never parsed); value = not flannel's lease JSON; public-ip = PublicIP not a
+ * unicast IPv4 address; outside-network / overlap = subnet not inside the
+ * Network, or overlapping an older lease.
+ */
+export type InvalidReason = 'key' | 'too-large' | 'value' | 'public-ip' | 'outside-network' | 'overlap';
+
+/** A key weft refuses: it still occupies its subnet (never created over, never deleted by weft). */
+export interface InvalidLease {
+  /** Key name under `<prefix>/subnets/`. */
+  key: string;
+  /** The subnet the key names, when the name is a lease key. */
+  subnet?: IPv4Net;
+  reason: InvalidReason;
+  /** Human-readable detail for the log. */
+  detail: string;
+  /** etcd mod_revision of the value refused. */
+  revision: number;
+  createRevision?: number;
 }
 
 export type LeaseEvent = { type: 'added'; lease: Lease } | { type: 'removed'; lease: Lease };

@@ -12,8 +12,9 @@ export interface PeerPlan {
 /**
  * Turns the remote leases into the native peer table. Pure: the same leases
  * always give the same table, so sync() can compare plans to count changes.
- * Only `BackendType: "udp"` leases are carried: a vxlan or host-gw host does
- * not listen on our port (flannel does the same).
+ * `BackendType: "udp"` and `""` leases are carried: flanneld's udp backend
+ * writes no BackendType at all (and takes every lease as a peer); a vxlan or
+ * host-gw host does not listen on our port, so those are skipped.
  */
 export function planPeers(remote: Lease[], own: Lease | undefined, port: number): PeerPlan {
   const peers = new Map<string, NativePeer>();
@@ -24,7 +25,8 @@ export function planPeers(remote: Lease[], own: Lease | undefined, port: number)
       skipped.push({ subnet, reason: 'own subnet' });
       continue;
     }
-    if (lease.attrs.BackendType !== 'udp') {
+    const type = lease.attrs.BackendType ?? '';
+    if (type !== 'udp' && type !== '') {
       skipped.push({ subnet, reason: `backend ${lease.attrs.BackendType}` });
       continue;
     }

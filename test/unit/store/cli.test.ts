@@ -111,6 +111,26 @@ describe('weftctl leases', () => {
   });
 });
 
+describe('weftctl leases with flanneld udp leases and refused keys', () => {
+  it('lists a lease without BackendType as (none) and the refused keys after the table', async () => {
+    const reg = new MemoryRegistry();
+    reg.putRaw('10.244.3.0-24', '{"PublicIP":"192.0.2.3","PublicIPv6":null}');
+    reg.putRaw('10.244.3.0-24&x', '{"PublicIP":"192.0.2.9","BackendType":"udp"}');
+    reg.putRaw('10.244.4.0-24', 'junk');
+    const out = await weftctl(reg).run('leases');
+    const lines = out.trimEnd().split('\n');
+    expect(lines[1]).toMatch(/^10\.244\.3\.0\/24\s+192\.0\.2\.3\s+\(none\)\s+never$/);
+    expect(lines).toHaveLength(7); // table, blank line, title, header, two refused keys
+    expect(out).toMatch(/refused keys/);
+    expect(out).toMatch(/10\.244\.3\.0-24&x\s+key\s/);
+    expect(out).toMatch(/10\.244\.4\.0-24\s+value\s/);
+    const json = JSON.parse(await weftctl(reg).run('leases', '--json'));
+    expect(json).toEqual([
+      { subnet: '10.244.3.0/24', publicIp: '192.0.2.3', backendType: '', backendData: null, reservation: true, expiration: null },
+    ]);
+  });
+});
+
 describe('registryFromOptions', () => {
   it('refuses an endpoint that is not a URL', () => {
     expect(() => registryFromOptions({ etcdEndpoints: '127.0.0.1:2379' })).toThrow(/--etcd-endpoints/);

@@ -74,6 +74,12 @@ describe('udp peer plan', () => {
     expect(plan.skipped.map((s) => s.reason)).toEqual(['own subnet', 'backend vxlan', 'bad PublicIP "not-an-ip"']);
   });
 
+  it("takes flanneld's udp leases (no BackendType, read as '') as peers", () => {
+    const plan = planPeers([lease('10.244.3.0/24', '192.0.2.3', ''), lease('10.244.4.0/24', '192.0.2.4', 'host-gw')], own, 8285);
+    expect(plan.peers).toEqual([{ net: parseIPv4('10.244.3.0'), prefixLen: 24, ip: parseIPv4('192.0.2.3'), port: 8285 }]);
+    expect(plan.skipped.map((s) => s.reason)).toEqual(['backend host-gw']);
+  });
+
   it('keeps one entry per subnet (the last lease wins)', () => {
     const plan = planPeers([lease('10.244.2.0/24', '192.0.2.2'), lease('10.244.2.0/24', '192.0.2.22')], own, 8285);
     expect(plan.peers).toHaveLength(1);
