@@ -175,6 +175,8 @@ export function resolveSettings(flags: FlagSettings, file?: KubeProxyConfigurati
     if (ipvsSyncPeriodMs !== undefined) s.syncPeriodMs = ipvsSyncPeriodMs;
     if (ipvsMinSyncPeriodMs !== undefined) s.minSyncPeriodMs = ipvsMinSyncPeriodMs;
   }
+  s.healthzBindAddress = withPort(s.healthzBindAddress, 10256, '--healthz-bind-address');
+  s.metricsBindAddress = withPort(s.metricsBindAddress, 10249, '--metrics-bind-address');
   if (healthzPort !== undefined) s.healthzBindAddress = healthzPort === 0 ? '' : `${hostOf(s.healthzBindAddress) ?? '0.0.0.0'}:${healthzPort}`;
   if (metricsPort !== undefined) s.metricsBindAddress = metricsPort === 0 ? '' : `${hostOf(s.metricsBindAddress) ?? '127.0.0.1'}:${metricsPort}`;
   if (flags.hostnameOverride !== undefined) s.hostnameOverride = nodeName(flags.hostnameOverride, '--hostname-override');
