@@ -158,7 +158,12 @@ export async function runProxy(o: ProxyOptions, signal: AbortSignal): Promise<vo
   const health = new ProxierHealth(o.healthzTimeoutMs ?? 60_000);
   const runner = new BoundedFrequencyRunner({ name: 'proxy-rules', minIntervalMs: minSync, maxIntervalMs: syncPeriod, retryMs: minSync, log }, async (reasons) => {
     const before = syncer.lastSyncAt;
-    await syncer.sync(reasons);
+    try {
+      await syncer.sync(reasons);
+    } catch (err) {
+      health.queued(); // a sync is owed: failing syncs turn /healthz 503 after the timeout, changes or not
+      throw err;
+    }
     if (syncer.lastSyncAt !== before) health.updated();
   });
 

@@ -168,6 +168,8 @@ export function resolveSettings(flags: FlagSettings, file?: KubeProxyConfigurati
   const mode = flags.mode ?? modeOf(file?.mode, 'mode') ?? DEFAULT_SETTINGS.mode;
   const fromFile = file ? fileLayer(file, mode, warnings) : {};
   const { ipvsSyncPeriodMs, ipvsMinSyncPeriodMs, healthzPort, metricsPort, ...flagValues } = flags;
+  // An empty --hostname-override is "not given" (kube-proxy's rule); only a blank one is an error.
+  if (flagValues.hostnameOverride === '') delete flagValues.hostnameOverride;
   const s: ProxySettings = { ...DEFAULT_SETTINGS, ...strip(fromFile), ...strip(flagValues), mode };
   // Feature gates merge by name, flags winning (kube-proxy's --feature-gates and featureGates do too).
   s.featureGates = { ...(fromFile.featureGates ?? {}), ...(flags.featureGates ?? {}) };
@@ -179,7 +181,7 @@ export function resolveSettings(flags: FlagSettings, file?: KubeProxyConfigurati
   s.metricsBindAddress = withPort(s.metricsBindAddress, 10249, '--metrics-bind-address');
   if (healthzPort !== undefined) s.healthzBindAddress = healthzPort === 0 ? '' : `${hostOf(s.healthzBindAddress) ?? '0.0.0.0'}:${healthzPort}`;
   if (metricsPort !== undefined) s.metricsBindAddress = metricsPort === 0 ? '' : `${hostOf(s.metricsBindAddress) ?? '127.0.0.1'}:${metricsPort}`;
-  if (flags.hostnameOverride !== undefined) s.hostnameOverride = nodeName(flags.hostnameOverride, '--hostname-override');
+  if (flagValues.hostnameOverride !== undefined) s.hostnameOverride = nodeName(flagValues.hostnameOverride, '--hostname-override');
   if (!Number.isInteger(s.masqueradeBit) || s.masqueradeBit < 0 || s.masqueradeBit > 31) throw new ProxyConfigError(file && flags.masqueradeBit === undefined ? 'iptables.masqueradeBit' : '--iptables-masquerade-bit', `${s.masqueradeBit} is out of range (0..31)`);
   if (s.oomScoreAdj !== undefined && (s.oomScoreAdj < -1000 || s.oomScoreAdj > 1000)) throw new ProxyConfigError(flags.oomScoreAdj === undefined ? 'oomScoreAdj' : '--oom-score-adj', `${s.oomScoreAdj} is out of range (-1000..1000)`);
   if (s.syncPeriodMs <= 0) throw new ProxyConfigError('--iptables-sync-period', 'must be greater than 0');

@@ -139,3 +139,63 @@ describe('healthz and metrics servers (loopback)', () => {
   });
 });
 
+
+describe('the daemon wires health to syncs (fakes)', () => {
+  it('/healthz turns 503 while every sync fails, with or without new changes, and 200 again once one succeeds', async () => {
+    const { mkdtempSync, rmSync, writeFileSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const { stringify } = await import('yaml');
+    const { waitFor } = await import('../../../src/core/async.js');
+    const { silentLogger } = await import('../../../src/core/log.js');
+    const { FakeConntrack } = await import('../../../src/netfilter/conntrack.js');
+    const { FakeIptables } = await import('../../../src/netfilter/fake-iptables.js');
+    const { runProxy } = await import('../../../src/proxy/daemon.js');
+    const { ep, slice, svc } = await import('./fixtures.js');
+
+    const dir = mkdtempSync(join(tmpdir(), 'weft-proxy-health-'));
+    const ipt = new FakeIptables();
+    let failing = false;
+    const restore = ipt.restore.bind(ipt);
+    ipt.restore = async (text: string) => {
+      if (failing) throw new Error('injected: restore refused');
+      return restore(text);
+    };
+    const write = (ips: string[]) => writeFileSync(join(dir, 'web.yaml'), [svc('web'), slice('web', ips.map((ip) => ep(ip)))].map((o) => stringify(o)).join('---\n'));
+    write(['10.244.1.2']);
+    const ac = new AbortController();
+    let port = 0;
+    const done = runProxy(
+      {
+        manifestsDir: dir,
+        nodeName: 'node-a',
+        minSyncPeriodMs: 10,
+        syncPeriodMs: 60_000,
+        canaryIntervalMs: 60_000,
+        healthzTimeoutMs: 300,
+        healthzBindAddress: '127.0.0.1:0',
+        metricsBindAddress: '',
+        healthCheckBindHost: '127.0.0.1',
+        iptables: ipt,
+        conntrack: new FakeConntrack(),
+        log: silentLogger,
+        onListening: (p) => (port = p.healthz!),
+      },
+      ac.signal,
+    );
+    const status = async () => (await fetch(`http://127.0.0.1:${port}/healthz`)).status;
+    try {
+      await waitFor(async () => port > 0 && (await status()) === 200, { what: 'healthy after the first sync', timeoutMs: 10_000 });
+      failing = true;
+      write(['10.244.1.3']); // one change; every sync of it fails
+      await waitFor(async () => (await status()) === 503, { what: '503 while syncs fail', timeoutMs: 10_000 });
+      expect(ipt.restores.length).toBeGreaterThan(0);
+      failing = false;
+      await waitFor(async () => (await status()) === 200, { what: '200 after a sync succeeds', timeoutMs: 10_000 });
+    } finally {
+      ac.abort();
+      await done;
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -119,6 +119,8 @@ describe('KubeProxyConfiguration parsing', () => {
     expect(failure(() => resolveSettings({}, parseKubeProxyConfig(`${HEAD}oomScoreAdj: -1001\n`))).field).toBe('oomScoreAdj');
     expect(failure(() => resolveSettings({ minSyncPeriodMs: 10_000, syncPeriodMs: 5000 })).code).toBe('ERR_PROXY_CONFIG');
     expect(failure(() => resolveSettings({ hostnameOverride: '  ' })).field).toBe('--hostname-override');
+    // Empty = not given (WEFT_PROXY_HOSTNAME_OVERRIDE= in an env file): the file's name stays.
+    expect(resolveSettings({ hostnameOverride: '' }, parseKubeProxyConfig(`${HEAD}hostnameOverride: n2\n`)).settings.hostnameOverride).toBe('n2');
   });
 
   it('takes the IPv4 half of a dual-stack clusterCIDR', () => {
