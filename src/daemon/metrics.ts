@@ -1,9 +1,14 @@
 import { Counter, Gauge, Registry } from 'prom-client';
 import { INVALID_REASONS } from '../store/lease-check.js';
+import { registerProcessMetrics } from '../core/process-metrics.js';
 
 /** weftd's Prometheus metrics; one instance per daemon (tests run several). */
 export class WeftdMetrics {
   readonly registry = new Registry();
+  /** process_* and nodejs_* families, read at scrape time: no timer wakes an idle weftd for them. */
+  constructor() {
+    registerProcessMetrics(this.registry);
+  }
   /** Where the lease expiry is read from at scrape time (renewals do not announce themselves). */
   leaseExpiration: () => Date | undefined = () => undefined;
   readonly leaseExpiry: Gauge = (() => {

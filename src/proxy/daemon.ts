@@ -11,7 +11,7 @@ import { ExecIptables, type IptablesBackend, type IptablesChainClient } from '..
 import type { ProxyModeBackend } from './backend.js';
 import type { NftClient } from '../netfilter/nft.js';
 import { RemovingLeftovers, createMode, removeLeftovers } from './nftables/modes.js';
-import { close, healthzServer, listen, metricsServer, parseBindAddress, ServiceHealthServers } from './http.js';
+import { close, healthzServer, listen, metricsServer, parseBindAddress, ProxierHealth, ServiceHealthServers } from './http.js';
 import { IptablesProxier } from './iptables/proxier.js';
 import type { IptablesProxyConfig } from './iptables/service-rules.js';
 import { ProxyMetrics } from './metrics.js';
@@ -55,7 +55,13 @@ export interface ProxyOptions {
    * flush by someone else is caught by the canary within canaryIntervalMs.
    */
   syncPeriodMs?: number;
-  /** /healthz turns 503 when a requested sync waits longer than this. Default 60 000 ms. */
+  /** kubeconfig file for the Kubernetes source (--kubeconfig, clientConnection.kubeconfig). */
+  kubeconfig?: string;
+  /** API server URL overriding the kubeconfig's (--master). */
+  master?: string;
+  /** What /configz serves (the configuration as applied); the CLI builds it. */
+  configz?: () => unknown;
+  /** /healthz and /livez turn 503 when a queued change has waited this long for a sync. Default 60 000 ms. */
   healthzTimeoutMs?: number;
   /** How often the canary chains are checked (kube-proxy: every sync period). Default 30 000 ms. */
   canaryIntervalMs?: number;
@@ -77,7 +83,7 @@ export interface ProxyOptions {
   /** Called once the HTTP servers listen (tests learn the ports). */
   onListening?: (ports: { healthz?: number; metrics?: number }) => void;
   /** Test hook: the running pieces. */
-  onStarted?: (parts: { model: ProxyModel; syncer: ProxySyncer; runner: BoundedFrequencyRunner; sources: ProxySource[] }) => void;
+  onStarted?: (parts: { model: ProxyModel; syncer: ProxySyncer; runner: BoundedFrequencyRunner; sources: ProxySource[]; health: ProxierHealth }) => void;
 }
 
 /** Node-level iptables settings from the options (validated). */
@@ -148,9 +154,18 @@ export async function runProxy(o: ProxyOptions, signal: AbortSignal): Promise<vo
   });
   const minSync = o.minSyncPeriodMs ?? 1000;
   const syncPeriod = o.syncPeriodMs ?? 3_600_000;
-  const runner = new BoundedFrequencyRunner({ name: 'proxy-rules', minIntervalMs: minSync, maxIntervalMs: syncPeriod, retryMs: minSync, log }, (reasons) =>
-    syncer.sync(reasons),
-  );
+  metrics.pendingChanges = () => model.pendingCounts;
+  const health = new ProxierHealth(o.healthzTimeoutMs ?? 60_000);
+  const runner = new BoundedFrequencyRunner({ name: 'proxy-rules', minIntervalMs: minSync, maxIntervalMs: syncPeriod, retryMs: minSync, log }, async (reasons) => {
+    const before = syncer.lastSyncAt;
+    try {
+      await syncer.sync(reasons);
+    } catch (err) {
+      health.queued(); // a sync is owed: failing syncs turn /healthz 503 after the timeout, changes or not
+      throw err;
+    }
+    if (syncer.lastSyncAt !== before) health.updated();
+  });
 
   const etcd = o.etcdEndpoints?.length ? new EtcdClient({ ...registryEtcdOptions(o.etcdEndpoints), ...o.etcd }) : undefined;
   const sources: ProxySource[] = [];
@@ -162,10 +177,12 @@ export async function runProxy(o: ProxyOptions, signal: AbortSignal): Promise<vo
     {
       onChange: () => {
         syncer.noteQueued();
+        health.queued();
         runner.request('change');
       },
       onReady: () => {
         syncer.markReady();
+        health.queued(); // the first write is owed from now on
         log.info({ sources: sources.map((s) => s.name) }, 'all sources listed; writing rules');
         runner.request('ready');
       },
@@ -179,14 +196,14 @@ export async function runProxy(o: ProxyOptions, signal: AbortSignal): Promise<vo
     const hz = o.healthzBindAddress ?? '127.0.0.1:10256';
     if (hz) {
       const a = parseBindAddress(hz, '--healthz-bind-address');
-      const s = healthzServer(() => ({ lastSyncAt: syncer.lastSyncAt, lastQueuedAt: syncer.lastQueuedAt }), o.healthzTimeoutMs ?? 60_000);
+      const s = healthzServer(health, metrics);
       ports.healthz = await listen(s, a.host, a.port);
       servers.push(s);
     }
     const mz = o.metricsBindAddress ?? '127.0.0.1:10249';
     if (mz) {
       const a = parseBindAddress(mz, '--metrics-bind-address');
-      const s = metricsServer(metrics);
+      const s = metricsServer(metrics, { mode: backend.mode, configz: o.configz, health });
       ports.metrics = await listen(s, a.host, a.port);
       servers.push(s);
     }
@@ -198,7 +215,7 @@ export async function runProxy(o: ProxyOptions, signal: AbortSignal): Promise<vo
       void syncer.checkCanary().then((gone) => gone && runner.request('canary'));
     }, o.canaryIntervalMs ?? 30_000);
     canary.unref();
-    o.onStarted?.({ model, syncer, runner, sources });
+    o.onStarted?.({ model, syncer, runner, sources, health });
     const running = sources.map((s) =>
       s.run(mux, signal).catch((err) => log.error({ source: s.name, err: errorMessage(err) }, 'source stopped')),
     );

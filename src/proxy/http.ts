@@ -1,4 +1,4 @@
-import { createServer, type Server } from 'node:http';
+import { createServer, type Server, type ServerResponse } from 'node:http';
 import { InvalidArgumentError, errorMessage } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import type { HealthCheckPort } from './backend.js';
@@ -29,42 +29,105 @@ export function close(server: Server): Promise<void> {
   });
 }
 
-export interface HealthState {
-  /** ms of the last successful sync; 0 = never. */
-  lastSyncAt: number;
-  /** ms when a sync was last asked for. */
-  lastQueuedAt: number;
+/**
+ * kube-proxy's proxier health (pkg/proxy/healthcheck/proxier_health.go),
+ * with an injected clock. `queued()` when a change arrives that needs a
+ * sync, `updated()` after each successful sync. Live while no queued change
+ * has waited `timeoutMs` or longer (the oldest one counts, so a stream of
+ * changes arriving while syncs fail does not keep it healthy). Healthy =
+ * live, synced at least once (weft's addition: the systemd unit and
+ * readiness probes wait for rules to be written) and this Node eligible.
+ */
+export class ProxierHealth {
+  private lastUpdated = 0;
+  private oldestPendingQueued = 0;
+  private nodeEligible = true;
+
+  constructor(
+    readonly timeoutMs: number,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  queued(): void {
+    if (this.oldestPendingQueued === 0) this.oldestPendingQueued = this.now();
+  }
+
+  updated(): void {
+    this.oldestPendingQueued = 0;
+    this.lastUpdated = this.now();
+  }
+
+  /**
+   * The Kubernetes source calls this with its Node's state: a Node being
+   * deleted (deletionTimestamp, or the cluster autoscaler's
+   * ToBeDeletedByClusterAutoscaler taint: see nodeBeingDeleted) makes
+   * /healthz 503 so that load balancers drain this node; /livez ignores it.
+   */
+  setNodeDeleting(deleting: boolean): void {
+    this.nodeEligible = !deleting;
+  }
+
+  status(): { live: boolean; healthy: boolean; nodeEligible: boolean; lastUpdated: number; currentTime: number } {
+    const t = this.now();
+    const live = this.oldestPendingQueued === 0 || t - this.oldestPendingQueued < this.timeoutMs;
+    return { live, healthy: live && this.lastUpdated > 0 && this.nodeEligible, nodeEligible: this.nodeEligible, lastUpdated: this.lastUpdated, currentTime: t };
+  }
 }
 
+/** kube-proxy's rule for "this Node is going away": a deletionTimestamp or the autoscaler's taint. */
+export function nodeBeingDeleted(node: { metadata?: { deletionTimestamp?: string | null }; spec?: { taints?: Array<{ key?: string }> | null } }): boolean {
+  if (node.metadata?.deletionTimestamp) return true;
+  return (node.spec?.taints ?? []).some((t) => t.key === 'ToBeDeletedByClusterAutoscaler');
+}
+
+const iso = (ms: number) => (ms > 0 ? new Date(ms).toISOString() : '0001-01-01T00:00:00Z');
+
 /**
- * kube-proxy's /healthz: 200 once rules have been written and no requested
- * sync has waited longer than `timeoutMs`; 503 otherwise. /livez answers
- * while the process runs.
+ * /healthz and /livez with kube-proxy's bodies: `{"lastUpdated","currentTime","nodeEligible"}`
+ * (livez without nodeEligible). As kube-proxy, a healthy answer reports
+ * lastUpdated = currentTime; an unhealthy one the last successful sync
+ * (Go's zero time when there was none).
  */
-export function healthzServer(state: () => HealthState, timeoutMs: number, now: () => number = Date.now): Server {
+function healthHandler(health: ProxierHealth, metrics: ProxyMetrics | undefined, url: string, res: ServerResponse): boolean {
+  const path = url.split('?')[0];
+  if (path !== '/healthz' && path !== '/livez') return false;
+  const s = health.status();
+  const ok = path === '/healthz' ? s.healthy : s.live;
+  (path === '/healthz' ? metrics?.healthzTotal : metrics?.livezTotal)?.inc({ code: ok ? '200' : '503' });
+  const body: Record<string, unknown> = { lastUpdated: iso(ok ? s.currentTime : s.lastUpdated), currentTime: iso(s.currentTime) };
+  if (path === '/healthz') body.nodeEligible = s.nodeEligible;
+  res.writeHead(ok ? 200 : 503, { 'content-type': 'application/json', 'x-content-type-options': 'nosniff' });
+  res.end(JSON.stringify(body));
+  return true;
+}
+
+/** The healthz address: /healthz and /livez. */
+export function healthzServer(health: ProxierHealth, metrics?: ProxyMetrics): Server {
   return createServer((req, res) => {
-    const s = state();
-    const t = now();
-    const stale = s.lastQueuedAt > s.lastSyncAt && t - s.lastQueuedAt > timeoutMs;
-    const healthy = req.url?.startsWith('/livez') ? true : s.lastSyncAt > 0 && !stale;
-    if (!req.url?.startsWith('/healthz') && !req.url?.startsWith('/livez')) {
-      res.writeHead(404).end();
-      return;
-    }
-    res.writeHead(healthy ? 200 : 503, { 'content-type': 'application/json', 'x-content-type-options': 'nosniff' });
-    res.end(
-      JSON.stringify({
-        lastUpdated: s.lastSyncAt ? new Date(s.lastSyncAt).toISOString() : '',
-        currentTime: new Date(t).toISOString(),
-        nodeHealthy: healthy,
-      }),
-    );
+    if (!healthHandler(health, metrics, req.url ?? '/', res)) res.writeHead(404).end();
   });
 }
 
-export function metricsServer(metrics: ProxyMetrics): Server {
+export interface MetricsServerOptions {
+  /** /proxyMode: the mode name as plain text. */
+  mode?: string;
+  /** /configz: the configuration as applied, served as `{"kubeproxy.config.k8s.io": <config>}`. */
+  configz?: () => unknown;
+  /** /healthz and /livez on the metrics address too, as kube-proxy serves them there. */
+  health?: ProxierHealth;
+}
+
+/** The metrics address: /metrics, /proxyMode, /configz, /healthz, /livez (kube-proxy's set). */
+export function metricsServer(metrics: ProxyMetrics, o: MetricsServerOptions = {}): Server {
   return createServer((req, res) => {
-    if (req.url !== '/metrics') return void res.writeHead(404).end();
+    const url = req.url ?? '/';
+    const path = url.split('?')[0];
+    if (o.health && healthHandler(o.health, metrics, url, res)) return;
+    if (path === '/proxyMode' && o.mode) return void res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'x-content-type-options': 'nosniff' }).end(o.mode);
+    if (path === '/configz' && o.configz) {
+      return void res.writeHead(200, { 'content-type': 'application/json', 'x-content-type-options': 'nosniff' }).end(JSON.stringify({ 'kubeproxy.config.k8s.io': o.configz() }));
+    }
+    if (path !== '/metrics') return void res.writeHead(404).end();
     metrics.registry
       .metrics()
       .then((text) => res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(text))

@@ -1,4 +1,5 @@
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { registerProcessMetrics } from '../core/process-metrics.js';
 
 const SYNC_BUCKETS = [0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.024, 2.048, 4.096, 8.192, 16.384];
 const PROGRAMMING_BUCKETS = [0.25, 0.5, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 15, 20, 25, 30, 45, 60, 120, 180, 240, 300];
@@ -19,9 +20,22 @@ export class ProxyMetrics {
   readonly endpointChanges = new Counter({ name: 'kubeproxy_sync_proxy_rules_endpoint_changes_total', help: 'Cumulative endpoint changes', registers: [this.registry] });
   readonly noLocalEndpoints = new Gauge({ name: 'kubeproxy_sync_proxy_rules_no_local_endpoints_total', help: 'Number of services with a Local traffic policy and no endpoints', labelNames: ['traffic_policy'], registers: [this.registry] });
   readonly conntrackDeleted = new Counter({ name: 'weft_proxy_stale_conntrack_flows_deleted_total', help: 'UDP conntrack flows deleted because their endpoint went away', registers: [this.registry] });
+  readonly healthzTotal = new Counter({ name: 'kubeproxy_proxy_healthz_total', help: 'Cumulative proxy healthz HTTP status', labelNames: ['code'], registers: [this.registry] });
+  readonly livezTotal = new Counter({ name: 'kubeproxy_proxy_livez_total', help: 'Cumulative proxy livez HTTP status', labelNames: ['code'], registers: [this.registry] });
+  /** Read at scrape time: changes recorded but not yet written (kube-proxy's *_changes_pending). */
+  pendingChanges: () => { services: number; endpoints: number } = () => ({ services: 0, endpoints: 0 });
+  readonly servicesPending = (() => {
+    const self = this;
+    return new Gauge({ name: 'kubeproxy_sync_proxy_rules_service_changes_pending', help: 'Pending proxy rules Service changes', registers: [this.registry], collect() { this.set(self.pendingChanges().services); } });
+  })();
+  readonly endpointsPending = (() => {
+    const self = this;
+    return new Gauge({ name: 'kubeproxy_sync_proxy_rules_endpoint_changes_pending', help: 'Pending proxy rules Endpoint changes', registers: [this.registry], collect() { this.set(self.pendingChanges().endpoints); } });
+  })();
   readonly invalidObjects = new Counter({ name: 'weft_proxy_invalid_objects_total', help: 'Objects refused by validation, per source', labelNames: ['source'], registers: [this.registry] });
 
+  /** processMetrics: process_* and nodejs_* read at scrape time (no timers: see core/process-metrics.ts). */
   constructor(opts: { processMetrics?: boolean } = {}) {
-    if (opts.processMetrics) collectDefaultMetrics({ register: this.registry });
+    if (opts.processMetrics) registerProcessMetrics(this.registry);
   }
 }

@@ -52,6 +52,11 @@ export class ProxyModel {
     return this.svcTracker.size > 0 || this.epTracker.size > 0;
   }
 
+  /** Service and endpoint-set changes recorded and not yet applied (the *_changes_pending metrics). */
+  get pendingCounts(): { services: number; endpoints: number } {
+    return { services: this.svcTracker.size, endpoints: this.epTracker.size };
+  }
+
   /** Adds or replaces a validated object (or its record). */
   upsert(obj: ModelInput): void {
     const r = toRecord(obj);

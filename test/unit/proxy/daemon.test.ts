@@ -68,7 +68,7 @@ describe('weft-proxy daemon (fakes, manifest directory)', () => {
 
     const hz = await fetch(`http://127.0.0.1:${p.ports().healthz}/healthz`);
     expect(hz.status).toBe(200);
-    expect(await hz.json()).toMatchObject({ nodeHealthy: true });
+    expect(await hz.json()).toMatchObject({ nodeEligible: true });
 
     // Remove one endpoint: a partial restore, and conntrack cleanup for the UDP endpoint that went away.
     const before = p.ipt.restores.length;
