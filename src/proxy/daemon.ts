@@ -55,7 +55,13 @@ export interface ProxyOptions {
    * flush by someone else is caught by the canary within canaryIntervalMs.
    */
   syncPeriodMs?: number;
-  /** /healthz turns 503 when a requested sync waits longer than this. Default 60 000 ms. */
+  /** Failed syncs are retried after minSyncPeriod, doubled per failure in a row up to this. Default 30 000 ms. */
+  maxRetryMs?: number;
+  /**
+   * /healthz turns 503 when a queued change waits longer than this for a
+   * successful sync (and at once after 3 failed syncs in a row). Default
+   * 60 000 ms: kube-proxy's 2x its 30 s sync period.
+   */
   healthzTimeoutMs?: number;
   /** How often the canary chains are checked (kube-proxy: every sync period). Default 30 000 ms. */
   canaryIntervalMs?: number;
@@ -148,7 +154,7 @@ export async function runProxy(o: ProxyOptions, signal: AbortSignal): Promise<vo
   });
   const minSync = o.minSyncPeriodMs ?? 1000;
   const syncPeriod = o.syncPeriodMs ?? 3_600_000;
-  const runner = new BoundedFrequencyRunner({ name: 'proxy-rules', minIntervalMs: minSync, maxIntervalMs: syncPeriod, retryMs: minSync, log }, (reasons) =>
+  const runner = new BoundedFrequencyRunner({ name: 'proxy-rules', minIntervalMs: minSync, maxIntervalMs: syncPeriod, retryMs: minSync, maxRetryMs: Math.max(minSync, o.maxRetryMs ?? 30_000), log }, (reasons) =>
     syncer.sync(reasons),
   );
 
@@ -179,7 +185,7 @@ export async function runProxy(o: ProxyOptions, signal: AbortSignal): Promise<vo
     const hz = o.healthzBindAddress ?? '127.0.0.1:10256';
     if (hz) {
       const a = parseBindAddress(hz, '--healthz-bind-address');
-      const s = healthzServer(() => ({ lastSyncAt: syncer.lastSyncAt, lastQueuedAt: syncer.lastQueuedAt }), o.healthzTimeoutMs ?? 60_000);
+      const s = healthzServer(() => ({ lastSyncAt: syncer.lastSyncAt, lastQueuedAt: syncer.lastQueuedAt, oldestPendingAt: syncer.oldestPendingAt, consecutiveFailures: syncer.consecutiveFailures }), o.healthzTimeoutMs ?? 60_000);
       ports.healthz = await listen(s, a.host, a.port);
       servers.push(s);
     }

@@ -3,6 +3,7 @@ import { InvalidArgumentError, errorMessage } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import type { HealthCheckPort } from './backend.js';
 import type { ProxyMetrics } from './metrics.js';
+import { syncHealth } from './syncer.js';
 
 /** "host:port" -> parts; port 0 picks a free one (tests). */
 export function parseBindAddress(text: string, field: string): { host: string; port: number } {
@@ -34,6 +35,10 @@ export interface HealthState {
   lastSyncAt: number;
   /** ms when a sync was last asked for. */
   lastQueuedAt: number;
+  /** ms of the oldest change not yet written (0: none); absent: lastQueuedAt is used. */
+  oldestPendingAt?: number;
+  /** Failed syncs in a row. */
+  consecutiveFailures?: number;
 }
 
 /**
@@ -45,8 +50,17 @@ export function healthzServer(state: () => HealthState, timeoutMs: number, now: 
   return createServer((req, res) => {
     const s = state();
     const t = now();
-    const stale = s.lastQueuedAt > s.lastSyncAt && t - s.lastQueuedAt > timeoutMs;
-    const healthy = req.url?.startsWith('/livez') ? true : s.lastSyncAt > 0 && !stale;
+    const sync = syncHealth(
+      {
+        lastSuccessfulSync: s.lastSyncAt,
+        lastQueued: s.lastQueuedAt,
+        oldestPending: s.oldestPendingAt ?? (s.lastQueuedAt > s.lastSyncAt ? s.lastQueuedAt : 0),
+        consecutiveFailures: s.consecutiveFailures ?? 0,
+      },
+      t,
+      { timeoutMs },
+    );
+    const healthy = req.url?.startsWith('/livez') ? true : sync.healthy;
     if (!req.url?.startsWith('/healthz') && !req.url?.startsWith('/livez')) {
       res.writeHead(404).end();
       return;

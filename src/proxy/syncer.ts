@@ -7,6 +7,34 @@ import type { ProxyMetrics } from './metrics.js';
 import type { ProxyModel } from './model/model.js';
 import { staleConntrackFilters } from './stale-conntrack.js';
 
+/** What /healthz needs to know about the syncs (all times in ms since the epoch; 0 = never). */
+export interface SyncState {
+  lastSuccessfulSync: number;
+  lastQueued: number;
+  /** The oldest queued change not yet written; 0 when none is waiting. */
+  oldestPending: number;
+  consecutiveFailures: number;
+}
+
+export interface SyncHealthOptions {
+  /** A queued change not written after this long is overdue. */
+  timeoutMs: number;
+  /** This many failed syncs in a row make the proxy unhealthy at once. Default 3. */
+  maxFailures?: number;
+}
+
+/**
+ * kube-proxy's health rule, plus failures: unhealthy before the first
+ * successful sync, when the oldest waiting change has waited longer than
+ * `timeoutMs`, or when the last `maxFailures` syncs all failed.
+ */
+export function syncHealth(s: SyncState, now: number, o: SyncHealthOptions): { healthy: boolean; reason?: string } {
+  if (s.consecutiveFailures >= (o.maxFailures ?? 3)) return { healthy: false, reason: `the last ${s.consecutiveFailures} syncs failed` };
+  if (s.lastSuccessfulSync === 0) return { healthy: false, reason: 'no successful sync yet' };
+  if (s.oldestPending > 0 && now - s.oldestPending > o.timeoutMs) return { healthy: false, reason: `a change has waited ${Math.round((now - s.oldestPending) / 1000)} s for a sync` };
+  return { healthy: true };
+}
+
 export interface SyncerOptions {
   model: ProxyModel;
   backend: ProxyModeBackend;
@@ -33,6 +61,15 @@ export class ProxySyncer {
   private pendingTriggers: number[] = [];
   lastSyncAt = 0;
   lastQueuedAt = 0;
+  /**
+   * When the oldest change not yet written was queued (ms); 0 when every
+   * queued change is in the kernel. Kept from the first queued change until a
+   * sync succeeds, so a stream of changes cannot keep /healthz green while
+   * every sync fails (the latest queued time would always look fresh).
+   */
+  oldestPendingAt = 0;
+  /** Failed syncs in a row; 0 after a success. */
+  consecutiveFailures = 0;
   syncs = { full: 0, partial: 0, failed: 0 };
 
   constructor(private readonly o: SyncerOptions) {}
@@ -65,8 +102,19 @@ export class ProxySyncer {
     return !ok;
   }
 
+  /** The sync state /healthz judges (see syncHealth). */
+  get state(): SyncState {
+    return {
+      lastSuccessfulSync: this.lastSyncAt,
+      lastQueued: this.lastQueuedAt,
+      oldestPending: this.oldestPendingAt,
+      consecutiveFailures: this.consecutiveFailures,
+    };
+  }
+
   noteQueued(): void {
     this.lastQueuedAt = this.now();
+    if (this.oldestPendingAt === 0) this.oldestPendingAt = this.lastQueuedAt;
     this.o.metrics?.lastQueued.set(this.lastQueuedAt / 1000);
   }
 
@@ -99,6 +147,9 @@ export class ProxySyncer {
       }
       this.pendingTriggers = [];
       this.lastSyncAt = this.now();
+      this.consecutiveFailures = 0;
+      // Changes queued while this sync ran were folded in only if they came before applyChanges.
+      this.oldestPendingAt = this.o.model.hasPending ? this.lastQueuedAt : 0;
       metrics?.lastSync.set(this.lastSyncAt / 1000);
       this.o.onHealthChecks?.(r.healthChecks);
       if (r.wrote || changes.changed.size > 0) {
@@ -107,9 +158,12 @@ export class ProxySyncer {
     } catch (err) {
       this.needFull = true;
       this.syncs.failed++;
+      this.consecutiveFailures++;
+      // What this sync folded in is not in the kernel: it is pending since it was queued (or now).
+      if (this.oldestPendingAt === 0) this.oldestPendingAt = this.lastQueuedAt || started;
       metrics?.restoreFailures.inc();
       if (!full) metrics?.partialRestoreFailures.inc();
-      log.warn({ mode: backend.mode, full, err: errorMessage(err) }, 'proxy rules sync failed; next sync is full');
+      log.warn({ mode: backend.mode, full, failures: this.consecutiveFailures, err: errorMessage(err) }, 'proxy rules sync failed; next sync is full');
       throw err;
     }
     await this.flushConntrack();

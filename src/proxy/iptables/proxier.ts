@@ -4,6 +4,7 @@ import type { ModeSyncResult, ProxyModeBackend } from '../backend.js';
 import type { ProxyModel } from '../model/model.js';
 import { CHAIN } from './names.js';
 import { CHUNK_END, JUMPS, NOTHING_OURS, groupByService, holdsNoneOfOurs, isOurChain, parseSave, renderIptablesPieces, type ExistingRules, type IptablesRenderState, type IptablesRenderSummary } from './render.js';
+import { RestoreTranscript } from './restore-error.js';
 import type { IptablesProxyConfig } from './service-rules.js';
 
 /** How much speculative full-sync text may wait for iptables-save's answer. */
@@ -21,6 +22,8 @@ const LOOK_EVERY_BYTES = 1024 * 1024;
 export class IptablesProxier implements ProxyModeBackend {
   readonly mode = 'iptables';
   private state: IptablesRenderState | undefined;
+  /** Stale chains kept because someone else's rules jump to them (logged once each). */
+  private readonly kept = new Set<string>();
 
   constructor(
     private readonly ipt: IptablesChainClient,
@@ -44,13 +47,16 @@ export class IptablesProxier implements ProxyModeBackend {
         previous: this.state,
         existing,
         maxRulesPerRestore: this.maxRulesPerRestore,
+        onKeptChain: (table, chain, refs) => this.noteKept(table, chain, refs),
       });
     let session: RestoreSession | undefined;
     let commits = 0;
+    const sent = new RestoreTranscript();
     const send = async (piece: string) => {
       if (piece === CHUNK_END) return;
       if (piece.endsWith('COMMIT\n')) commits++;
       session ??= this.ipt.openRestore();
+      sent.add(piece);
       await session.write(piece);
     };
     let r: IptablesRenderSummary;
@@ -63,7 +69,7 @@ export class IptablesProxier implements ProxyModeBackend {
         session = this.ipt.openRestore();
         r = await this.renderFull(render, saving, send);
       } else r = await drain(render(), send);
-      if (session) await session.end();
+      if (session) await session.end().catch((err: unknown) => Promise.reject(sent.failure(err)));
     } catch (err) {
       session?.abort();
       this.state = undefined;
@@ -117,6 +123,18 @@ export class IptablesProxier implements ProxyModeBackend {
     // Written in one go (in order; one turn of the event loop for all, not one per piece).
     await Promise.all(held.map(send));
     return done ?? drain(bet, send);
+  }
+
+  private noteKept(table: string, chain: string, refs: readonly string[]): void {
+    const key = `${table}/${chain}`;
+    if (this.kept.has(key)) return;
+    this.kept.add(key);
+    this.log.warn({ table, chain, rule: refs[0], rules: refs.length }, 'stale chain is referenced by a rule that is not ours: flushed it and kept it (delete that rule to let it go)');
+  }
+
+  /** Stale chains flushed but kept because someone else's rules jump to them ("table/CHAIN"). */
+  get keptChains(): ReadonlySet<string> {
+    return this.kept;
   }
 
   async healthy(): Promise<boolean> {
