@@ -27,6 +27,7 @@ add({ flags: '--cluster-cidr <cidr>', description: 'pod network; traffic from ou
 add({ flags: '--masquerade-all', description: 'masquerade all traffic to ClusterIPs (--masquerade-all=false to turn off)', kind: 'boolean' });
 add({ flags: '--masquerade-bit <bit>', description: 'fwmark bit for masquerading (kube-proxy uses 14; weft 13 = 0x2000)', parse: parseInteger(0, 31), default: 13 });
 add({ flags: '--nodeport-addresses <cidrs>', description: 'CIDRs (or "primary") whose local addresses answer node ports (default all)', parse: parseList, default: [], defaultDescription: 'all' });
+add({ flags: '--iptables-localhost-nodeports', description: 'iptables mode: answer 127.0.0.1:<nodePort> from the node (sets net.ipv4.conf.all.route_localnet=1); =false to turn off', kind: 'boolean', default: true });
 add({ flags: '--min-sync-period <duration>', description: 'minimum time between rule syncs', parse: parseDurationMs, default: 1000, defaultDescription: '1s' });
 add({ flags: '--sync-period <duration>', description: 'full resync period (changes are synced partially in between)', parse: parseDurationMs, default: 3_600_000, defaultDescription: '1h' });
 add({ flags: '--healthz-bind-address <host:port>', description: 'healthz server ("" = off)', default: '127.0.0.1:10256' });
@@ -53,6 +54,7 @@ program.action(async (o) => {
     masqueradeAll: o.masqueradeAll,
     masqueradeBit: o.masqueradeBit,
     nodePortAddresses: o.nodeportAddresses,
+    localhostNodePorts: o.iptablesLocalhostNodeports,
     minSyncPeriodMs: o.minSyncPeriod,
     syncPeriodMs: o.syncPeriod,
     healthzBindAddress: o.healthzBindAddress,

@@ -13,6 +13,8 @@ import type { NftClient } from '../netfilter/nft.js';
 import { RemovingLeftovers, createMode, removeLeftovers } from './nftables/modes.js';
 import { close, healthzServer, listen, metricsServer, parseBindAddress, ServiceHealthServers } from './http.js';
 import { IptablesProxier } from './iptables/proxier.js';
+import { setupLocalhostNodePorts } from './iptables/localhost.js';
+import { ProcSysctl, type Sysctl } from '../kernel/sysctl.js';
 import type { IptablesProxyConfig } from './iptables/service-rules.js';
 import { ProxyMetrics } from './metrics.js';
 import { ProxyModel } from './model/model.js';
@@ -35,6 +37,15 @@ export interface ProxyOptions {
   mode?: ProxyMode;
   /** ipvs scheduler for --proxy-mode ipvs. Default 'rr'. */
   ipvsScheduler?: string;
+  /** ipvs.strictARP: ipvs mode sets arp_ignore=1 and arp_announce=2. Default false. */
+  ipvsStrictARP?: boolean;
+  /**
+   * iptables mode answers 127.0.0.1:<nodePort> from the node (sets
+   * net.ipv4.conf.all.route_localnet=1). Default true; nftables and ipvs modes never do.
+   */
+  localhostNodePorts?: boolean;
+  /** Kernel parameters (tests inject a fake); default /proc/sys of o.netns. */
+  sysctl?: Sysctl;
   /** This node's name (endpoints' nodeName). Default os.hostname(). */
   nodeName?: string;
   /** This node's primary IP; `--nodeport-addresses primary` means it. */
@@ -105,6 +116,7 @@ export function iptablesConfig(o: ProxyOptions): IptablesProxyConfig {
     masqueradeAll: o.masqueradeAll ?? false,
     masqueradeMark: `0x${(2 ** bit).toString(16)}`,
     nodePortAddresses,
+    localhostNodePorts: o.localhostNodePorts ?? true,
   };
 }
 
@@ -113,6 +125,9 @@ async function modeBackend(o: ProxyOptions, cfg: IptablesProxyConfig): Promise<{
   if (mode !== 'iptables') return { backend: await createMode(mode, o, cfg) };
   const ipt = o.iptables ?? (await ExecIptables.create({ netns: o.netns, backend: o.iptablesBackend }));
   const px = new IptablesProxier(ipt, cfg, o.log);
+  // Not with an injected (fake) iptables and no sysctl: /proc/sys would be the test runner's own.
+  const sysctl = o.sysctl ?? (o.iptables ? undefined : new ProcSysctl(o.netns));
+  if (sysctl) await setupLocalhostNodePorts(sysctl, cfg, o.log);
   // Switching from another mode: its rules go after our first sync (not with injected test clients).
   return { backend: o.iptables ? px : new RemovingLeftovers(px, 'iptables', o, cfg), ipt };
 }

@@ -19,6 +19,7 @@ export class ProxyMetrics {
   readonly endpointChanges = new Counter({ name: 'kubeproxy_sync_proxy_rules_endpoint_changes_total', help: 'Cumulative endpoint changes', registers: [this.registry] });
   readonly noLocalEndpoints = new Gauge({ name: 'kubeproxy_sync_proxy_rules_no_local_endpoints_total', help: 'Number of services with a Local traffic policy and no endpoints', labelNames: ['traffic_policy'], registers: [this.registry] });
   readonly conntrackDeleted = new Counter({ name: 'weft_proxy_stale_conntrack_flows_deleted_total', help: 'UDP conntrack flows deleted because their endpoint went away', registers: [this.registry] });
+  readonly truncatedObjects = new Counter({ name: 'weft_proxy_truncated_objects_total', help: 'Objects whose endpoints were cut to a cap (see docs/proxy.md, limits), per object', labelNames: ['object'], registers: [this.registry] });
   readonly invalidObjects = new Counter({ name: 'weft_proxy_invalid_objects_total', help: 'Objects refused by validation, per source', labelNames: ['source'], registers: [this.registry] });
 
   constructor(opts: { processMetrics?: boolean } = {}) {

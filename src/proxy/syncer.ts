@@ -128,6 +128,10 @@ export class ProxySyncer {
     if (reasons.includes('periodic')) this.needFull = true;
     const started = this.now();
     const changes = model.applyChanges();
+    for (const t of model.takeTruncations()) {
+      metrics?.truncatedObjects.inc({ object: t.object });
+      log.warn({ object: t.object, field: t.field, had: t.had, kept: t.kept }, 'object has more endpoints than weft-proxy takes from one object; kept the first ones');
+    }
     this.pendingTriggers.push(...changes.triggerTimes);
     metrics?.serviceChanges.inc(changes.services.size);
     metrics?.endpointChanges.inc(changes.endpoints.size);

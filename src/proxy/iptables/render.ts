@@ -1,7 +1,7 @@
 import type { EndpointInfo } from '../model/endpoints.js';
 import type { ServicePortInfo } from '../model/service-port.js';
 import { CHAIN, OWNED_CHAIN_RE } from './names.js';
-import { TOP_CHAINS, nodePortJumps, renderServiceRules, staticChains, type IptablesProxyConfig, type ServiceRules, type TopChain } from './service-rules.js';
+import { TOP_CHAINS, firewallTail, nodePortJumps, renderServiceRules, staticChains, type IptablesProxyConfig, type ServiceRules, type TopChain } from './service-rules.js';
 
 /** What a sync needs from the model: ports grouped by Service, endpoints by port key. */
 export interface IptablesRenderModel {
@@ -313,6 +313,7 @@ export function* renderIptablesPieces(input: IptablesRenderInput): Generator<str
     for (const h of r.healthChecks) healthChecks.push(h);
   }
   for (const line of nodePortJumps(cfg)) topRules.get('nat/WEFT-SERVICES')!.push(line);
+  for (const line of firewallTail(cfg)) topRules.get('filter/WEFT-PROXY-FIREWALL')!.push(line);
   // WEFT-SERVICES jumps to WEFT-NODEPORTS: the target is written first.
   for (const t of TOP_WRITE_ORDER) {
     const rules = topRules.get(t)!;
