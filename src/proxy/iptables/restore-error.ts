@@ -50,7 +50,7 @@ export class RestoreTranscript {
     if (err instanceof ExecError && err.exitCode === null && !stderr) {
       return new IptablesRestoreError(`iptables-restore killed after ${seconds.toFixed(1)} s (timed out) while loading ${where}`, { table: this.table, bytes: this.bytes, seconds }, { cause: err });
     }
-    const said = stderr ? stderr.split('\n').slice(-3).join(' | ') : errorMessage(err);
+    const said = stderr ? stderr.split('\n').slice(-3).join(' ').replace(/\s+/g, ' ') : errorMessage(err);
     const n = /line (\d+)/.exec(stderr)?.[1];
     const refused = n ? this.line(Number(n)) : undefined;
     const detail = refused ? `; line ${n} (table ${refused.table || '?'}): ${refused.text.slice(0, 300)}` : '';
