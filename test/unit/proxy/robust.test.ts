@@ -298,3 +298,21 @@ describe('ipvs mode kernel parameters', () => {
     }
   });
 });
+
+describe('--cleanup next to a rule of someone else', () => {
+  it('flushes but keeps a chain that a foreign rule still jumps to, and removes the rest', async () => {
+    const ipt = new FakeIptables();
+    const px = new IptablesProxier(ipt, CFG, silentLogger);
+    const model = new ProxyModel(() => 0);
+    model.upsert(svc('web'));
+    model.upsert(slice('web', [ep('10.244.1.2')]));
+    model.applyChanges();
+    await px.sync(model, new Set(), true);
+    const chain = svcChain('default/web:http', 'TCP');
+    await ipt.restore(`*nat\n-A PREROUTING -s 192.0.2.9/32 -j ${chain}\nCOMMIT\n`);
+    await px.cleanup();
+    expect(ipt.chains('nat').filter((c) => c.startsWith('WEFT-'))).toEqual([chain]);
+    expect(ipt.rules('nat', chain)).toEqual([]);
+    expect(ipt.chains('filter').filter((c) => c.startsWith('WEFT-'))).toEqual([]);
+  });
+});
