@@ -70,6 +70,9 @@ export class ProxySyncer {
   oldestPendingAt = 0;
   /** Failed syncs in a row; 0 after a success. */
   consecutiveFailures = 0;
+  /** While a sync runs: when it started, and the first change queued meanwhile (not in what it writes). */
+  private syncStartedAt = 0;
+  private firstQueuedDuringSync = 0;
   syncs = { full: 0, partial: 0, failed: 0 };
 
   constructor(private readonly o: SyncerOptions) {}
@@ -115,6 +118,7 @@ export class ProxySyncer {
   noteQueued(): void {
     this.lastQueuedAt = this.now();
     if (this.oldestPendingAt === 0) this.oldestPendingAt = this.lastQueuedAt;
+    if (this.syncStartedAt && !this.firstQueuedDuringSync) this.firstQueuedDuringSync = this.lastQueuedAt;
     this.o.metrics?.lastQueued.set(this.lastQueuedAt / 1000);
   }
 
@@ -127,6 +131,8 @@ export class ProxySyncer {
     const { model, backend, log, metrics } = this.o;
     if (reasons.includes('periodic')) this.needFull = true;
     const started = this.now();
+    this.syncStartedAt = started;
+    this.firstQueuedDuringSync = 0;
     const changes = model.applyChanges();
     for (const t of model.takeTruncations()) {
       metrics?.truncatedObjects.inc({ object: t.object });
@@ -152,8 +158,8 @@ export class ProxySyncer {
       this.pendingTriggers = [];
       this.lastSyncAt = this.now();
       this.consecutiveFailures = 0;
-      // Changes queued while this sync ran were folded in only if they came before applyChanges.
-      this.oldestPendingAt = this.o.model.hasPending ? this.lastQueuedAt : 0;
+      // What was queued before applyChanges is written now; what came while the backend wrote waits.
+      this.oldestPendingAt = this.firstQueuedDuringSync;
       metrics?.lastSync.set(this.lastSyncAt / 1000);
       this.o.onHealthChecks?.(r.healthChecks);
       if (r.wrote || changes.changed.size > 0) {
@@ -169,6 +175,8 @@ export class ProxySyncer {
       if (!full) metrics?.partialRestoreFailures.inc();
       log.warn({ mode: backend.mode, full, failures: this.consecutiveFailures, err: errorMessage(err) }, 'proxy rules sync failed; next sync is full');
       throw err;
+    } finally {
+      this.syncStartedAt = 0;
     }
     await this.flushConntrack();
   }

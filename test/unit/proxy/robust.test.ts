@@ -316,3 +316,30 @@ describe('--cleanup next to a rule of someone else', () => {
     expect(ipt.chains('filter').filter((c) => c.startsWith('WEFT-'))).toEqual([]);
   });
 });
+
+describe('oldest pending change across a sync', () => {
+  it('a change queued while the backend writes stays pending from when it was queued', async () => {
+    let now = 1000;
+    let syncer: ProxySyncer | undefined;
+    const backend: ProxyModeBackend = {
+      mode: 'test',
+      async sync() {
+        now = 1500;
+        syncer!.noteQueued();
+        now = 1700;
+        return { wrote: true, full: true, ruleCounts: {}, healthChecks: [], noLocalEndpoints: 0 };
+      },
+      healthy: async () => true,
+      cleanup: async () => {},
+    };
+    const model = new ProxyModel(() => now);
+    syncer = new ProxySyncer({ model, backend, conntrack: new FakeConntrack(), log: silentLogger, now: () => now });
+    syncer.markReady();
+    syncer.noteQueued();
+    await syncer.sync();
+    expect(syncer.state).toMatchObject({ lastSuccessfulSync: 1700, oldestPending: 1500 });
+    now = 2000;
+    await syncer.sync();
+    expect(syncer.state.oldestPending).toBe(0);
+  });
+});
