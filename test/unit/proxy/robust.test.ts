@@ -321,9 +321,11 @@ describe('oldest pending change across a sync', () => {
   it('a change queued while the backend writes stays pending from when it was queued', async () => {
     let now = 1000;
     let syncer: ProxySyncer | undefined;
+    let calls = 0;
     const backend: ProxyModeBackend = {
       mode: 'test',
       async sync() {
+        if (calls++ > 0) return { wrote: false, full: false, ruleCounts: {}, healthChecks: [], noLocalEndpoints: 0 };
         now = 1500;
         syncer!.noteQueued();
         now = 1700;
