@@ -48,7 +48,7 @@ export class RestoreTranscript {
     const stderr = err instanceof ExecError ? err.stderr.trim() : '';
     const where = `${this.table || 'no table'} (${this.bytes} bytes sent)`;
     if (err instanceof ExecError && err.exitCode === null && !stderr) {
-      return new IptablesRestoreError(`iptables-restore killed after ${seconds.toFixed(1)} s (timed out) while loading ${where}`, { table: this.table, bytes: this.bytes, seconds }, { cause: err });
+      return new IptablesRestoreError(`iptables-restore timed out after ${seconds.toFixed(1)} s (killed) while loading ${where}`, { table: this.table, bytes: this.bytes, seconds }, { cause: err });
     }
     const said = stderr ? stderr.split('\n').slice(-3).join(' ').replace(/\s+/g, ' ') : errorMessage(err);
     const n = /line (\d+)/.exec(stderr)?.[1];

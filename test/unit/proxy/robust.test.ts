@@ -130,7 +130,7 @@ describe('restore failures name what failed', () => {
     t.add('-A WEFT-SERVICES -j RETURN\n');
     const e = t.failure(new ExecError('iptables-restore --noflush -w 5', null, ''));
     expect(e.code).toBe('ERR_IPTABLES_RESTORE');
-    expect(e.message).toMatch(/^iptables-restore killed after \d+\.\d s \(timed out\) while loading nat \(\d+ bytes sent\)$/);
+    expect(e.message).toMatch(/^iptables-restore timed out after \d+\.\d s \(killed\) while loading nat \(\d+ bytes sent\)$/);
     expect(e.message).toContain(`(${Buffer.byteLength('*nat\n:WEFT-SERVICES - [0:0]\n-A WEFT-SERVICES -j RETURN\n')} bytes sent)`);
   });
 
