@@ -55,16 +55,20 @@ export class ProxyModel {
   /** Applied snapshot: service port key -> endpoints (all conditions). Read-only lists. */
   readonly endpoints = new Map<string, readonly EndpointInfo[]>();
 
-  /** Objects cut to ENDPOINT_CAPS since the last takeTruncations(). */
-  private truncations: Truncation[] = [];
+  /** Objects cut to ENDPOINT_CAPS since the last takeTruncations(), by object and field (the trackers look twice per change). */
+  private truncations = new Map<string, Truncation>();
 
   constructor(private readonly now: () => number = Date.now) {}
 
   /** Objects whose endpoints were cut to a cap since the last call (for logs and metrics). */
   takeTruncations(): Truncation[] {
-    const t = this.truncations;
-    this.truncations = [];
+    const t = [...this.truncations.values()];
+    this.truncations.clear();
     return t;
+  }
+
+  private noteTruncation(t: Truncation): void {
+    this.truncations.set(`${t.object}|${t.field}`, t);
   }
 
   /** Any change recorded and not yet applied. */
@@ -147,7 +151,7 @@ export class ProxyModel {
   private endpointsOf(svc: string): ServiceEndpoints {
     const slices = this.slicesBySvc.get(svc);
     return mergeSlices(slices ? slices.values() : [], (key, had, kept) =>
-      this.truncations.push({ object: `EndpointSlices of Service ${svc}`, field: `port ${key}`, had, kept }),
+      this.noteTruncation({ object: `EndpointSlices of Service ${svc}`, field: `port ${key}`, had, kept }),
     );
   }
 
@@ -182,7 +186,7 @@ export class ProxyModel {
     const key = ep.name;
     const slices = ep.slices;
     if (ep.truncatedFrom !== undefined) {
-      this.truncations.push({ object: `Endpoints ${key}`, field: 'subsets', had: ep.truncatedFrom, kept: ENDPOINT_CAPS.perEndpointsObject });
+      this.noteTruncation({ object: `Endpoints ${key}`, field: 'subsets', had: ep.truncatedFrom, kept: ENDPOINT_CAPS.perEndpointsObject });
     }
     const ids = slices.map((s) => flat('mirror/', s.name));
     for (const old of this.mirrored.get(key) ?? []) if (!ids.includes(old)) this.removeSlice(old, this.triggerTime(ep));
