@@ -62,6 +62,8 @@ program.action(async (o) => {
     masqueradeAll: st.masqueradeAll,
     masqueradeBit: st.masqueradeBit,
     nodePortAddresses: st.nodePortAddresses,
+    localhostNodePorts: st.localhostNodePorts,
+    ipvsStrictARP: st.ipvsStrictARP,
     minSyncPeriodMs: st.minSyncPeriodMs,
     syncPeriodMs: st.syncPeriodMs,
     healthzTimeoutMs: resolved.healthzTimeoutMs,

@@ -7,16 +7,21 @@ export interface RunnerOptions {
   minIntervalMs?: number;
   /** Run at least this often even without requests (periodic reconcile). Default 10 s. */
   maxIntervalMs?: number;
-  /** After a failed run, retry after this long. Default 1000 ms. */
+  /** After a failed run, retry after this long; doubled per further failure in a row. Default 1000 ms. */
   retryMs?: number;
+  /** Cap of the doubled retry delay. Default retryMs (no growth). */
+  maxRetryMs?: number;
   log: Logger;
 }
 
 /**
  * Bounded-frequency runner (kube-proxy's shape): callers `request()` a run;
  * requests coalesce; runs never overlap, are spaced by minInterval, happen at
- * least every maxInterval, and a failed run is retried. The callback is the
- * one writer to the kernel.
+ * least every maxInterval, and a failed run is retried with exponential
+ * backoff (capped, reset by a success). While backing off, requests do not
+ * bring the next run forward: a sync that keeps failing (a rule of someone
+ * else's, a hostile object) must not be retried once a second forever just
+ * because changes keep arriving. The callback is the one writer to the kernel.
  */
 export class BoundedFrequencyRunner {
   private pending = false;
@@ -25,6 +30,10 @@ export class BoundedFrequencyRunner {
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
   private reasons = new Set<string>();
+  /** No run before this (ms since epoch): the backoff after failures. */
+  private notBefore = 0;
+  /** Failed runs in a row; 0 after a success. */
+  consecutiveFailures = 0;
 
   constructor(
     private readonly opts: RunnerOptions,
@@ -36,7 +45,7 @@ export class BoundedFrequencyRunner {
     this.request('start');
   }
 
-  /** Asks for a run as soon as the minimum interval allows. */
+  /** Asks for a run as soon as the minimum interval (and any backoff) allows. */
   request(reason = 'request'): void {
     if (this.stopped) return;
     this.reasons.add(reason);
@@ -50,12 +59,20 @@ export class BoundedFrequencyRunner {
     this.timer = undefined;
   }
 
-  private schedule(delayOverride?: number): void {
+  /** The delay before the next retry after `failures` failed runs in a row. */
+  retryDelay(failures: number): number {
+    const base = this.opts.retryMs ?? 1000;
+    const cap = Math.max(base, this.opts.maxRetryMs ?? base);
+    return Math.min(cap, base * 2 ** Math.min(30, Math.max(0, failures - 1)));
+  }
+
+  private schedule(): void {
     if (this.stopped || this.running) return;
     const min = this.opts.minIntervalMs ?? 1000;
     const max = this.opts.maxIntervalMs ?? 10_000;
-    const sinceLast = Date.now() - this.lastRun;
-    const wait = delayOverride ?? (this.pending ? Math.max(0, min - sinceLast) : Math.max(0, max - sinceLast));
+    const now = Date.now();
+    const sinceLast = now - this.lastRun;
+    const wait = Math.max(this.pending ? min - sinceLast : max - sinceLast, this.notBefore - now, 0);
     if (this.timer) clearTimeout(this.timer);
     this.timer = setTimeout(() => void this.tick(), wait);
     this.timer.unref?.();
@@ -74,16 +91,20 @@ export class BoundedFrequencyRunner {
       await this.fn(reasons);
     } catch (err) {
       failed = true;
-      this.opts.log.warn({ runner: this.opts.name, err }, 'run failed, will retry');
+      this.consecutiveFailures++;
+      const delay = this.retryDelay(this.consecutiveFailures);
+      this.notBefore = Date.now() + delay;
+      this.opts.log.warn({ runner: this.opts.name, failures: this.consecutiveFailures, retryInMs: delay, err }, 'run failed, will retry');
     } finally {
       this.running = false;
     }
     if (failed) {
       this.pending = true;
       this.reasons.add('retry');
-      this.schedule(this.opts.retryMs ?? 1000);
     } else {
-      this.schedule();
+      this.consecutiveFailures = 0;
+      this.notBefore = 0;
     }
+    this.schedule();
   }
 }

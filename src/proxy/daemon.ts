@@ -13,6 +13,8 @@ import type { NftClient } from '../netfilter/nft.js';
 import { RemovingLeftovers, createMode, removeLeftovers } from './nftables/modes.js';
 import { close, healthzServer, listen, metricsServer, parseBindAddress, ProxierHealth, ServiceHealthServers } from './http.js';
 import { IptablesProxier } from './iptables/proxier.js';
+import { setupLocalhostNodePorts } from './iptables/localhost.js';
+import { ProcSysctl, type Sysctl } from '../kernel/sysctl.js';
 import type { IptablesProxyConfig } from './iptables/service-rules.js';
 import { ProxyMetrics } from './metrics.js';
 import { ProxyModel } from './model/model.js';
@@ -35,6 +37,15 @@ export interface ProxyOptions {
   mode?: ProxyMode;
   /** ipvs scheduler for --proxy-mode ipvs. Default 'rr'. */
   ipvsScheduler?: string;
+  /** ipvs.strictARP: ipvs mode sets arp_ignore=1 and arp_announce=2. Default false. */
+  ipvsStrictARP?: boolean;
+  /**
+   * iptables mode answers 127.0.0.1:<nodePort> from the node (sets
+   * net.ipv4.conf.all.route_localnet=1). Default true; nftables and ipvs modes never do.
+   */
+  localhostNodePorts?: boolean;
+  /** Kernel parameters (tests inject a fake); default /proc/sys of o.netns. */
+  sysctl?: Sysctl;
   /** This node's name (endpoints' nodeName). Default os.hostname(). */
   nodeName?: string;
   /** This node's primary IP; `--nodeport-addresses primary` means it. */
@@ -61,7 +72,13 @@ export interface ProxyOptions {
   master?: string;
   /** What /configz serves (the configuration as applied); the CLI builds it. */
   configz?: () => unknown;
-  /** /healthz and /livez turn 503 when a queued change has waited this long for a sync. Default 60 000 ms. */
+  /** Failed syncs are retried after minSyncPeriod, doubled per failure in a row up to this. Default 30 000 ms. */
+  maxRetryMs?: number;
+  /**
+   * /healthz turns 503 when a queued change waits longer than this for a
+   * successful sync (and at once after 3 failed syncs in a row). Default
+   * 60 000 ms: kube-proxy's 2x its 30 s sync period.
+   */
   healthzTimeoutMs?: number;
   /** How often the canary chains are checked (kube-proxy: every sync period). Default 30 000 ms. */
   canaryIntervalMs?: number;
@@ -105,6 +122,7 @@ export function iptablesConfig(o: ProxyOptions): IptablesProxyConfig {
     masqueradeAll: o.masqueradeAll ?? false,
     masqueradeMark: `0x${(2 ** bit).toString(16)}`,
     nodePortAddresses,
+    localhostNodePorts: o.localhostNodePorts ?? true,
   };
 }
 
@@ -113,6 +131,9 @@ async function modeBackend(o: ProxyOptions, cfg: IptablesProxyConfig): Promise<{
   if (mode !== 'iptables') return { backend: await createMode(mode, o, cfg) };
   const ipt = o.iptables ?? (await ExecIptables.create({ netns: o.netns, backend: o.iptablesBackend }));
   const px = new IptablesProxier(ipt, cfg, o.log);
+  // Not with an injected (fake) iptables and no sysctl: /proc/sys would be the test runner's own.
+  const sysctl = o.sysctl ?? (o.iptables ? undefined : new ProcSysctl(o.netns));
+  if (sysctl) await setupLocalhostNodePorts(sysctl, cfg, o.log);
   // Switching from another mode: its rules go after our first sync (not with injected test clients).
   return { backend: o.iptables ? px : new RemovingLeftovers(px, 'iptables', o, cfg), ipt };
 }
@@ -155,17 +176,11 @@ export async function runProxy(o: ProxyOptions, signal: AbortSignal): Promise<vo
   const minSync = o.minSyncPeriodMs ?? 1000;
   const syncPeriod = o.syncPeriodMs ?? 3_600_000;
   metrics.pendingChanges = () => model.pendingCounts;
-  const health = new ProxierHealth(o.healthzTimeoutMs ?? 60_000);
-  const runner = new BoundedFrequencyRunner({ name: 'proxy-rules', minIntervalMs: minSync, maxIntervalMs: syncPeriod, retryMs: minSync, log }, async (reasons) => {
-    const before = syncer.lastSyncAt;
-    try {
-      await syncer.sync(reasons);
-    } catch (err) {
-      health.queued(); // a sync is owed: failing syncs turn /healthz 503 after the timeout, changes or not
-      throw err;
-    }
-    if (syncer.lastSyncAt !== before) health.updated();
-  });
+  const runner = new BoundedFrequencyRunner({ name: 'proxy-rules', minIntervalMs: minSync, maxIntervalMs: syncPeriod, retryMs: minSync, maxRetryMs: Math.max(minSync, o.maxRetryMs ?? 30_000), log }, (reasons) =>
+    syncer.sync(reasons),
+  );
+  // One rule over the syncer's own state: failed syncs keep their change pending, so they turn /healthz 503.
+  const health = new ProxierHealth(o.healthzTimeoutMs ?? 60_000, Date.now, () => syncer.state);
 
   const etcd = o.etcdEndpoints?.length ? new EtcdClient({ ...registryEtcdOptions(o.etcdEndpoints), ...o.etcd }) : undefined;
   const sources: ProxySource[] = [];
@@ -177,12 +192,11 @@ export async function runProxy(o: ProxyOptions, signal: AbortSignal): Promise<vo
     {
       onChange: () => {
         syncer.noteQueued();
-        health.queued();
         runner.request('change');
       },
       onReady: () => {
         syncer.markReady();
-        health.queued(); // the first write is owed from now on
+        syncer.noteQueued(); // the first write is owed from now on
         log.info({ sources: sources.map((s) => s.name) }, 'all sources listed; writing rules');
         runner.request('ready');
       },

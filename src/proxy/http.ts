@@ -3,6 +3,7 @@ import { InvalidArgumentError, errorMessage } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import type { HealthCheckPort } from './backend.js';
 import type { ProxyMetrics } from './metrics.js';
+import { syncHealth, syncLiveness, type SyncState } from './syncer.js';
 
 /** "host:port" -> parts; port 0 picks a free one (tests). */
 export function parseBindAddress(text: string, field: string): { host: string; port: number } {
@@ -31,30 +32,37 @@ export function close(server: Server): Promise<void> {
 
 /**
  * kube-proxy's proxier health (pkg/proxy/healthcheck/proxier_health.go),
- * with an injected clock. `queued()` when a change arrives that needs a
- * sync, `updated()` after each successful sync. Live while no queued change
- * has waited `timeoutMs` or longer (the oldest one counts, so a stream of
- * changes arriving while syncs fail does not keep it healthy). Healthy =
- * live, synced at least once (weft's addition: the systemd unit and
- * readiness probes wait for rules to be written) and this Node eligible.
+ * with an injected clock, judged by one rule (syncLiveness / syncHealth in
+ * syncer.ts) over a SyncState: the running proxy reads its syncer's state;
+ * without a source, `queued()` / `updated()` / `failed()` keep one here.
+ * Live while no queued change has waited `timeoutMs` and fewer than 3 syncs
+ * in a row failed. Healthy = live, synced at least once (weft's addition:
+ * the systemd unit and readiness probes wait for rules to be written) and
+ * this Node eligible.
  */
 export class ProxierHealth {
-  private lastUpdated = 0;
-  private oldestPendingQueued = 0;
+  private own: SyncState = { lastSuccessfulSync: 0, lastQueued: 0, oldestPending: 0, consecutiveFailures: 0 };
   private nodeEligible = true;
 
   constructor(
     readonly timeoutMs: number,
     private readonly now: () => number = Date.now,
+    private readonly source?: () => SyncState,
   ) {}
 
   queued(): void {
-    if (this.oldestPendingQueued === 0) this.oldestPendingQueued = this.now();
+    const t = this.now();
+    this.own.lastQueued = t;
+    if (this.own.oldestPending === 0) this.own.oldestPending = t;
   }
 
   updated(): void {
-    this.oldestPendingQueued = 0;
-    this.lastUpdated = this.now();
+    this.own = { ...this.own, lastSuccessfulSync: this.now(), oldestPending: 0, consecutiveFailures: 0 };
+  }
+
+  failed(): void {
+    this.own.consecutiveFailures++;
+    if (this.own.oldestPending === 0) this.own.oldestPending = this.now();
   }
 
   /**
@@ -67,10 +75,13 @@ export class ProxierHealth {
     this.nodeEligible = !deleting;
   }
 
-  status(): { live: boolean; healthy: boolean; nodeEligible: boolean; lastUpdated: number; currentTime: number } {
+  status(): { live: boolean; healthy: boolean; nodeEligible: boolean; lastUpdated: number; currentTime: number; reason?: string } {
     const t = this.now();
-    const live = this.oldestPendingQueued === 0 || t - this.oldestPendingQueued < this.timeoutMs;
-    return { live, healthy: live && this.lastUpdated > 0 && this.nodeEligible, nodeEligible: this.nodeEligible, lastUpdated: this.lastUpdated, currentTime: t };
+    const s = this.source?.() ?? this.own;
+    const h = syncHealth(s, t, { timeoutMs: this.timeoutMs });
+    const live = syncLiveness(s, t, { timeoutMs: this.timeoutMs }).live;
+    const reason = h.reason ?? (this.nodeEligible ? undefined : 'this Node is being deleted');
+    return { live, healthy: h.healthy && this.nodeEligible, nodeEligible: this.nodeEligible, lastUpdated: s.lastSuccessfulSync, currentTime: t, ...(reason ? { reason } : {}) };
   }
 }
 

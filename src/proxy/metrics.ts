@@ -32,6 +32,7 @@ export class ProxyMetrics {
     const self = this;
     return new Gauge({ name: 'kubeproxy_sync_proxy_rules_endpoint_changes_pending', help: 'Pending proxy rules Endpoint changes', registers: [this.registry], collect() { this.set(self.pendingChanges().endpoints); } });
   })();
+  readonly truncatedObjects = new Counter({ name: 'weft_proxy_truncated_objects_total', help: 'Objects whose endpoints were cut to a cap (see docs/proxy.md, limits), per object', labelNames: ['object'], registers: [this.registry] });
   readonly invalidObjects = new Counter({ name: 'weft_proxy_invalid_objects_total', help: 'Objects refused by validation, per source', labelNames: ['source'], registers: [this.registry] });
 
   /** processMetrics: process_* and nodejs_* read at scrape time (no timers: see core/process-metrics.ts). */

@@ -7,6 +7,42 @@ import type { ProxyMetrics } from './metrics.js';
 import type { ProxyModel } from './model/model.js';
 import { staleConntrackFilters } from './stale-conntrack.js';
 
+/** What /healthz needs to know about the syncs (all times in ms since the epoch; 0 = never). */
+export interface SyncState {
+  lastSuccessfulSync: number;
+  lastQueued: number;
+  /** The oldest queued change not yet written; 0 when none is waiting. */
+  oldestPending: number;
+  consecutiveFailures: number;
+}
+
+export interface SyncHealthOptions {
+  /** A queued change not written after this long is overdue. */
+  timeoutMs: number;
+  /** This many failed syncs in a row make the proxy unhealthy at once. Default 3. */
+  maxFailures?: number;
+}
+
+/**
+ * kube-proxy's liveness rule, plus failures: not live when the oldest
+ * waiting change has waited longer than `timeoutMs` (the oldest counts, so a
+ * stream of changes arriving while syncs fail does not look fresh), or when
+ * the last `maxFailures` syncs all failed.
+ */
+export function syncLiveness(s: SyncState, now: number, o: SyncHealthOptions): { live: boolean; reason?: string } {
+  if (s.consecutiveFailures >= (o.maxFailures ?? 3)) return { live: false, reason: `the last ${s.consecutiveFailures} syncs failed` };
+  if (s.oldestPending > 0 && now - s.oldestPending > o.timeoutMs) return { live: false, reason: `a change has waited ${Math.round((now - s.oldestPending) / 1000)} s for a sync` };
+  return { live: true };
+}
+
+/** Healthy = live and synced at least once (weft's addition: readiness probes wait for the first write). */
+export function syncHealth(s: SyncState, now: number, o: SyncHealthOptions): { healthy: boolean; reason?: string } {
+  const l = syncLiveness(s, now, o);
+  if (!l.live) return { healthy: false, reason: l.reason };
+  if (s.lastSuccessfulSync === 0) return { healthy: false, reason: 'no successful sync yet' };
+  return { healthy: true };
+}
+
 export interface SyncerOptions {
   model: ProxyModel;
   backend: ProxyModeBackend;
@@ -33,6 +69,18 @@ export class ProxySyncer {
   private pendingTriggers: number[] = [];
   lastSyncAt = 0;
   lastQueuedAt = 0;
+  /**
+   * When the oldest change not yet written was queued (ms); 0 when every
+   * queued change is in the kernel. Kept from the first queued change until a
+   * sync succeeds, so a stream of changes cannot keep /healthz green while
+   * every sync fails (the latest queued time would always look fresh).
+   */
+  oldestPendingAt = 0;
+  /** Failed syncs in a row; 0 after a success. */
+  consecutiveFailures = 0;
+  /** While a sync runs: when it started, and the first change queued meanwhile (not in what it writes). */
+  private syncStartedAt = 0;
+  private firstQueuedDuringSync = 0;
   syncs = { full: 0, partial: 0, failed: 0 };
 
   constructor(private readonly o: SyncerOptions) {}
@@ -65,8 +113,20 @@ export class ProxySyncer {
     return !ok;
   }
 
+  /** The sync state /healthz judges (see syncHealth). */
+  get state(): SyncState {
+    return {
+      lastSuccessfulSync: this.lastSyncAt,
+      lastQueued: this.lastQueuedAt,
+      oldestPending: this.oldestPendingAt,
+      consecutiveFailures: this.consecutiveFailures,
+    };
+  }
+
   noteQueued(): void {
     this.lastQueuedAt = this.now();
+    if (this.oldestPendingAt === 0) this.oldestPendingAt = this.lastQueuedAt;
+    if (this.syncStartedAt && !this.firstQueuedDuringSync) this.firstQueuedDuringSync = this.lastQueuedAt;
     this.o.metrics?.lastQueued.set(this.lastQueuedAt / 1000);
   }
 
@@ -79,7 +139,13 @@ export class ProxySyncer {
     const { model, backend, log, metrics } = this.o;
     if (reasons.includes('periodic')) this.needFull = true;
     const started = this.now();
+    this.syncStartedAt = started;
+    this.firstQueuedDuringSync = 0;
     const changes = model.applyChanges();
+    for (const t of model.takeTruncations()) {
+      metrics?.truncatedObjects.inc({ object: t.object });
+      log.warn({ object: t.object, field: t.field, had: t.had, kept: t.kept }, 'object has more endpoints than weft-proxy takes from one object; kept the first ones');
+    }
     this.pendingTriggers.push(...changes.triggerTimes);
     metrics?.serviceChanges.inc(changes.services.size);
     metrics?.endpointChanges.inc(changes.endpoints.size);
@@ -99,6 +165,9 @@ export class ProxySyncer {
       }
       this.pendingTriggers = [];
       this.lastSyncAt = this.now();
+      this.consecutiveFailures = 0;
+      // What was queued before applyChanges is written now; what came while the backend wrote waits.
+      this.oldestPendingAt = this.firstQueuedDuringSync;
       metrics?.lastSync.set(this.lastSyncAt / 1000);
       this.o.onHealthChecks?.(r.healthChecks);
       if (r.wrote || changes.changed.size > 0) {
@@ -107,10 +176,15 @@ export class ProxySyncer {
     } catch (err) {
       this.needFull = true;
       this.syncs.failed++;
+      this.consecutiveFailures++;
+      // What this sync folded in is not in the kernel: it is pending since it was queued (or now).
+      if (this.oldestPendingAt === 0) this.oldestPendingAt = this.lastQueuedAt || started;
       metrics?.restoreFailures.inc();
       if (!full) metrics?.partialRestoreFailures.inc();
-      log.warn({ mode: backend.mode, full, err: errorMessage(err) }, 'proxy rules sync failed; next sync is full');
+      log.warn({ mode: backend.mode, full, failures: this.consecutiveFailures, err: errorMessage(err) }, 'proxy rules sync failed; next sync is full');
       throw err;
+    } finally {
+      this.syncStartedAt = 0;
     }
     await this.flushConntrack();
   }

@@ -83,7 +83,7 @@ export const PROXY_FLAGS: ProxyFlag[] = [
   { flags: '--conntrack-udp-timeout <duration>', description: 'ignored: conntrack sysctls are left to the host', parse: parseDurationMs, ignored: 'conntrack sysctls are left to the host' },
   { flags: '--conntrack-udp-timeout-stream <duration>', description: 'ignored: conntrack sysctls are left to the host', parse: parseDurationMs, ignored: 'conntrack sysctls are left to the host' },
   { flags: '--ipvs-exclude-cidrs <cidrs>', description: 'ignored', parse: parseList, ignored: 'weft removes only ipvs services it created' },
-  { flags: '--ipvs-strict-arp', description: 'ignored', kind: 'boolean', ignored: 'weft has no kube-ipvs0 device to answer ARP on' },
+  { flags: '--ipvs-strict-arp', description: 'ipvs mode: set arp_ignore=1 and arp_announce=2 (ipvs.strictARP)', key: 'ipvsStrictARP', kind: 'boolean' },
   { flags: '--ipvs-tcp-timeout <duration>', description: 'ignored: ipvs timeouts are left as they are', parse: parseDurationMs, ignored: 'ipvs timeouts are left as they are' },
   { flags: '--ipvs-tcpfin-timeout <duration>', description: 'ignored: ipvs timeouts are left as they are', parse: parseDurationMs, ignored: 'ipvs timeouts are left as they are' },
   { flags: '--ipvs-udp-timeout <duration>', description: 'ignored: ipvs timeouts are left as they are', parse: parseDurationMs, ignored: 'ipvs timeouts are left as they are' },
@@ -94,7 +94,7 @@ export const PROXY_FLAGS: ProxyFlag[] = [
   { flags: '--detect-local-mode <mode>', description: 'only ClusterCIDR (the default) is implemented; others are ignored', parse: anyText, ignored: 'weft detects local traffic by --cluster-cidr' },
   { flags: '--pod-bridge-interface <name>', description: 'ignored (detect-local-mode BridgeInterface)', ignored: 'weft detects local traffic by --cluster-cidr' },
   { flags: '--pod-interface-name-prefix <prefix>', description: 'ignored (detect-local-mode InterfaceNamePrefix)', ignored: 'weft detects local traffic by --cluster-cidr' },
-  { flags: '--iptables-localhost-nodeports', description: 'accepted; not applied by this weft-proxy', kind: 'boolean', ignored: 'not applied by this weft-proxy' },
+  { flags: '--iptables-localhost-nodeports', description: 'iptables mode: answer 127.0.0.1:<nodePort> from the node (sets net.ipv4.conf.all.route_localnet=1); =false to turn off (iptables.localhostNodePorts)', key: 'localhostNodePorts', kind: 'boolean', defaultDescription: 'true' },
   { flags: '--windows-service', description: 'ignored: Windows only', kind: 'boolean', ignored: 'Windows only' },
   // klog's flags, as kube-proxy 1.20 has them.
   ...['--alsologtostderr', '--logtostderr', '--add-dir-header', '--skip-headers', '--skip-log-headers', '--one-output'].map((f): ProxyFlag => ({ flags: f, description: `ignored (${KLOG})`, kind: 'boolean', ignored: KLOG })),

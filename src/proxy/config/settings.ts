@@ -22,6 +22,10 @@ export interface ProxySettings {
   masqueradeAll: boolean;
   masqueradeBit: number;
   nodePortAddresses: string[];
+  /** iptables mode: answer 127.0.0.1:<nodePort> from the node (route_localnet), as kube-proxy. */
+  localhostNodePorts: boolean;
+  /** ipvs mode: arp_ignore=1 / arp_announce=2 (ipvs.strictARP). */
+  ipvsStrictARP: boolean;
   syncPeriodMs: number;
   minSyncPeriodMs: number;
   healthzBindAddress: string;
@@ -50,6 +54,8 @@ export const DEFAULT_SETTINGS: ProxySettings = {
   masqueradeAll: false,
   masqueradeBit: 13,
   nodePortAddresses: [],
+  localhostNodePorts: true,
+  ipvsStrictARP: false,
   syncPeriodMs: 3_600_000,
   minSyncPeriodMs: 1000,
   healthzBindAddress: '127.0.0.1:10256',
@@ -144,10 +150,11 @@ function fileLayer(c: KubeProxyConfiguration, mode: SettingsProxyMode, warnings:
   if (c.configSyncPeriod) warn('configSyncPeriod', 'ignored: weft keeps watching and relists on errors');
   if (c.detectLocalMode && c.detectLocalMode !== 'ClusterCIDR') warn('detectLocalMode', `"${c.detectLocalMode}" ignored: weft detects local traffic by clusterCIDR`);
   if (c.detectLocal && Object.values(c.detectLocal).some((v) => (Array.isArray(v) ? v.length : v))) warn('detectLocal', 'ignored: weft detects local traffic by clusterCIDR');
-  if (it.localhostNodePorts !== undefined) warn('iptables.localhostNodePorts', 'accepted; not applied from the file by this weft-proxy');
+  if (it.localhostNodePorts !== undefined) out.localhostNodePorts = it.localhostNodePorts;
+  if (c.ipvs?.strictARP !== undefined) out.ipvsStrictARP = c.ipvs.strictARP;
   if (it.snatNodeInternalIP) warn('iptables.snatNodeInternalIP', 'ignored');
   const ipvs = c.ipvs ?? {};
-  if (ipvs.excludeCIDRs?.length || ipvs.strictARP || ipvs.tcpTimeout || ipvs.tcpFinTimeout || ipvs.udpTimeout) warn('ipvs', 'excludeCIDRs, strictARP and the ipvs timeouts are ignored');
+  if (ipvs.excludeCIDRs?.length || ipvs.tcpTimeout || ipvs.tcpFinTimeout || ipvs.udpTimeout) warn('ipvs', 'excludeCIDRs and the ipvs timeouts are ignored');
   const ct = c.conntrack ?? {};
   if (Object.values(ct).some((v) => v !== undefined && v !== false)) warn('conntrack', 'ignored: weft leaves the conntrack sysctls (nf_conntrack_max, TCP/UDP timeouts) to the host');
   if (c.winkernel && Object.values(c.winkernel).some(Boolean)) warn('winkernel', 'ignored: Windows only');
@@ -232,10 +239,10 @@ export function configzOf(r: ResolvedSettings, file: KubeProxyConfiguration | un
   if (s.oomScoreAdj !== undefined) f.oomScoreAdj = s.oomScoreAdj;
   f.clientConnection = { ...f.clientConnection, kubeconfig: s.kubeconfig ?? '' };
   const sync = { syncPeriod: s.syncPeriodMs, minSyncPeriod: s.minSyncPeriodMs };
-  if (s.mode === 'ipvs') f.ipvs = { ...f.ipvs, ...sync, scheduler: s.ipvsScheduler };
-  else f.ipvs = { ...f.ipvs, scheduler: s.ipvsScheduler };
+  if (s.mode === 'ipvs') f.ipvs = { ...f.ipvs, ...sync, scheduler: s.ipvsScheduler, strictARP: s.ipvsStrictARP };
+  else f.ipvs = { ...f.ipvs, scheduler: s.ipvsScheduler, strictARP: s.ipvsStrictARP };
   if (s.mode === 'nftables') f.nftables = { ...f.nftables, ...sync, masqueradeAll: s.masqueradeAll, masqueradeBit: s.masqueradeBit };
-  f.iptables = { ...f.iptables, masqueradeAll: s.masqueradeAll, masqueradeBit: s.masqueradeBit, ...(s.mode === 'iptables' ? sync : {}) };
+  f.iptables = { ...f.iptables, masqueradeAll: s.masqueradeAll, masqueradeBit: s.masqueradeBit, localhostNodePorts: s.localhostNodePorts, ...(s.mode === 'iptables' ? sync : {}) };
   f.logging = { ...f.logging, format: s.logFormat, ...(s.verbosity !== undefined ? { verbosity: s.verbosity } : {}) };
   return encodeKubeProxyConfig(f);
 }

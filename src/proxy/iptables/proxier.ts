@@ -4,6 +4,7 @@ import type { ModeSyncResult, ProxyModeBackend } from '../backend.js';
 import type { ProxyModel } from '../model/model.js';
 import { CHAIN } from './names.js';
 import { CHUNK_END, JUMPS, NOTHING_OURS, groupByService, holdsNoneOfOurs, isOurChain, parseSave, renderIptablesPieces, type ExistingRules, type IptablesRenderState, type IptablesRenderSummary } from './render.js';
+import { RestoreTranscript } from './restore-error.js';
 import type { IptablesProxyConfig } from './service-rules.js';
 
 /** How much speculative full-sync text may wait for iptables-save's answer. */
@@ -21,6 +22,8 @@ const LOOK_EVERY_BYTES = 1024 * 1024;
 export class IptablesProxier implements ProxyModeBackend {
   readonly mode = 'iptables';
   private state: IptablesRenderState | undefined;
+  /** Stale chains kept because someone else's rules jump to them (logged once each). */
+  private readonly kept = new Set<string>();
 
   constructor(
     private readonly ipt: IptablesChainClient,
@@ -44,13 +47,16 @@ export class IptablesProxier implements ProxyModeBackend {
         previous: this.state,
         existing,
         maxRulesPerRestore: this.maxRulesPerRestore,
+        onKeptChain: (table, chain, refs) => this.noteKept(table, chain, refs),
       });
     let session: RestoreSession | undefined;
     let commits = 0;
+    const sent = new RestoreTranscript();
     const send = async (piece: string) => {
       if (piece === CHUNK_END) return;
       if (piece.endsWith('COMMIT\n')) commits++;
       session ??= this.ipt.openRestore();
+      sent.add(piece);
       await session.write(piece);
     };
     let r: IptablesRenderSummary;
@@ -63,7 +69,7 @@ export class IptablesProxier implements ProxyModeBackend {
         session = this.ipt.openRestore();
         r = await this.renderFull(render, saving, send);
       } else r = await drain(render(), send);
-      if (session) await session.end();
+      if (session) await session.end().catch((err: unknown) => Promise.reject(sent.failure(err)));
     } catch (err) {
       session?.abort();
       this.state = undefined;
@@ -119,6 +125,18 @@ export class IptablesProxier implements ProxyModeBackend {
     return done ?? drain(bet, send);
   }
 
+  private noteKept(table: string, chain: string, refs: readonly string[]): void {
+    const key = `${table}/${chain}`;
+    if (this.kept.has(key)) return;
+    this.kept.add(key);
+    this.log.warn({ table, chain, rule: refs[0], rules: refs.length }, 'stale chain is referenced by a rule that is not ours: flushed it and kept it (delete that rule to let it go)');
+  }
+
+  /** Stale chains flushed but kept because someone else's rules jump to them ("table/CHAIN"). */
+  get keptChains(): ReadonlySet<string> {
+    return this.kept;
+  }
+
   async healthy(): Promise<boolean> {
     for (const table of ['mangle', 'nat', 'filter']) if (!(await this.ipt.chainExists(table, CHAIN.CANARY))) return false;
     return true;
@@ -131,7 +149,9 @@ export class IptablesProxier implements ProxyModeBackend {
 
   async cleanup(): Promise<void> {
     this.state = undefined;
-    const text = await renderCleanup(this.ipt);
+    const text = await renderCleanup(this.ipt, (table, chain, refs) =>
+      this.log.warn({ table, chain, rule: refs[0], rules: refs.length }, 'chain is referenced by a rule that is not ours: flushed it and kept it'),
+    );
     if (text) await this.ipt.restore(text);
   }
 
@@ -153,21 +173,27 @@ async function drain(pieces: Generator<string, IptablesRenderSummary>, send: (pi
 /**
  * Restore text that removes every weft-proxy rule: jumps from built-in chains
  * (deleted by rewriting them without ours is not possible with --noflush, so
- * they are deleted rule by rule with -D), then our chains flushed and deleted.
+ * they are deleted rule by rule with -D), then our chains flushed and deleted
+ * - except those someone else's rules still jump to, which are only flushed.
  */
-export async function renderCleanup(ipt: { save(table: string): Promise<string> }): Promise<string> {
+export async function renderCleanup(ipt: { save(table: string): Promise<string> }, onKept?: (table: string, chain: string, refs: readonly string[]) => void): Promise<string> {
   const out: string[] = [];
   for (const table of ['filter', 'nat', 'mangle'] as const) {
     const save = await ipt.save(table);
     const existing = parseSave(save);
     const chains = [...(existing.chains.get(table) ?? [])].filter((c) => isOurChain(table, c));
-    const deletes = save
+    const deleted = save
       .split('\n')
       .filter((l) => l.startsWith('-A ') && /^[A-Z]+$/.test(l.split(' ')[1]!) && JUMPS.some((j) => l.includes(`-j ${j.target}`) || l.endsWith(`-j ${j.target}`)))
-      .filter((l) => chains.includes(/ -j (\S+)/.exec(l)?.[1] ?? ''))
-      .map((l) => `-D ${l.slice(3)}`);
+      .filter((l) => chains.includes(/ -j (\S+)/.exec(l)?.[1] ?? ''));
+    const deletes = deleted.map((l) => `-D ${l.slice(3)}`);
+    // A chain some other rule (not deleted above, not in our chains) still jumps to cannot be deleted: flush it, keep it.
+    const gone = new Set(deleted);
+    const refs = (c: string) => (existing.foreignRefs?.get(`${table}/${c}`) ?? []).filter((l) => !gone.has(l));
+    const kept = chains.filter((c) => refs(c).length > 0);
+    for (const c of kept) onKept?.(table, c, refs(c));
     if (chains.length === 0 && deletes.length === 0) continue;
-    out.push(`*${table}`, ...deletes, ...chains.map((c) => `:${c} - [0:0]`), ...chains.map((c) => `-X ${c}`), 'COMMIT');
+    out.push(`*${table}`, ...deletes, ...chains.map((c) => `:${c} - [0:0]`), ...chains.filter((c) => !kept.includes(c)).map((c) => `-X ${c}`), 'COMMIT');
   }
   return out.length ? out.join('\n') + '\n' : '';
 }

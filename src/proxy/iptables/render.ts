@@ -1,7 +1,7 @@
 import type { EndpointInfo } from '../model/endpoints.js';
 import type { ServicePortInfo } from '../model/service-port.js';
 import { CHAIN, OWNED_CHAIN_RE } from './names.js';
-import { TOP_CHAINS, nodePortJumps, renderServiceRules, staticChains, type IptablesProxyConfig, type ServiceRules, type TopChain } from './service-rules.js';
+import { TOP_CHAINS, firewallTail, nodePortJumps, renderServiceRules, staticChains, type IptablesProxyConfig, type ServiceRules, type TopChain } from './service-rules.js';
 
 /** What a sync needs from the model: ports grouped by Service, endpoints by port key. */
 export interface IptablesRenderModel {
@@ -22,6 +22,12 @@ export interface ExistingRules {
    * of an unchanged host (or a restart) writes next to nothing.
    */
   rules?: ReadonlyMap<string, readonly string[]>;
+  /**
+   * "table/CHAIN" of one of our chains -> rules of someone else's that jump
+   * (or goto) to it. Such a chain cannot be deleted (the kernel says busy):
+   * it is flushed and kept instead.
+   */
+  foreignRefs?: ReadonlyMap<string, readonly string[]>;
 }
 
 /** What the previous successful sync wrote; owned by the proxier, opaque to others. */
@@ -46,6 +52,8 @@ export interface IptablesRenderInput {
    * transaction's size, so many small restores beat one large one.
    */
   maxRulesPerRestore?: number;
+  /** Told of each stale chain that is flushed but kept because rules of someone else's jump to it. */
+  onKeptChain?: (table: string, chain: string, refs: readonly string[]) => void;
 }
 
 /** What a render tells besides its text. */
@@ -305,6 +313,7 @@ export function* renderIptablesPieces(input: IptablesRenderInput): Generator<str
     for (const h of r.healthChecks) healthChecks.push(h);
   }
   for (const line of nodePortJumps(cfg)) topRules.get('nat/WEFT-SERVICES')!.push(line);
+  for (const line of firewallTail(cfg)) topRules.get('filter/WEFT-PROXY-FIREWALL')!.push(line);
   // WEFT-SERVICES jumps to WEFT-NODEPORTS: the target is written first.
   for (const t of TOP_WRITE_ORDER) {
     const rules = topRules.get(t)!;
@@ -326,7 +335,7 @@ export function* renderIptablesPieces(input: IptablesRenderInput): Generator<str
   yield mangle.close();
   yield CHUNK_END;
   if (full && input.existing) {
-    yield renderFullSyncFinish(input.existing, state);
+    yield renderFullSyncFinish(input.existing, state, input.onKeptChain);
     yield CHUNK_END;
   }
 
@@ -347,14 +356,22 @@ export function* renderIptablesPieces(input: IptablesRenderInput): Generator<str
  * built-in chains that are missing are inserted. Both come after the
  * top-level chains were rewritten, so nothing references a deleted chain.
  */
-export function renderFullSyncFinish(existing: ExistingRules, state: IptablesRenderState): string {
+export function renderFullSyncFinish(existing: ExistingRules, state: IptablesRenderState, onKept?: RenderOnKept): string {
   const nat = new TableWriter('nat');
   const filter = new TableWriter('filter');
   const owned = [...(existing.chains.get('nat') ?? [])].filter((c) => OWNED_CHAIN_RE.test(c));
   if (owned.length > 0) {
     const wanted = new Set<string>();
     for (const r of state.services.values()) for (const c of r.chains.keys()) wanted.add(c);
-    for (const c of owned) if (!wanted.has(c)) nat.remove(c);
+    for (const c of owned) {
+      if (wanted.has(c)) continue;
+      const refs = existing.foreignRefs?.get(`nat/${c}`);
+      if (refs?.length) {
+        // Deleting it would fail the whole block (busy) on every sync: empty it, keep it.
+        if (!existing.rules || existing.rules.has(`nat/${c}`)) nat.chain(c, []);
+        onKept?.('nat', c, refs);
+      } else nat.remove(c);
+    }
   }
   for (const j of JUMPS) {
     if (existing.jumps.has(`${j.table}/${j.chain}/${j.target}`)) continue;
@@ -362,6 +379,8 @@ export function renderFullSyncFinish(existing: ExistingRules, state: IptablesRen
   }
   return filter.close() + nat.close();
 }
+
+type RenderOnKept = (table: string, chain: string, refs: readonly string[]) => void;
 
 /** Endpoint chains first, so that no chain of the Service jumps to one not yet written. */
 function writeServiceChains(w: TableWriter, chains: ReadonlyMap<string, readonly string[]>): void {
@@ -414,6 +433,13 @@ export function parseSave(text: string): ExistingRules {
   const chains = new Map<string, Set<string>>();
   const jumps = new Set<string>();
   const rules = new Map<string, string[]>();
+  const foreignRefs = new Map<string, string[]>();
+  const refer = (table: string, target: string, line: string) => {
+    const key = `${table}/${target}`;
+    const list = foreignRefs.get(key);
+    if (list) list.push(line);
+    else foreignRefs.set(key, [line]);
+  };
   let table = '';
   for (const line of text.split('\n')) {
     if (line.startsWith('*')) {
@@ -424,16 +450,22 @@ export function parseSave(text: string): ExistingRules {
     } else if (line.startsWith('-A ')) {
       const end = line.indexOf(' ', 3);
       const chain = line.slice(3, end < 0 ? undefined : end);
-      if (chain.startsWith('WEFT-')) {
+      const ours = chain.startsWith('WEFT-') && isOurChain(table, chain);
+      if (ours) {
         const key = `${table}/${chain}`;
         const list = rules.get(key);
         if (list) list.push(normalizeRule(line));
         else rules.set(key, [normalizeRule(line)]);
         continue;
       }
-      const m = / -j (WEFT-[A-Z-]+)(\s|$)/.exec(line);
-      if (m && /^[A-Z]+$/.test(chain)) jumps.add(`${table}/${chain}/${m[1]}`);
+      if (!line.includes('WEFT-')) continue;
+      const m = / -[jg] (WEFT-[A-Z0-9-]+)(\s|$)/.exec(line);
+      if (!m || !isOurChain(table, m[1]!)) continue;
+      const builtin = /^[A-Z]+$/.test(chain);
+      const mine = builtin && JUMPS.some((j) => j.table === table && j.chain === chain && j.target === m[1] && line.includes(j.comment));
+      if (builtin) jumps.add(`${table}/${chain}/${m[1]}`);
+      if (!mine) refer(table, m[1]!, line);
     }
   }
-  return { chains, jumps, rules };
+  return { chains, jumps, rules, foreignRefs };
 }

@@ -14,6 +14,42 @@ export interface IptablesProxyConfig {
   masqueradeMark?: string;
   /** CIDRs whose local addresses answer node ports. Empty: every local address. */
   nodePortAddresses?: readonly string[];
+  /**
+   * Answer node ports on 127.0.0.1 from the node itself (kube-proxy's
+   * --iptables-localhost-nodeports; needs net.ipv4.conf.all.route_localnet=1).
+   * Default true. Only in effect when nodePortAddresses is empty or covers 127.0.0.1.
+   */
+  localhostNodePorts?: boolean;
+}
+
+const LOOPBACK = '127.0.0.0/8';
+
+function ipNum(ip: string): number {
+  return ip.split('.').reduce((n, o) => n * 256 + Number(o), 0);
+}
+
+/** True when `cidr` ("a.b.c.d/n", validated) and 127.0.0.0/8 share an address. */
+function overlapsLoopback(cidr: string): boolean {
+  const [ip, len] = cidr.split('/') as [string, string];
+  const bits = Math.min(Number(len), 8);
+  const mask = bits === 0 ? 0 : (0xffffffff << (32 - bits)) >>> 0;
+  return ((ipNum(ip) & mask) >>> 0) === ((ipNum('127.0.0.0') & mask) >>> 0);
+}
+
+/** True when `cidr` lies inside 127.0.0.0/8. */
+function insideLoopback(cidr: string): boolean {
+  return Number(cidr.split('/')[1]) >= 8 && cidr.startsWith('127.');
+}
+
+/**
+ * Whether 127.0.0.1:<nodePort> is answered: the flag is on (default) and the
+ * node port addresses include loopback (empty = every local address), as in
+ * kube-proxy. Decides both the rules and whether route_localnet is set.
+ */
+export function localhostNodePortsOn(cfg: IptablesProxyConfig): boolean {
+  if (cfg.localhostNodePorts === false) return false;
+  const cidrs = cfg.nodePortAddresses ?? [];
+  return cidrs.length === 0 || cidrs.some(overlapsLoopback);
 }
 
 export const DEFAULT_MASQ_MARK = '0x2000';
@@ -280,6 +316,19 @@ export function staticChains(cfg: IptablesProxyConfig): { nat: Map<string, strin
 export function nodePortJumps(cfg: IptablesProxyConfig): string[] {
   const comment = '-m comment --comment "weft service nodeports; must be the last rule in this chain"';
   const cidrs = cfg.nodePortAddresses ?? [];
-  if (cidrs.length === 0) return [`-A WEFT-SERVICES ${comment} -m addrtype --dst-type LOCAL -j WEFT-NODEPORTS`];
-  return cidrs.map((c) => `-A WEFT-SERVICES -d ${c} ${comment} -m addrtype --dst-type LOCAL -j WEFT-NODEPORTS`);
+  // Off: loopback destinations are left alone (without route_localnet they could not be routed to a pod anyway).
+  const noLoopback = cfg.localhostNodePorts === false;
+  if (cidrs.length === 0) return [`-A WEFT-SERVICES ${noLoopback ? `! -d ${LOOPBACK} ` : ''}${comment} -m addrtype --dst-type LOCAL -j WEFT-NODEPORTS`];
+  return cidrs.filter((c) => !(noLoopback && insideLoopback(c))).map((c) => `-A WEFT-SERVICES -d ${c} ${comment} -m addrtype --dst-type LOCAL -j WEFT-NODEPORTS`);
+}
+
+/**
+ * The tail of filter WEFT-PROXY-FIREWALL (jumped to for NEW connections from
+ * INPUT, FORWARD and OUTPUT). With route_localnet on, the kernel would accept
+ * packets for 127.0.0.0/8 arriving from outside (CVE-2020-8558): drop those
+ * that are not ours (DNATed) or part of a known connection, as kube-proxy does.
+ */
+export function firewallTail(cfg: IptablesProxyConfig): string[] {
+  if (!localhostNodePortsOn(cfg)) return [];
+  return [`-A ${CHAIN.FIREWALL} ! -s ${LOOPBACK} -d ${LOOPBACK} -m comment --comment "block incoming localnet connections" -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP`];
 }

@@ -9,6 +9,8 @@ export interface IpvsProxyConfig extends IptablesProxyConfig {
   scheduler?: string;
   /** This node's addresses that answer node ports (one virtual server each). */
   nodeIPs: readonly string[];
+  /** ipvs.strictARP: set arp_ignore=1 / arp_announce=2 at start. Default false. */
+  strictARP?: boolean;
 }
 
 export interface RealServer {

@@ -5,6 +5,8 @@ import { parseSave } from '../iptables/render.js';
 import type { ProxyModel } from '../model/model.js';
 import type { IpsetClient, IpvsClient, ServiceIPHolder } from './clients.js';
 import { IPSET, planIpvs, type IpvsProxyConfig } from './plan.js';
+import { ensureIpvsSysctls } from './sysctls.js';
+import type { Sysctl } from '../../kernel/sysctl.js';
 import { IPVS_CHAIN, IPVS_JUMPS, diffIpvs, renderIpsets, renderIpvsIptables } from './render.js';
 
 export interface IpvsClients {
@@ -12,6 +14,8 @@ export interface IpvsClients {
   ipset: IpsetClient;
   holder: ServiceIPHolder;
   ipt: IptablesChainClient;
+  /** Kernel parameters; set before the first sync (ensureIpvsSysctls). Absent: left alone (tests with fakes). */
+  sysctl?: Sysctl;
 }
 
 /**
@@ -24,6 +28,7 @@ export interface IpvsClients {
 export class IpvsProxier implements ProxyModeBackend {
   readonly mode = 'ipvs';
   private wroteIptables = false;
+  private sysctlsDone = false;
 
   constructor(
     private readonly c: IpvsClients,
@@ -31,7 +36,15 @@ export class IpvsProxier implements ProxyModeBackend {
     private readonly log: Logger,
   ) {}
 
+  /** Sets the kernel parameters ipvs mode needs; run once, before anything is written. */
+  async start(): Promise<void> {
+    if (this.sysctlsDone || !this.c.sysctl) return;
+    await ensureIpvsSysctls(this.c.sysctl, this.log, { strictARP: this.cfg.strictARP });
+    this.sysctlsDone = true;
+  }
+
   async sync(model: ProxyModel, _changed: ReadonlySet<string>, full: boolean): Promise<ModeSyncResult> {
+    await this.start();
     const plan = planIpvs(model.servicePorts.values(), (k) => model.endpoints.get(k), this.cfg);
     // Sets first: the iptables rules refer to them.
     await this.c.ipset.restore(renderIpsets(plan.ipsets));

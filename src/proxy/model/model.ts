@@ -3,6 +3,7 @@ import type { ProxyObject } from './k8s.js';
 import { sameEndpoints, type EndpointInfo, type ServiceEndpoints } from './endpoints.js';
 import { inputKey, mergeSlices, toRecord, type EndpointsRecord, type ModelInput, type ServiceRecord, type SliceRecord } from './records.js';
 import { samePorts, type ServicePortInfo } from './service-port.js';
+import { ENDPOINT_CAPS } from './validate.js';
 import { ChangeTracker, type Change } from './tracker.js';
 
 /** What changed between two `applyChanges` calls, per Service ("ns/name"). */
@@ -15,6 +16,15 @@ export interface ModelChanges {
   changed: Set<string>;
   /** Trigger times (ms) of endpoint changes, for network_programming_duration_seconds. */
   triggerTimes: number[];
+}
+
+/** An object whose endpoints were cut to a cap (validate.ts ENDPOINT_CAPS). */
+export interface Truncation {
+  /** "Endpoints ns/name" or "EndpointSlices of Service ns/name". */
+  object: string;
+  field: string;
+  had: number;
+  kept: number;
 }
 
 const NO_PORTS: readonly ServicePortInfo[] = Object.freeze([]);
@@ -45,7 +55,21 @@ export class ProxyModel {
   /** Applied snapshot: service port key -> endpoints (all conditions). Read-only lists. */
   readonly endpoints = new Map<string, readonly EndpointInfo[]>();
 
+  /** Objects cut to ENDPOINT_CAPS since the last takeTruncations(), by object and field (the trackers look twice per change). */
+  private truncations = new Map<string, Truncation>();
+
   constructor(private readonly now: () => number = Date.now) {}
+
+  /** Objects whose endpoints were cut to a cap since the last call (for logs and metrics). */
+  takeTruncations(): Truncation[] {
+    const t = [...this.truncations.values()];
+    this.truncations.clear();
+    return t;
+  }
+
+  private noteTruncation(t: Truncation): void {
+    this.truncations.set(`${t.object}|${t.field}`, t);
+  }
 
   /** Any change recorded and not yet applied. */
   get hasPending(): boolean {
@@ -131,7 +155,9 @@ export class ProxyModel {
 
   private endpointsOf(svc: string): ServiceEndpoints {
     const slices = this.slicesBySvc.get(svc);
-    return mergeSlices(slices ? slices.values() : []);
+    return mergeSlices(slices ? slices.values() : [], (key, had, kept) =>
+      this.noteTruncation({ object: `EndpointSlices of Service ${svc}`, field: `port ${key}`, had, kept }),
+    );
   }
 
   private triggerTime(r: { triggerAt: number | undefined }): number {
@@ -164,6 +190,9 @@ export class ProxyModel {
   private upsertEndpoints(ep: EndpointsRecord): void {
     const key = ep.name;
     const slices = ep.slices;
+    if (ep.truncatedFrom !== undefined) {
+      this.noteTruncation({ object: `Endpoints ${key}`, field: 'subsets', had: ep.truncatedFrom, kept: ENDPOINT_CAPS.perEndpointsObject });
+    }
     const ids = slices.map((s) => flat('mirror/', s.name));
     for (const old of this.mirrored.get(key) ?? []) if (!ids.includes(old)) this.removeSlice(old, this.triggerTime(ep));
     slices.forEach((s, i) => this.upsertSlice(ids[i]!, s));

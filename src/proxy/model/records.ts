@@ -2,6 +2,7 @@ import { isIPv4 } from '../../core/ip.js';
 import { flat } from './flat.js';
 import { endpointsToSlices, isMirrored, sameEndpoints, sliceService, type EndpointInfo, type ServiceEndpoints } from './endpoints.js';
 import { LAST_CHANGE_TRIGGER_TIME, nsName, type EndpointSlice, type Endpoints, type ObjectMeta, type ProxyObject, type Service } from './k8s.js';
+import { ENDPOINT_CAPS, capEndpoints } from './validate.js';
 import { samePorts, servicePortKey, servicePortsOf, type ServicePortInfo } from './service-port.js';
 
 /**
@@ -51,6 +52,8 @@ export interface EndpointsRecord {
   readonly name: string;
   readonly slices: readonly SliceRecord[];
   readonly triggerAt: number | undefined;
+  /** Addresses the object had when more than ENDPOINT_CAPS.perEndpointsObject were cut off. */
+  readonly truncatedFrom?: number;
 }
 
 export type ModelRecord = ServiceRecord | SliceRecord | EndpointsRecord;
@@ -153,7 +156,9 @@ export function sliceRecord(slice: EndpointSlice, name: string, at: number | und
 
 export function endpointsRecord(ep: Endpoints, intern: Interner = sharedInterner): EndpointsRecord {
   const at = triggerAt(ep.metadata);
-  return { kind: 'Endpoints', name: nsName(ep), slices: endpointsToSlices(ep).map((s) => sliceRecord(s, nsName(s), at, intern)), triggerAt: at };
+  const capped = capEndpoints(ep);
+  const slices = endpointsToSlices(capped.ep).map((s) => sliceRecord(s, nsName(s), at, intern));
+  return { kind: 'Endpoints', name: nsName(ep), slices, triggerAt: at, ...(capped.ep !== ep ? { truncatedFrom: capped.had } : {}) };
 }
 
 /** By IP (numerically), then port; stable, so ties keep their order. */
@@ -177,7 +182,11 @@ const NO_ENDPOINTS: ServiceEndpoints = new Map();
  * ip:port/protocol across slices keep the first slice's. Lists are sorted so
  * equal inputs compare equal; a port only one slice feeds shares its list.
  */
-export function mergeSlices(slices: Iterable<SliceRecord>): ServiceEndpoints {
+export function mergeSlices(
+  slices: Iterable<SliceRecord>,
+  onTruncated?: (key: string, had: number, kept: number) => void,
+  cap: number = ENDPOINT_CAPS.perServicePort,
+): ServiceEndpoints {
   const all = [...slices];
   if (all.length === 0) return NO_ENDPOINTS;
   const native = all.filter((s) => !s.mirrored);
@@ -206,7 +215,12 @@ export function mergeSlices(slices: Iterable<SliceRecord>): ServiceEndpoints {
         list.push(e);
       }
     }
-    out.set(key, list.sort(compareEndpoints).slice());
+    list.sort(compareEndpoints);
+    if (list.length > cap) {
+      onTruncated?.(key, list.length, cap);
+      list.length = cap;
+    }
+    out.set(key, list);
   }
   return out;
 }

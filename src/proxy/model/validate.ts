@@ -16,6 +16,45 @@ export class InvalidObjectError extends InvalidArgumentError {
   }
 }
 
+/**
+ * What one object may contribute, so that a hostile or runaway object cannot
+ * make a sync unbounded (one v1 Endpoints with 50 000 addresses once made
+ * every iptables-restore run into its timeout). The API server refuses
+ * EndpointSlices with more than 1000 endpoints (weft refuses them too, see
+ * validateEndpointSlice); v1 Endpoints have no such rule, so weft keeps the
+ * first 1000 addresses, as the EndpointSlice mirroring controller does;
+ * several slices of one Service port are merged up to 5000 endpoints (by
+ * address order). Truncation is deterministic and logged, naming the object.
+ */
+export const ENDPOINT_CAPS = {
+  /** Endpoints per EndpointSlice (the API server's own limit; more is refused). */
+  perSlice: 1000,
+  /** Addresses taken from one v1 Endpoints object (ready first, in object order). */
+  perEndpointsObject: 1000,
+  /** Endpoints of one Service port over all its slices (lowest addresses kept). */
+  perServicePort: 5000,
+} as const;
+
+/**
+ * Keeps at most `limit` addresses of a v1 Endpoints object: subsets in
+ * order, each subset's ready addresses before its not-ready ones. Returns the
+ * object itself when it is within the limit.
+ */
+export function capEndpoints(ep: Endpoints, limit: number = ENDPOINT_CAPS.perEndpointsObject): { ep: Endpoints; had: number } {
+  const subsets = ep.subsets ?? [];
+  let had = 0;
+  for (const s of subsets) had += (s.addresses?.length ?? 0) + (s.notReadyAddresses?.length ?? 0);
+  if (had <= limit) return { ep, had };
+  let left = limit;
+  const take = <T>(list: readonly T[] | undefined): T[] => {
+    const out = (list ?? []).slice(0, left);
+    left -= out.length;
+    return out;
+  };
+  const capped = subsets.map((s) => ({ ...s, addresses: take(s.addresses), notReadyAddresses: take(s.notReadyAddresses) }));
+  return { ep: { ...ep, subsets: capped }, had };
+}
+
 export interface ValidateOptions {
   /** Inclusive NodePort range. Default [30000, 32767]. */
   nodePortRange?: readonly [number, number];
@@ -192,7 +231,7 @@ export function validateEndpointSlice(slice: EndpointSlice): void {
   c.oneOf(slice.addressType, ['IPv4', 'IPv6', 'FQDN'], 'addressType');
   c.check(slice.addressType !== undefined, 'addressType', 'is required');
   c.check(Array.isArray(slice.endpoints), 'endpoints', 'is required (may be empty)');
-  c.check(slice.endpoints.length <= 1000, 'endpoints', 'must have at most 1000 items');
+  c.check(slice.endpoints.length <= ENDPOINT_CAPS.perSlice, 'endpoints', `must have at most ${ENDPOINT_CAPS.perSlice} items (has ${slice.endpoints.length})`);
   slice.endpoints.forEach((ep, i) => {
     const f = `endpoints[${i}]`;
     c.isRecord(ep, f);

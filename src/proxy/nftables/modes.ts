@@ -7,6 +7,7 @@ import type { ProxyMode, ProxyOptions } from '../daemon.js';
 import { IptablesProxier } from '../iptables/proxier.js';
 import type { IptablesProxyConfig } from '../iptables/service-rules.js';
 import { DummyHolder, ExecIpset, ExecIpvsadm } from '../ipvs/clients.js';
+import { ProcSysctl } from '../../kernel/sysctl.js';
 import { checkIpvsKernel } from '../ipvs/kernel.js';
 import { IpvsProxier, removeIpvsLeftovers } from '../ipvs/proxier.js';
 import { NFT_FAMILY, NFT_TABLE } from './names.js';
@@ -22,8 +23,8 @@ export async function createMode(mode: 'nftables' | 'ipvs', o: ProxyOptions, cfg
   if (mode === 'ipvs') {
     await checkIpvsKernel();
     const ipt = o.iptables ?? (await ExecIptables.create({ netns: o.netns, backend: o.iptablesBackend }));
-    const clients = { ipvs: new ExecIpvsadm(o.netns), ipset: new ExecIpset(o.netns), holder: new DummyHolder(o.netns), ipt };
-    const px = new IpvsProxier(clients, { ...cfg, scheduler: o.ipvsScheduler ?? 'rr', nodeIPs: o.nodeIP ? [o.nodeIP] : [] }, o.log);
+    const clients = { ipvs: new ExecIpvsadm(o.netns), ipset: new ExecIpset(o.netns), holder: new DummyHolder(o.netns), ipt, sysctl: o.sysctl ?? new ProcSysctl(o.netns) };
+    const px = new IpvsProxier(clients, { ...cfg, scheduler: o.ipvsScheduler ?? 'rr', nodeIPs: o.nodeIP ? [o.nodeIP] : [], strictARP: o.ipvsStrictARP }, o.log);
     return new RemovingLeftovers(px, 'ipvs', o, cfg);
   }
   return new RemovingLeftovers(new NftablesProxier(o.nft ?? new ExecNft(o.netns, { keepReady: true }), cfg, o.log), 'nftables', o, cfg);
