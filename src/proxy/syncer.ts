@@ -31,7 +31,7 @@ export interface SyncHealthOptions {
  */
 export function syncLiveness(s: SyncState, now: number, o: SyncHealthOptions): { live: boolean; reason?: string } {
   if (s.consecutiveFailures >= (o.maxFailures ?? 3)) return { live: false, reason: `the last ${s.consecutiveFailures} syncs failed` };
-  if (s.oldestPending > 0 && now - s.oldestPending > o.timeoutMs) return { live: false, reason: `a change has waited ${Math.round((now - s.oldestPending) / 1000)} s for a sync` };
+  if (s.oldestPending > 0 && now - s.oldestPending >= o.timeoutMs) return { live: false, reason: `a change has waited ${Math.round((now - s.oldestPending) / 1000)} s for a sync` };
   return { live: true };
 }
 

@@ -84,7 +84,8 @@ describe("weft-proxy's kube-proxy flags", () => {
       '--log-dir=/tmp',
       '--ipvs-strict-arp',
     ]);
-    expect(settings).toEqual({ enableProfiling: true });
+    // --ipvs-strict-arp is applied (ipvs mode's arp sysctls); the rest only warn.
+    expect(settings).toEqual({ enableProfiling: true, ipvsStrictARP: true });
     expect(warnings.map((w) => w.split(':')[0])).toEqual([
       '--profiling',
       '--proxy-port-range',
@@ -93,7 +94,6 @@ describe("weft-proxy's kube-proxy flags", () => {
       '--conntrack-min',
       '--conntrack-tcp-timeout-established',
       '--conntrack-tcp-timeout-close-wait',
-      '--ipvs-strict-arp',
       '--alsologtostderr',
       '--logtostderr',
       '--log-dir',
