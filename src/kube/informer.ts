@@ -286,6 +286,7 @@ export class Informer<T = KubeObject> {
     try {
       res = await this.o.client.stream(this.o.path, {
         signal: ac.signal,
+        timeoutMs: Math.min(idleMs, 30_000),
         query: this.query({ watch: 1, resourceVersion: this.rv, allowWatchBookmarks: true, timeoutSeconds }),
       });
       this.stats.watches++;
