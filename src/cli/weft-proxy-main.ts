@@ -10,6 +10,7 @@ import { PROXY_MODES, cleanupProxy, runProxy, type ProxyMode, type ProxyOptions 
 import type { ProxySyncer } from '../proxy/syncer.js';
 import type { BoundedFrequencyRunner } from '../core/runner.js';
 import type { ProxyModel } from '../proxy/model/model.js';
+import { chooseSources } from '../proxy/sources/kubernetes-choice.js';
 
 const program = new Command('weft-proxy')
   .description("weft's service proxy: renders Services and EndpointSlices (from etcd and/or a manifest directory) into iptables, nftables or ipvs rules with kube-proxy's semantics.\nEvery flag can also be set as WEFT_PROXY_<FLAG>, parsed as the flag is.")
@@ -18,6 +19,8 @@ const add = <T>(o: TypedOption<T>) => addTypedOption(program, o);
 
 add({ flags: '--etcd-endpoints <urls>', description: 'etcd endpoints, comma separated ("" = none)', default: 'http://127.0.0.1:2379' });
 addEtcdFlags(program);
+add({ flags: '--kubeconfig <file>', description: 'read Services, EndpointSlices and this Node from the Kubernetes API of this kubeconfig (etcd then only with an explicit --etcd-endpoints)' });
+add({ flags: '--master <url>', description: 'Kubernetes API server URL (overrides the kubeconfig server; in a pod without either flag: in-cluster config)' });
 add({ flags: '--manifests <dir>', description: 'also read Service/EndpointSlice manifests from this directory (watched)' });
 add({ flags: '--proxy-mode <mode>', description: `proxy mode: ${PROXY_MODES.join(', ')}`, parse: parseChoice(PROXY_MODES), default: 'iptables' });
 add({ flags: '--ipvs-scheduler <name>', description: 'ipvs scheduler for --proxy-mode ipvs (rr, wrr, lc, wlc, sh, ...)', default: 'rr' });
@@ -41,8 +44,12 @@ useEnv(program, 'WEFT_PROXY');
 program.action(async (o) => {
   const log = createLogger({ format: o.logFormat as LogFormat, level: o.logLevel as LogLevel, base: { component: 'weft-proxy' } });
   let parts: { model: ProxyModel; syncer: ProxySyncer; runner: BoundedFrequencyRunner } | undefined;
+  const sourcesChosen = chooseSources({ kubeconfig: o.kubeconfig, master: o.master, etcdExplicit: program.getOptionValueSource('etcdEndpoints') !== 'default' });
   const opts: ProxyOptions = {
-    etcdEndpoints: parseList(o.etcdEndpoints, '--etcd-endpoints'),
+    etcdEndpoints: sourcesChosen.etcd ? parseList(o.etcdEndpoints, '--etcd-endpoints') : [],
+    kubeconfig: o.kubeconfig || undefined,
+    master: o.master || undefined,
+    kube: { inCluster: sourcesChosen.inCluster },
     etcd: etcdSecurityOf(o),
     manifestsDir: o.manifests || undefined,
     mode: o.proxyMode as ProxyMode,
