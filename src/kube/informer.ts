@@ -148,7 +148,8 @@ export class Informer<T = KubeObject> {
             if (!err.gotData) await delay(this.backoff.next(), signal).catch(() => {});
             continue;
           }
-          if (err instanceof KubeGoneError) {
+          // 410 on a watch: relist at once. (410 on the list itself falls through to the backoff: no tight loop.)
+          if (err instanceof KubeGoneError && !needList) {
             log?.info({ path: this.o.path, resourceVersion: this.rv }, 'resourceVersion too old (410 Gone); relisting');
             needList = true;
             continue;
