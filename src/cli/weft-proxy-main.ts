@@ -16,6 +16,7 @@ import { PROXY_MODES, cleanupProxy, runProxy, type ProxyMode, type ProxyOptions 
 import type { ProxySyncer } from '../proxy/syncer.js';
 import type { BoundedFrequencyRunner } from '../core/runner.js';
 import type { ProxyModel } from '../proxy/model/model.js';
+import { chooseSources } from '../proxy/sources/kubernetes-choice.js';
 
 const program = new Command('weft-proxy')
   .description("weft's service proxy: renders Services and EndpointSlices (from etcd and/or a manifest directory) into iptables, nftables or ipvs rules with kube-proxy's semantics.\nTakes kube-proxy's command line and KubeProxyConfiguration (--config); flags override the file.\nEvery flag can also be set as WEFT_PROXY_<FLAG>, parsed as the flag is.")
@@ -50,8 +51,10 @@ program.action(async (o) => {
   }
   if (st.oomScoreAdj !== undefined && !o.cleanup) await setOomScoreAdj(st.oomScoreAdj, log);
   let parts: { model: ProxyModel; syncer: ProxySyncer; runner: BoundedFrequencyRunner } | undefined;
+  const sourcesChosen = chooseSources({ kubeconfig: st.kubeconfig, master: st.master, etcdExplicit: program.getOptionValueSource('etcdEndpoints') !== 'default' });
   const opts: ProxyOptions = {
-    etcdEndpoints: parseList(o.etcdEndpoints, '--etcd-endpoints'),
+    etcdEndpoints: sourcesChosen.etcd ? parseList(o.etcdEndpoints, '--etcd-endpoints') : [],
+    kube: { inCluster: sourcesChosen.inCluster },
     etcd: etcdSecurityOf(o),
     manifestsDir: o.manifests || undefined,
     mode: st.mode as ProxyMode,
@@ -71,8 +74,8 @@ program.action(async (o) => {
     metricsBindAddress: st.metricsBindAddress,
     healthCheckBindHost: o.healthcheckBindHost,
     iptablesBackend: o.iptablesBackend,
-    kubeconfig: st.kubeconfig,
-    master: st.master,
+    kubeconfig: st.kubeconfig || undefined,
+    master: st.master || undefined,
     configz: () => configz,
     log,
     onStarted: (p) => (parts = p),

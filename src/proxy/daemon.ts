@@ -21,6 +21,10 @@ import { ProxyModel } from './model/model.js';
 import { EtcdSource } from './sources/etcd.js';
 import { FileSource } from './sources/files.js';
 import { SourceMux, type ProxySource } from './sources/source.js';
+import { KubernetesSource, type KubernetesSourceOptions } from './sources/kubernetes.js';
+import { KubeClient } from '../kube/client.js';
+import { resolveConnection } from '../kube/resolve.js';
+import type { InClusterOptions } from '../kube/incluster.js';
 import { ProxySyncer } from './syncer.js';
 
 export const PROXY_MODES = ['iptables', 'nftables', 'ipvs'] as const;
@@ -31,6 +35,16 @@ export interface ProxyOptions {
   etcdEndpoints?: string[];
   /** etcd TLS and auth (--etcd-cafile, --etcd-certfile, --etcd-keyfile, --etcd-username, --etcd-password). */
   etcd?: Pick<EtcdClientOptions, 'caFile' | 'certFile' | 'keyFile' | 'username' | 'password'>;
+  /** --kubeconfig FILE: read Services, EndpointSlices and this Node from that cluster's API server. */
+  kubeconfig?: string;
+  /** --master URL: the API server (overrides the kubeconfig's server; alone: no credentials). */
+  master?: string;
+  /** Kubernetes source details: in-cluster config (chosen by the CLI, see chooseSources), informer tuning (tests). */
+  kube?: {
+    inCluster?: boolean | InClusterOptions;
+    informer?: KubernetesSourceOptions['informer'];
+    onNode?: KubernetesSourceOptions['onNode'];
+  };
   /** Directory of Service/EndpointSlice manifests, watched. */
   manifestsDir?: string;
   /** Default 'iptables'. */
@@ -66,10 +80,6 @@ export interface ProxyOptions {
    * flush by someone else is caught by the canary within canaryIntervalMs.
    */
   syncPeriodMs?: number;
-  /** kubeconfig file for the Kubernetes source (--kubeconfig, clientConnection.kubeconfig). */
-  kubeconfig?: string;
-  /** API server URL overriding the kubeconfig's (--master). */
-  master?: string;
   /** What /configz serves (the configuration as applied); the CLI builds it. */
   configz?: () => unknown;
   /** Failed syncs are retried after minSyncPeriod, doubled per failure in a row up to this. Default 30 000 ms. */
@@ -159,7 +169,10 @@ export async function cleanupProxy(o: ProxyOptions): Promise<void> {
 export async function runProxy(o: ProxyOptions, signal: AbortSignal): Promise<void> {
   const log = o.log;
   const cfg = iptablesConfig(o);
-  if (!o.etcdEndpoints?.length && !o.manifestsDir) throw new InvalidArgumentError('--etcd-endpoints', 'give etcd endpoints or --manifests DIR');
+  const inCluster = o.kube?.inCluster;
+  const kubeConn =
+    o.kubeconfig || o.master || inCluster ? resolveConnection({ kubeconfig: o.kubeconfig, master: o.master, inCluster: typeof inCluster === 'object' ? inCluster : {} }) : undefined;
+  if (!o.etcdEndpoints?.length && !o.manifestsDir && !kubeConn) throw new InvalidArgumentError('--etcd-endpoints', 'give etcd endpoints, --kubeconfig/--master (or run in-cluster) or --manifests DIR');
   const { backend } = await modeBackend(o, cfg);
   const metrics = new ProxyMetrics({ processMetrics: true });
   const model = new ProxyModel();
@@ -185,6 +198,8 @@ export async function runProxy(o: ProxyOptions, signal: AbortSignal): Promise<vo
   const etcd = o.etcdEndpoints?.length ? new EtcdClient({ ...registryEtcdOptions(o.etcdEndpoints), ...o.etcd }) : undefined;
   const sources: ProxySource[] = [];
   if (etcd) sources.push(new EtcdSource({ client: etcd, log }));
+  const kube = kubeConn ? new KubeClient(kubeConn, { userAgent: 'weft-proxy' }) : undefined;
+  if (kube) sources.push(new KubernetesSource({ client: kube, nodeName: cfg.nodeName, log, informer: o.kube?.informer, onNode: o.kube?.onNode }));
   if (o.manifestsDir) sources.push(new FileSource({ dir: o.manifestsDir, log }));
   const mux = new SourceMux(
     model,
@@ -243,6 +258,7 @@ export async function runProxy(o: ProxyOptions, signal: AbortSignal): Promise<vo
     await hcServers.closeAll();
     await Promise.all(servers.map(close));
     etcd?.close();
+    kube?.close();
     log.info({}, 'weft-proxy stopped; rules left in place');
   }
 }
