@@ -139,7 +139,9 @@ export function addTypedOption<T>(cmd: Command, o: TypedOption<T>): Command {
 export function applyEnv(cmd: Command, prefix: string, env: NodeJS.ProcessEnv = process.env): void {
   for (const b of bindings.get(cmd) ?? []) {
     const name = b.option.attributeName();
-    if (cmd.getOptionValueSource(name) === 'cli') continue;
+    // 'env': an earlier prefix set it (useEnv's first prefix wins: WEFTD_ over FLANNELD_).
+    const source = cmd.getOptionValueSource(name);
+    if (source === 'cli' || source === 'env') continue;
     const variable = `${prefix}_${envSuffix(b.option)}`;
     const text = env[variable];
     // Empty = unset (flanneld's rule); a string option keeps "" (weft-proxy's "--etcd-endpoints ''" = none).
@@ -152,9 +154,43 @@ export function applyEnv(cmd: Command, prefix: string, env: NodeJS.ProcessEnv = 
  * Reads `<prefix>_<FLAG>` for the typed options of the command about to run
  * and of its parents (weftctl's root holds --etcd-endpoints), before its action.
  */
-export function useEnv(program: Command, prefix: string, env: NodeJS.ProcessEnv = process.env): Command {
+export function useEnv(program: Command, prefix: string | readonly string[], env: NodeJS.ProcessEnv = process.env): Command {
+  const prefixes = typeof prefix === 'string' ? [prefix] : prefix;
   program.hook('preAction', (_root, action) => {
-    for (let c: Command | null = action; c; c = c.parent) applyEnv(c, prefix, env);
+    for (let c: Command | null = action; c; c = c.parent) for (const p of prefixes) applyEnv(c, p, env);
   });
   return program;
+}
+
+/**
+ * Rewrites a Go `flag` package command line (flanneld's) into the form
+ * commander parses: `-flag=v` / `-flag v` become `--flag=v` / `--flag v`
+ * (Go accepts one or two dashes alike), and a boolean without `=` becomes
+ * `--flag=true`, because in Go a boolean never takes the next word as its
+ * value (`--ip-masq false` leaves `false` as a positional argument, which
+ * weftd rejects as a usage error instead of silently stopping there as Go
+ * does). `-h` stays commander's help; everything after `--` is untouched.
+ */
+export function goFlagArgv(args: readonly string[], booleans: ReadonlySet<string>): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    if (a === '--') {
+      out.push(...args.slice(i));
+      break;
+    }
+    const m = /^--?([A-Za-z][\w.-]*)(=.*)?$/.exec(a);
+    if (!m || a === '-h') {
+      out.push(a);
+      continue;
+    }
+    const [, name, value] = m;
+    out.push(`--${name}${value ?? (booleans.has(name!) ? '=true' : '')}`);
+  }
+  return out;
+}
+
+/** The long names (without dashes) of `cmd`'s boolean typed options. */
+export function booleanFlagsOf(cmd: Command): Set<string> {
+  return new Set(cmd.options.filter((o) => o.flags.endsWith('[bool]')).map((o) => o.long!.replace(/^--/, '')));
 }

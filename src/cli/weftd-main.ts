@@ -1,8 +1,12 @@
+import { execFile } from 'node:child_process';
+import { isIP } from 'node:net';
+import { promisify } from 'node:util';
 // weftd's command line; src/cli/weftd.ts (the bin) loads this after installing the signal handlers.
 import { installDaemonSignals } from './signals.js';
 import { Command } from 'commander';
 import { exitWhenDone, keepAliveUntil, runCli } from './run.js';
-import { addTypedOption, parseChoice, parseInteger, parseList, parsePort, useEnv, type TypedOption } from './env.js';
+import { UsageError, addTypedOption, booleanFlagsOf, goFlagArgv, parseChoice, parseInteger, parseList, parsePort, useEnv, type TypedOption } from './env.js';
+import { WeftError } from '../core/errors.js';
 import { addEtcdFlags, etcdSecurityOf } from './etcd-flags.js';
 import { acquireInstanceLock } from './instance-lock.js';
 import { weftVersion } from './version.js';
@@ -33,16 +37,59 @@ add({ flags: '--vxlan-peer-filter', description: 'vxlan: accept VXLAN UDP only f
 add({ flags: '--cni-socket <path>', description: 'serve CNI requests from the weft shim on this unix socket' });
 add({ flags: '--log-format <format>', description: 'log format: text or json', parse: parseChoice(['text', 'json'] as const), default: 'text' });
 add({ flags: '--log-level <level>', description: 'log level: debug, info, warn or error', parse: parseChoice(['debug', 'info', 'warn', 'error'] as const), default: 'info' });
+// flanneld v0.2x flags weft accepts (docs/weftd.md "flanneld flags").
+add({ flags: '--iface-can-reach <ip>', description: 'flanneld: use the interface whose route reaches this IP (when no --iface/--iface-regex)' });
+add({ flags: '--public-ipv6 <ip>', description: 'flanneld: IPv6 public address (accepted with a warning: no IPv6 yet)' });
+add({ flags: '--subnet-lease-renew-margin <minutes>', description: 'flanneld: renew the lease this long before expiry (1..1439)', parse: parseInteger(1, 1439), default: 60 });
+add({ flags: '--ip-masq-fully-random-disable', description: 'flanneld: no --random-fully on MASQUERADE (accepted with a warning)', kind: 'boolean' });
+add({ flags: '--iptables-resync <seconds>', description: 'flanneld: rule re-check period; sets --reconcile-interval when that is not given', parse: parseInteger(1), default: 5 });
+add({ flags: '--iptables-forward-rules', description: 'flanneld: FORWARD accept rules with --ip-masq (false: accepted with a warning)', kind: 'boolean', default: true });
+add({ flags: '--ip-blackhole-route', description: 'flanneld: blackhole route for the own subnet (accepted with a warning)', kind: 'boolean' });
+add({ flags: '--kube-subnet-mgr', description: 'flanneld: take subnets from the Kubernetes API (not in this build)', kind: 'boolean' });
+add({ flags: '--kube-api-url <url>', description: 'flanneld: Kubernetes API server URL' });
+add({ flags: '--kubeconfig-file <file>', description: 'flanneld: kubeconfig file' });
+add({ flags: '--kube-annotation-prefix <prefix>', description: 'flanneld: Node annotation prefix', default: 'flannel.alpha.coreos.com' });
+add({ flags: '--net-config-path <file>', description: 'flanneld: net-conf.json (Kubernetes mode)', default: '/etc/kube-flannel/net-conf.json' });
+add({ flags: '--set-node-network-unavailable', description: 'flanneld: clear NodeNetworkUnavailable when ready (Kubernetes mode)', kind: 'boolean', default: true });
+add({ flags: '--charon-executable-path <path>', description: 'flanneld ipsec (accepted with a warning)' });
+add({ flags: '--charon-viciurl <url>', description: 'flanneld ipsec (accepted with a warning)' });
+add({ flags: '--v <level>', description: 'flanneld/klog verbosity: 0-2 info, 3+ debug (when --log-level is not given)', parse: parseInteger(0, 100) });
+for (const f of ['vmodule', 'log_dir', 'log_file', 'log_file_max_size', 'stderrthreshold', 'log_backtrace_at']) {
+  add({ flags: `--${f} <value>`, description: 'klog flag (accepted with a warning)' });
+}
+for (const f of ['logtostderr', 'alsologtostderr', 'add_dir_header', 'skip_headers', 'skip_log_headers', 'one_output']) {
+  add({ flags: `--${f}`, description: 'klog flag (accepted with a warning)', kind: 'boolean' });
+}
 add({ flags: '--cleanup', description: "remove weft's routes, devices and rules, then exit", kind: 'boolean', env: false });
-useEnv(program, 'WEFTD');
+// WEFTD_X wins over FLANNELD_X; the command line over both.
+useEnv(program, ['WEFTD', 'FLANNELD']);
+
+/** --kube-subnet-mgr until the Kubernetes subnet manager is built. */
+export class KubeSubnetMgrUnavailableError extends WeftError {
+  override readonly code = 'ERR_KUBE_SUBNET_MGR_UNAVAILABLE';
+}
+
+const WARN_ONLY: Record<string, string> = {
+  publicIpv6: 'IPv6 is not supported yet',
+  ipMasqFullyRandomDisable: 'weft always uses --random-fully',
+  ipBlackholeRoute: 'no blackhole route is installed',
+  charonExecutablePath: 'no ipsec backend',
+  charonViciurl: 'no ipsec backend',
+  vmodule: 'klog flag', log_dir: 'klog flag: weft logs to stderr', log_file: 'klog flag: weft logs to stderr',
+  log_file_max_size: 'klog flag', stderrthreshold: 'klog flag', log_backtrace_at: 'klog flag',
+  alsologtostderr: 'klog flag', add_dir_header: 'klog flag', skip_headers: 'klog flag', skip_log_headers: 'klog flag', one_output: 'klog flag',
+};
+const given = (name: string) => { const s = program.getOptionValueSource(name); return s === 'cli' || s === 'env'; };
 
 program.action(async (o) => {
+  const logLevel = (given('logLevel') || o.v === undefined ? o.logLevel : o.v >= 3 ? 'debug' : 'info') as LogLevel;
+  let iface: string[] = o.iface;
   const opts: WeftdOptions = {
     ...d,
     etcdEndpoints: o.etcdEndpoints,
     etcdPrefix: o.etcdPrefix,
     ...etcdOptionsOf(o),
-    iface: o.iface,
+    iface,
     ifaceRegex: o.ifaceRegex,
     publicIp: o.publicIp,
     subnetFile: o.subnetFile,
@@ -51,13 +98,32 @@ program.action(async (o) => {
     healthzPort: o.healthzPort,
     subnetLeaseTtl: o.subnetLeaseTtl,
     stateDir: o.stateDir,
-    reconcileIntervalMs: o.reconcileInterval * 1000,
+    reconcileIntervalMs: (given('reconcileInterval') || !given('iptablesResync') ? o.reconcileInterval : o.iptablesResync) * 1000,
     vxlanPeerFilter: o.vxlanPeerFilter,
     cniSocket: o.cniSocket || undefined,
     logFormat: o.logFormat as LogFormat,
-    logLevel: o.logLevel as LogLevel,
+    logLevel,
+    subnetLeaseRenewMarginMinutes: o.subnetLeaseRenewMargin,
+    iptablesForwardRules: o.iptablesForwardRules,
+    kubeSubnetMgr: o.kubeSubnetMgr,
+    kubeApiUrl: o.kubeApiUrl || undefined,
+    kubeconfigFile: o.kubeconfigFile || undefined,
+    kubeAnnotationPrefix: o.kubeAnnotationPrefix,
+    netConfigPath: o.netConfigPath,
+    setNodeNetworkUnavailable: o.setNodeNetworkUnavailable,
   };
   const log = createLogger({ format: opts.logFormat, level: opts.logLevel, base: { component: 'weftd' } });
+  for (const [name, reason] of Object.entries(WARN_ONLY)) {
+    if (given(name)) log.warn({ flag: name, value: o[name], reason }, 'flanneld flag accepted without effect');
+  }
+  if (given('logtostderr') && !o.logtostderr) log.warn({ flag: 'logtostderr', reason: 'weft always logs to stderr' }, 'flanneld flag accepted without effect');
+  if (!o.iptablesForwardRules) log.warn({ flag: 'iptablesForwardRules', reason: 'weft installs its FORWARD accept rules with --ip-masq regardless' }, 'flanneld flag accepted without effect');
+  if (given('subnetLeaseRenewMargin')) log.warn({ flag: 'subnetLeaseRenewMargin', reason: 'weft renews at min(1 h, TTL/3) before expiry' }, 'flanneld flag accepted without effect');
+  if (opts.kubeSubnetMgr) throw new KubeSubnetMgrUnavailableError('kube subnet manager not available in this build');
+  if (o.ifaceCanReach && iface.length === 0 && opts.ifaceRegex.length === 0) {
+    opts.iface = iface = [await ifaceCanReach(o.ifaceCanReach)];
+    log.info({ ip: o.ifaceCanReach, iface: iface[0] }, 'interface chosen by --iface-can-reach');
+  }
   if (o.cleanup) {
     await cleanupWeftd(opts, log);
     return;
@@ -89,5 +155,14 @@ function etcdOptionsOf(o: Record<string, string | undefined>): Partial<WeftdOpti
   return { etcdCafile: s.caFile, etcdCertfile: s.certFile, etcdKeyfile: s.keyFile, etcdUsername: s.username, etcdPassword: s.password };
 }
 
-await runCli(program);
+/** The device `ip route get IP` names (flanneld's --iface-can-reach). */
+async function ifaceCanReach(ip: string): Promise<string> {
+  if (isIP(ip) !== 4) throw new UsageError('--iface-can-reach', `"${ip}" is not an IPv4 address`);
+  const { stdout } = await promisify(execFile)('ip', ['-j', 'route', 'get', ip]);
+  const dev = (JSON.parse(stdout) as Array<{ dev?: string }>)[0]?.dev;
+  if (!dev) throw new UsageError('--iface-can-reach', `no route reaches ${ip}`);
+  return dev;
+}
+
+await runCli(program, [...process.argv.slice(0, 2), ...goFlagArgv(process.argv.slice(2), booleanFlagsOf(program))]);
 exitWhenDone();

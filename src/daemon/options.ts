@@ -37,6 +37,20 @@ export interface WeftdOptions {
   vxlanPeerFilter: boolean;
   logFormat: LogFormat;
   logLevel: LogLevel;
+  /** flanneld --subnet-lease-renew-margin (minutes); parsed, renewal not yet driven by it. */
+  subnetLeaseRenewMarginMinutes?: number;
+  /** flanneld --iptables-forward-rules; parsed (weft installs them with --ip-masq). */
+  iptablesForwardRules?: boolean;
+  /** Kubernetes subnet manager (flanneld --kube-subnet-mgr and friends). */
+  kubeSubnetMgr?: boolean;
+  kubeApiUrl?: string;
+  kubeconfigFile?: string;
+  /** Default 'flannel.alpha.coreos.com'. */
+  kubeAnnotationPrefix?: string;
+  /** Default '/etc/kube-flannel/net-conf.json'. */
+  netConfigPath?: string;
+  /** Default true. */
+  setNodeNetworkUnavailable?: boolean;
 }
 
 export const DEFAULT_OPTIONS: WeftdOptions = {
