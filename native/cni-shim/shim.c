@@ -33,10 +33,11 @@
 
 extern char **environ;
 
-static int write_all(int fd, const void *buf, size_t len) {
+/* All of buf, retrying on EINTR; `sock` sends with MSG_NOSIGNAL. */
+static int put_all(int fd, const void *buf, size_t len, int sock) {
   const char *p = buf;
   while (len > 0) {
-    ssize_t n = write(fd, p, len);
+    ssize_t n = sock ? send(fd, p, len, MSG_NOSIGNAL) : write(fd, p, len);
     if (n < 0) {
       if (errno == EINTR) continue;
       return -1;
@@ -47,21 +48,11 @@ static int write_all(int fd, const void *buf, size_t len) {
   return 0;
 }
 
+static int write_all(int fd, const void *buf, size_t len) { return put_all(fd, buf, len, 0); }
+
 /* To the server: MSG_NOSIGNAL, so a server that refused the request and closed
  * (too large, too slow) gives EPIPE here instead of killing the shim. */
-static int send_all(int fd, const void *buf, size_t len) {
-  const char *p = buf;
-  while (len > 0) {
-    ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return -1;
-    }
-    p += n;
-    len -= (size_t)n;
-  }
-  return 0;
-}
+static int send_all(int fd, const void *buf, size_t len) { return put_all(fd, buf, len, 1); }
 
 static int read_all(int fd, void *buf, size_t len) {
   char *p = buf;

@@ -17,6 +17,7 @@
  */
 #define _GNU_SOURCE /* pipe2 */
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <node_api.h>
 #include <stdio.h>
@@ -492,17 +493,22 @@ static napi_value js_pipe(napi_env env, napi_callback_info info) {
   return out;
 }
 
+/* The one argument of the fd-taking exports: a non-negative int32. */
+static bool fd_arg(napi_env env, napi_callback_info info, int32_t *fd) {
+  size_t argc = 1;
+  napi_value argv[1];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1) return false;
+  return napi_get_value_int32(env, argv[0], fd) == napi_ok && *fd >= 0;
+}
+
 /* ------------------------------------------------------------ peerCred */
 
 /* getsockopt(fd, SO_PEERCRED) of an accepted unix socket: [pid, uid, gid] of
  * the process that connected (Node has no API for it; the CNI server refuses
  * callers that are neither root nor its own user). */
 static napi_value js_peer_cred(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   int32_t fd;
-  if (argc < 1 || napi_get_value_int32(env, argv[0], &fd) != napi_ok || fd < 0) THROW("ERR_INVALID_ARGUMENT", "peerCred(fd)");
+  if (!fd_arg(env, info, &fd)) THROW("ERR_INVALID_ARGUMENT", "peerCred(fd)");
   struct ucred cred;
   socklen_t len = sizeof cred;
   if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
@@ -524,11 +530,8 @@ static napi_value js_peer_cred(napi_env env, napi_callback_info info) {
  * holds it (then wait with flockAsync). Never blocks the event loop. The
  * lock goes with the last close of the file (host-local's lock, shared with it). */
 static napi_value js_try_flock(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   int32_t fd;
-  if (argc < 1 || napi_get_value_int32(env, argv[0], &fd) != napi_ok || fd < 0) THROW("ERR_INVALID_ARGUMENT", "tryFlock(fd)");
+  if (!fd_arg(env, info, &fd)) THROW("ERR_INVALID_ARGUMENT", "tryFlock(fd)");
   int r;
   do {
     r = flock(fd, LOCK_EX | LOCK_NB);
@@ -586,11 +589,8 @@ static void flock_complete(napi_env env, napi_status status, void *data) {
 }
 
 static napi_value js_flock_async(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   int32_t fd;
-  if (argc < 1 || napi_get_value_int32(env, argv[0], &fd) != napi_ok || fd < 0) THROW("ERR_INVALID_ARGUMENT", "flockAsync(fd)");
+  if (!fd_arg(env, info, &fd)) THROW("ERR_INVALID_ARGUMENT", "flockAsync(fd)");
   struct flock_work *w = calloc(1, sizeof(*w));
   if (!w) THROW("ERR_NO_MEMORY", "flockAsync");
   w->fd = fd;

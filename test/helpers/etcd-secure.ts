@@ -12,6 +12,7 @@ import { prefixRangeEnd } from '../../src/etcd/codec.js';
 import { ProtoWriter, readFields } from '../../src/etcd/proto.js';
 import { GrpcTransport } from '../../src/etcd/transport.js';
 import { freePort } from './etcd.js';
+import { stopChild } from './lab-util.js';
 
 export interface TlsFilesOnDisk {
   ca: string;
@@ -81,13 +82,7 @@ export async function startCustomEtcd(opts: {
   const stop = async () => {
     const p = proc;
     proc = undefined;
-    if (p && p.exitCode === null && p.signalCode === null) {
-      const exited = new Promise<void>((r) => p.once('exit', () => r()));
-      p.kill('SIGTERM');
-      const t = setTimeout(() => p.kill('SIGKILL'), 5000);
-      await exited;
-      clearTimeout(t);
-    }
+    await stopChild(p, 5000);
     rmSync(dir, { recursive: true, force: true });
   };
   try {

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { delay } from '../../src/core/async.js';
 import { run, type RunResult } from '../../src/exec/run.js';
 import { freePort } from './etcd.js';
+import { stopChild } from './lab-util.js';
 
 /**
  * A real kube-apiserver 1.20 (built from Debian's source package by
@@ -150,13 +151,7 @@ export async function startKubeApiserver(opts: KubeApiserverOptions): Promise<Ku
   const stop = async () => {
     const p = proc;
     proc = undefined;
-    if (p && p.exitCode === null && p.signalCode === null) {
-      const exited = new Promise<void>((r) => p.once('exit', () => r()));
-      p.kill('SIGTERM');
-      const t = setTimeout(() => p.kill('SIGKILL'), 10_000);
-      await exited;
-      clearTimeout(t);
-    }
+    await stopChild(p, 10_000);
     rmSync(dir, { recursive: true, force: true });
   };
 

@@ -1,3 +1,4 @@
+import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { run } from '../../src/exec/run.js';
@@ -37,4 +38,14 @@ export function pidAlive(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+/** Stops a child this test started (SIGTERM, SIGKILL after `graceMs`) and waits for it to exit. */
+export async function stopChild(p: ChildProcess | undefined, graceMs: number): Promise<void> {
+  if (!p || p.exitCode !== null || p.signalCode !== null) return;
+  const exited = new Promise<void>((r) => p.once('exit', () => r()));
+  p.kill('SIGTERM');
+  const t = setTimeout(() => p.kill('SIGKILL'), graceMs);
+  await exited;
+  clearTimeout(t);
 }
