@@ -31,7 +31,14 @@ load_env() {
   done
 }
 unit_key() { sed -n "s/^$1=//p" "$file" | head -1; }
-alive() { [ -f "$STATE/$name.pid" ] && kill -0 "$(cat "$STATE/$name.pid")" 2>/dev/null; }
+# A PID's start time (field 22 of /proc/PID/stat, after the parenthesised comm).
+start_time() { local st; st=$(cat "/proc/$1/stat" 2>/dev/null) || return 1; st=${st##*) }; set -- $st; echo "${20}"; }
+# Alive = the recorded PID runs with the recorded start time: PIDs wrap quickly
+# on a busy machine (pid_max 32768), and a recycled one must never be signalled.
+alive() {
+  [ -f "$STATE/$name.pid" ] && [ -f "$STATE/$name.start" ] || return 1
+  [ "$(start_time "$(cat "$STATE/$name.pid")")" = "$(cat "$STATE/$name.start")" ]
+}
 
 case "$verb" in
   daemon-reload) exit 0 ;;
@@ -54,6 +61,7 @@ case "$verb" in
       eval "set -- $(unit_key ExecStart)"
       setsid "$@" </dev/null >>"$STATE/$name.log" 2>&1 &
       echo $! >"$STATE/$name.pid"
+      start_time $! >"$STATE/$name.start" || true
       eval "set -- $(unit_key ExecStartPost)"
       "$@"
     ) ;;
@@ -62,9 +70,9 @@ case "$verb" in
     if alive; then
       pid=$(cat "$STATE/$name.pid")
       kill -TERM "$pid"
-      for _ in $(seq 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-      if kill -0 "$pid" 2>/dev/null; then echo "fake systemctl: $name did not stop" >&2; exit 1; fi
+      for _ in $(seq 300); do alive || break; sleep 0.1; done
+      if alive; then echo "fake systemctl: $name did not stop" >&2; exit 1; fi
     fi
-    rm -f "$STATE/$name.pid" ;;
+    rm -f "$STATE/$name.pid" "$STATE/$name.start" ;;
   *) echo "fake systemctl: unsupported: $*" >&2; exit 1 ;;
 esac

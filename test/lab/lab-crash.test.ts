@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../../src/core/async.js';
@@ -12,17 +12,12 @@ describe.skipIf(!isRoot)('lab down after a crash or a failed up', () => {
   const crashed = uniqueLabId('cr');
   const failed = uniqueLabId('fa');
   const recycled = uniqueLabId('rc');
-  const others: number[] = [];
+  const others: ChildProcess[] = [];
 
   afterAll(async () => {
     for (const id of [crashed, failed, recycled]) await labDown(id).catch(() => {});
-    for (const pid of others) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        /* gone */
-      }
-    }
+    // Only children still running: a reaped child's PID may already be another process's.
+    for (const c of others) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
   });
 
   it('cleans a lab whose processes were killed and whose namespaces hold an unrecorded process', async () => {
@@ -34,7 +29,7 @@ describe.skipIf(!isRoot)('lab down after a crash or a failed up', () => {
     process.kill(etcd.pid, 'SIGKILL');
     const stray = spawn('ip', ['netns', 'exec', `${crashed}-h1-p1`, 'sleep', '600'], { stdio: 'ignore', detached: true });
     stray.unref();
-    others.push(stray.pid!);
+    others.push(stray);
     await waitFor(() => !pidAlive(etcd.pid) && pidAlive(stray.pid!), { timeoutMs: 5000, what: 'etcd dead, stray alive' });
     expect(labStatus(crashed).etcdRunning).toBe(false);
 
@@ -83,7 +78,7 @@ describe.skipIf(!isRoot)('lab down after a crash or a failed up', () => {
   it('never kills a recycled PID: same number, other start time', async () => {
     const victim = spawn('sleep', ['600'], { stdio: 'ignore', detached: true });
     victim.unref();
-    others.push(victim.pid!);
+    others.push(victim);
     const start = startTimeOf(victim.pid!)!;
     mkdirSync(labDir(recycled), { recursive: true });
     const state: LabState = {

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../../src/core/async.js';
 import { run } from '../../src/exec/run.js';
+import { startTimeOf } from '../../src/lab/procs.js';
 import { NetnsSandbox, isRoot } from '../helpers/netns.js';
 
 // docs/operations.md carries a flags table per program; this keeps it from
@@ -234,12 +235,16 @@ describe.skipIf(!isRoot)('docs/migration.md runs as written (flannel host in nam
 
   afterAll(async () => {
     const pidFile = join(upper('run'), 'fake-systemd', 'weftd.pid');
-    if (existsSync(pidFile)) {
+    const startFile = pidFile.replace(/\.pid$/, '.start');
+    if (existsSync(pidFile) && existsSync(startFile)) {
       const pid = Number(readFileSync(pidFile, 'utf8'));
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        // already gone
+      // Only the weftd fake systemd started: a recycled PID is left alone.
+      if (startTimeOf(pid) === Number(readFileSync(startFile, 'utf8'))) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          // already gone
+        }
       }
     }
     for (const c of children) if (c.pid && c.exitCode === null) c.kill('SIGKILL');
