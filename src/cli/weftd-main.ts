@@ -6,7 +6,6 @@ import { installDaemonSignals } from './signals.js';
 import { Command } from 'commander';
 import { exitWhenDone, keepAliveUntil, runCli } from './run.js';
 import { UsageError, addTypedOption, booleanFlagsOf, goFlagArgv, parseChoice, parseInteger, parseList, parsePort, useEnv, type TypedOption } from './env.js';
-import { WeftError } from '../core/errors.js';
 import { addEtcdFlags, etcdSecurityOf } from './etcd-flags.js';
 import { acquireInstanceLock } from './instance-lock.js';
 import { weftVersion } from './version.js';
@@ -45,7 +44,7 @@ add({ flags: '--ip-masq-fully-random-disable', description: 'flanneld: no --rand
 add({ flags: '--iptables-resync <seconds>', description: 'flanneld: rule re-check period; sets --reconcile-interval when that is not given', parse: parseInteger(1), default: 5 });
 add({ flags: '--iptables-forward-rules', description: 'flanneld: FORWARD accept rules with --ip-masq (false: accepted with a warning)', kind: 'boolean', default: true });
 add({ flags: '--ip-blackhole-route', description: 'flanneld: blackhole route for the own subnet (accepted with a warning)', kind: 'boolean' });
-add({ flags: '--kube-subnet-mgr', description: 'flanneld: take subnets from the Kubernetes API (not in this build)', kind: 'boolean' });
+add({ flags: '--kube-subnet-mgr', description: 'flanneld: take subnets from the Kubernetes API (Node spec.podCIDR + annotations; node name from NODE_NAME or POD_NAME/POD_NAMESPACE)', kind: 'boolean' });
 add({ flags: '--kube-api-url <url>', description: 'flanneld: Kubernetes API server URL' });
 add({ flags: '--kubeconfig-file <file>', description: 'flanneld: kubeconfig file' });
 add({ flags: '--kube-annotation-prefix <prefix>', description: 'flanneld: Node annotation prefix', default: 'flannel.alpha.coreos.com' });
@@ -63,11 +62,6 @@ for (const f of ['logtostderr', 'alsologtostderr', 'add_dir_header', 'skip_heade
 add({ flags: '--cleanup', description: "remove weft's routes, devices and rules, then exit", kind: 'boolean', env: false });
 // WEFTD_X wins over FLANNELD_X; the command line over both.
 useEnv(program, ['WEFTD', 'FLANNELD']);
-
-/** --kube-subnet-mgr until the Kubernetes subnet manager is built. */
-export class KubeSubnetMgrUnavailableError extends WeftError {
-  override readonly code = 'ERR_KUBE_SUBNET_MGR_UNAVAILABLE';
-}
 
 const WARN_ONLY: Record<string, string> = {
   publicIpv6: 'IPv6 is not supported yet',
@@ -111,6 +105,10 @@ program.action(async (o) => {
     kubeAnnotationPrefix: o.kubeAnnotationPrefix,
     netConfigPath: o.netConfigPath,
     setNodeNetworkUnavailable: o.setNodeNetworkUnavailable,
+    // flanneld reads these from the environment (the DaemonSet's downward API).
+    nodeName: process.env.NODE_NAME || undefined,
+    podName: process.env.POD_NAME || undefined,
+    podNamespace: process.env.POD_NAMESPACE || undefined,
   };
   const log = createLogger({ format: opts.logFormat, level: opts.logLevel, base: { component: 'weftd' } });
   for (const [name, reason] of Object.entries(WARN_ONLY)) {
@@ -119,7 +117,6 @@ program.action(async (o) => {
   if (given('logtostderr') && !o.logtostderr) log.warn({ flag: 'logtostderr', reason: 'weft always logs to stderr' }, 'flanneld flag accepted without effect');
   if (!o.iptablesForwardRules) log.warn({ flag: 'iptablesForwardRules', reason: 'weft installs its FORWARD accept rules with --ip-masq regardless' }, 'flanneld flag accepted without effect');
   if (given('subnetLeaseRenewMargin')) log.warn({ flag: 'subnetLeaseRenewMargin', reason: 'weft renews at min(1 h, TTL/3) before expiry' }, 'flanneld flag accepted without effect');
-  if (opts.kubeSubnetMgr) throw new KubeSubnetMgrUnavailableError('kube subnet manager not available in this build');
   if (o.ifaceCanReach && iface.length === 0 && opts.ifaceRegex.length === 0) {
     opts.iface = iface = [await ifaceCanReach(o.ifaceCanReach)];
     log.info({ ip: o.ifaceCanReach, iface: iface[0] }, 'interface chosen by --iface-can-reach');

@@ -11,13 +11,11 @@ import { selectInterface } from '../kernel/iface.js';
 import { ExecIptables, type IptablesClient } from '../netfilter/iptables.js';
 import { ExecNft, type NftClient } from '../netfilter/nft.js';
 import { removePeerFilter } from '../backends/vxlan/peer-filter.js';
-import { chooseSubnet } from '../store/subnet-policy.js';
-import { loadNetworkConfig } from '../store/config-loader.js';
 import { parseNetworkConfig } from '../store/netconfig.js';
 import type { Registry } from '../store/registry.js';
 import { EtcdRegistry } from '../store/etcd-registry.js';
-import { LeaseManager } from '../store/lease-manager.js';
-import { readPreviousSubnet, writeSubnetEnv } from '../store/subnet-env.js';
+import { writeSubnetEnv } from '../store/subnet-env.js';
+import { etcdSource, kubeSource, readNetConf, DEFAULT_NET_CONFIG_PATH, type KubeSourceDeps, type SubnetSource } from './subnet-source.js';
 import type { InvalidLease, Lease, NetworkConfig } from '../store/types.js';
 import { startCniServer, type CniServer } from '../cni/server.js';
 import { startHealthServer } from './health.js';
@@ -30,6 +28,8 @@ export interface DaemonDeps {
   signal: AbortSignal;
   /** Injected in tests; default: built from the options. */
   registry?: Registry;
+  /** Kubernetes mode (--kube-subnet-mgr) test hooks: an API client, short backoffs. */
+  kube?: KubeSourceDeps;
   /** Injected in tests (FakeKernel); default: the real kernel. */
   kernel?: Kernel;
   /** Injected in tests; default: detected iptables when --ip-masq. */
@@ -68,7 +68,7 @@ function registryOf(opts: WeftdOptions): Registry {
 export async function runWeftd(opts: WeftdOptions, deps: DaemonDeps): Promise<void> {
   const { log, signal } = deps;
   const metrics = new WeftdMetrics();
-  const registry = deps.registry ?? registryOf(opts);
+  let source: SubnetSource | undefined;
   const kernel = deps.kernel ?? createKernel({ log });
   let server: Server | undefined;
   let cni: CniServer | undefined;
@@ -80,11 +80,17 @@ export async function runWeftd(opts: WeftdOptions, deps: DaemonDeps): Promise<vo
   let remote: Lease[] = [];
   let invalidLeases: () => string[] = () => [];
   let lastReconcile: Date | undefined;
+  let dataPathUp: Promise<void> | undefined;
+  // Ends background API work when the daemon ends for any reason.
+  const inner = new AbortController();
+  const stopInner = () => inner.abort();
+  signal.addEventListener('abort', stopInner, { once: true });
   if (deps.control) {
     deps.control.state = () => ({
       ready,
       readyReason,
       backend: backend?.type,
+      subnetManager: source?.kind,
       subnet: own ? formatCidr(own.subnet) : undefined,
       publicIp: own?.attrs.PublicIP,
       leaseExpires: metrics.leaseExpiration()?.toISOString(),
@@ -118,19 +124,21 @@ export async function runWeftd(opts: WeftdOptions, deps: DaemonDeps): Promise<vo
       log.info({ socket: opts.cniSocket }, 'serving CNI requests');
     }
 
+    if (opts.kubeSubnetMgr) {
+      readyReason = 'waiting for the Kubernetes API';
+      source = await kubeSource(opts, log, signal, deps.kube);
+    } else source = etcdSource(opts, log, deps.registry);
+    const src = source;
+
     readyReason = 'waiting for network config';
-    const config = await loadNetworkConfig(registry, { signal, log });
+    const config = await src.loadConfig(signal);
 
     const nft = deps.nft ?? (deps.kernel ? undefined : new ExecNft());
-    const { backend: made, iface } = await backendFor(opts, config, kernel, log, {
+    const hinted = opts.publicIp ? undefined : src.publicIpHint();
+    const { backend: made, iface } = await backendFor(hinted ? { ...opts, publicIp: hinted } : opts, config, kernel, log, {
       nft,
-      // flannel's acquire order step 1, read ahead so vxlan can keep a taken-over lease's VtepMAC.
-      takeoverLease: async (iface) => {
-        const { leases } = await registry.listLeases();
-        const prev = readPreviousSubnet(opts.subnetFile);
-        const c = chooseSubnet({ config, leases, publicIp: iface.publicIp, ...(prev ? { previousSubnet: prev } : {}) });
-        return c.kind === 'own' ? c.lease : undefined;
-      },
+      // The lease we will hold, read ahead so vxlan can keep a taken-over lease's VtepMAC.
+      takeoverLease: (iface) => src.takeoverLease(config, iface.publicIp),
     });
     backend = made;
     if (backend.type !== 'vxlan' && nft) await removeVxlanPeerFilter(nft, log);
@@ -139,14 +147,11 @@ export async function runWeftd(opts: WeftdOptions, deps: DaemonDeps): Promise<vo
     const prepared = await backend.prepare();
 
     readyReason = 'acquiring lease';
-    const manager = new LeaseManager({
-      registry,
+    const manager = src.createStore({
       config,
       publicIp: iface.publicIp,
       backendType: config.backend.type,
       backendData: prepared.backendData,
-      ttlSeconds: opts.subnetLeaseTtl,
-      previousSubnet: readPreviousSubnet(opts.subnetFile),
       log: log.child({ component: 'lease' }),
       onLeaseChanged: (lease) => {
         const moved = own !== undefined && !sameNet(lease.subnet, own.subnet);
@@ -160,6 +165,7 @@ export async function runWeftd(opts: WeftdOptions, deps: DaemonDeps): Promise<vo
         }
       },
       onError: (err) => {
+        // (etcd mode: etcd errors; Kubernetes mode: API errors writing our Node.)
         if ((err as { code?: string }).code !== 'ERR_LEASE_CONFLICT') metrics.etcdErrors.inc({ op: 'lease' });
       },
       onInvalid: (inv) => metrics.leaseInvalid.inc({ reason: inv.reason }),
@@ -199,6 +205,8 @@ export async function runWeftd(opts: WeftdOptions, deps: DaemonDeps): Promise<vo
             ready = true;
             readyReason = 'ready';
             log.info({ peers: stats.peers }, 'ready');
+            // Kubernetes mode: NodeNetworkUnavailable goes once the data path is up (in the background: retried).
+            dataPathUp ??= src.dataPathUp(inner.signal).catch((err) => log.warn({ err: (err as Error).message }, 'marking the node network available failed'));
           }
         } catch (err) {
           metrics.reconcileRuns.inc({ result: 'error' });
@@ -232,7 +240,10 @@ export async function runWeftd(opts: WeftdOptions, deps: DaemonDeps): Promise<vo
     runner?.stop();
     await cni?.close().catch(() => {});
     await backend?.stop().catch((err) => log.warn({ err }, 'backend stop failed'));
-    await registry.close().catch(() => {});
+    inner.abort();
+    signal.removeEventListener('abort', stopInner);
+    await dataPathUp;
+    await source?.close().catch(() => {});
     if (server) await new Promise<void>((r) => server!.close(() => r()));
     log.info({ subnet: own ? subnetKey(own.subnet) : undefined }, 'stopped');
   }
@@ -292,6 +303,13 @@ export async function cleanupWeftd(opts: WeftdOptions, log: Logger): Promise<voi
   log.info({}, 'removed masquerade and forward rules');
   // Whatever the config says now: the table may be left from a vxlan run.
   await removeVxlanPeerFilter(new ExecNft(), log);
+  if (opts.kubeSubnetMgr) {
+    const config = readNetConf(opts.netConfigPath ?? DEFAULT_NET_CONFIG_PATH);
+    const { backend } = await backendFor(opts, config, createKernel({ log }), log);
+    await backend.cleanup();
+    log.info({ backend: config.backend.type }, 'removed backend routes and devices');
+    return;
+  }
   const registry = registryOf(opts);
   try {
     const raw = await registry.getConfig();

@@ -51,6 +51,10 @@ export interface WeftdOptions {
   netConfigPath?: string;
   /** Default true. */
   setNodeNetworkUnavailable?: boolean;
+  /** Kubernetes mode: our Node's name (NODE_NAME), else looked up from the Pod POD_NAMESPACE/POD_NAME. */
+  nodeName?: string;
+  podName?: string;
+  podNamespace?: string;
 }
 
 export const DEFAULT_OPTIONS: WeftdOptions = {
