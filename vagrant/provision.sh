@@ -14,6 +14,13 @@
 # the demo Service and then runs `verify`. `verify` runs scripts/verify-ping
 # and scripts/verify-curl from this node's demo container against every demo
 # container registered so far.
+#
+# WEFT_OFFLINE=1 (the Vagrantfile's WEFT_VAGRANT_OFFLINE=1): nothing is
+# downloaded. The synced checkout then carries the host's build (dist/,
+# node_modules/ with the native addon, native/build/), used as it is instead
+# of `npm ci` + `npm run build`; Node 20 and every Debian package must already
+# be in the box (scripts/vagrant-box.sh builds such a box), else provisioning
+# stops naming what is missing.
 set -euo pipefail
 
 ACTION=${1:?action}
@@ -23,6 +30,7 @@ ETCD_IP=${4:?etcd IP}
 ALL_NODES=${5:?all nodes}
 BACKEND=${6:-vxlan}
 PROXY_MODE=${7:-iptables}
+OFFLINE=${WEFT_OFFLINE:-0}
 
 SRC_SYNCED=/weft-src       # the rsync'd checkout (Vagrantfile)
 WEFT=/opt/weft             # the copy this node builds and runs
@@ -55,6 +63,7 @@ install_node20() {
     say "Node.js $(node --version) present"
     return
   fi
+  [ "$OFFLINE" != 1 ] || die "offline: Node.js 20 is not in the box (found: $(node --version 2>/dev/null || echo none)); use a box from scripts/vagrant-box.sh"
   # Debian bookworm's nodejs is 18; weft needs 20 (NodeSource's apt repository).
   say "installing Node.js 20 from deb.nodesource.com"
   install -d -m 0755 /etc/apt/keyrings
@@ -70,6 +79,7 @@ install_base_packages() {
   local pkgs=(ca-certificates curl gnupg rsync etcd-client) missing=() p
   for p in "${pkgs[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p"); done
   if [ ${#missing[@]} -gt 0 ]; then
+    [ "$OFFLINE" != 1 ] || die "offline: the box lacks ${missing[*]}; use a box from scripts/vagrant-box.sh"
     say "installing ${missing[*]}"
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
@@ -78,19 +88,42 @@ install_base_packages() {
 
 # Builds weft in /opt/weft from the synced checkout. The copy keeps a later
 # `vagrant rsync` from changing the code the services run until the next
-# provision; npm ci reruns only when package-lock.json changed.
+# provision; npm ci reruns only when package-lock.json changed (the stamp is
+# excluded from the rsync, or --delete would remove it every run).
 build_weft() {
+  if [ "$OFFLINE" = 1 ]; then
+    use_bundle
+    return
+  fi
   rsync -a --delete --exclude node_modules/ --exclude dist/ --exclude native/build/ --exclude .git/ \
-    "$SRC_SYNCED/" "$WEFT/"
+    --exclude /.npm-ci-stamp "$SRC_SYNCED/" "$WEFT/"
   local lock_sum
   lock_sum=$(sha256sum "$WEFT/package-lock.json" | cut -d' ' -f1)
   if [ ! -d "$WEFT/node_modules" ] || [ "$(cat "$WEFT/.npm-ci-stamp" 2>/dev/null)" != "$lock_sum" ]; then
     say "npm ci (builds the native addon)"
     (cd "$WEFT" && npm ci --no-audit --no-fund)
     echo "$lock_sum" >"$WEFT/.npm-ci-stamp"
+  else
+    say "npm ci: skipped (package-lock.json unchanged)"
   fi
   say "npm run build"
   (cd "$WEFT" && npm run build >/dev/null)
+}
+
+# Offline: the synced checkout is the built tree (the host's dist/,
+# node_modules/ and native addon, same Debian release, CPU architecture and
+# Node major as the box). Copied as it is; checked, not rebuilt.
+use_bundle() {
+  local f
+  for f in dist/cli/weftctl.js dist/cni/weft-cni.cjs node_modules/.package-lock.json; do
+    [ -e "$SRC_SYNCED/$f" ] || die "offline: $SRC_SYNCED/$f is missing: run npm ci && npm run build on the host before vagrant up"
+  done
+  rsync -a --delete --exclude .git/ --exclude /.npm-ci-stamp "$SRC_SYNCED/" "$WEFT/"
+  local addon
+  addon=$(find "$WEFT/native/build" -name '*.node' -print -quit 2>/dev/null || true)
+  [ -n "$addon" ] || die "offline: no native addon under $WEFT/native/build (run npm ci on the host)"
+  node -e 'require(process.argv[1])' "$addon" || die "offline: the native addon $addon does not load here (host and box differ in Node ABI or libc)"
+  say "offline: using the host's build ($(cd "$WEFT" && node -p 'require("./package.json").version'), addon $(basename "$addon")); no npm ci"
 }
 
 # node1: etcd listens on the private IP for the other nodes (and on loopback).

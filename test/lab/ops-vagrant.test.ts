@@ -24,16 +24,48 @@ describe('vagrant/', () => {
     expect(r.stdout).toContain('Syntax OK');
   });
 
-  it('defines three bookworm nodes on the private network, etcd on the first', () => {
-    const v = readFileSync(vagrantfile, 'utf8');
-    expect(v).toContain("config.vm.box = 'debian/bookworm64'");
-    expect([...v.matchAll(/name: '(node\d)', ip: '([\d.]+)'/g)].map((m) => `${m[1]}=${m[2]}`)).toEqual([
-      'node1=192.168.56.11',
-      'node2=192.168.56.12',
-      'node3=192.168.56.13',
+  // The Vagrantfile evaluated with a stub Vagrant module: node layout and env overrides.
+  const layout = (env: Record<string, string>) =>
+    run(
+      'ruby',
+      [
+        '-rsocket',
+        '-e',
+        'module Vagrant; def self.configure(_v); end; end; load ARGV[0]; puts NODES.map { |n| "#{n[:name]}=#{n[:ip]}" }.join(","); puts "#{MGMT_NET}/#{MGMT_PREFIX}"; puts ETCD_IP',
+        vagrantfile,
+      ],
+      { allowFail: true, env: { ...process.env, ...env } },
+    );
+
+  it.runIf(existsSync('/usr/bin/ruby'))('defines three nodes on 192.168.56.0/24 by default, etcd on the first', async () => {
+    const r = await layout({});
+    expect(r.code).toBe(0);
+    expect(r.stdout.trim().split('\n')).toEqual([
+      'node1=192.168.56.11,node2=192.168.56.12,node3=192.168.56.13',
+      '192.168.121.0/24',
+      '192.168.56.11',
     ]);
-    expect(v).toMatch(/^ETCD_IP = NODES\.first\[:ip\]$/m);
+    const v = readFileSync(vagrantfile, 'utf8');
+    expect(v).toContain("ENV.fetch('WEFT_VAGRANT_BOX', 'debian/bookworm64')");
     expect(v).toMatch(/private_network', ip: node\[:ip\]/);
+  });
+
+  it.runIf(existsSync('/usr/bin/ruby'))('takes the private and management networks and node count from env', async () => {
+    const r = await layout({ WEFT_VAGRANT_NET: '192.0.2.0/24', WEFT_VAGRANT_MGMT_NET: '198.51.100.0/24', WEFT_VAGRANT_NODES: '1' });
+    expect(r.code).toBe(0);
+    expect(r.stdout.trim().split('\n')).toEqual(['node1=192.0.2.11', '198.51.100.0/24', '192.0.2.11']);
+    const bad = await layout({ WEFT_VAGRANT_NET: '192.0.2.5' });
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toContain('WEFT_VAGRANT_NET must be an IPv4 network');
+    const overlap = await layout({ WEFT_VAGRANT_NET: '192.0.2.0/24', WEFT_VAGRANT_MGMT_NET: '192.0.2.0/24' });
+    expect(overlap.stderr).toContain('must not overlap');
+  });
+
+  it('provision.sh keeps its npm ci stamp across rsync --delete and has an offline path', () => {
+    const p = readFileSync(provision, 'utf8');
+    expect(p).toContain('--exclude /.npm-ci-stamp');
+    expect(p).toMatch(/OFFLINE=\$\{WEFT_OFFLINE:-0\}/);
+    expect(p).toContain('use_bundle');
   });
 
   it('refuses unknown actions', async () => {
