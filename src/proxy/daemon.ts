@@ -11,7 +11,7 @@ import { ExecIptables, type IptablesBackend, type IptablesChainClient } from '..
 import type { ProxyModeBackend } from './backend.js';
 import type { NftClient } from '../netfilter/nft.js';
 import { RemovingLeftovers, createMode, removeLeftovers } from './nftables/modes.js';
-import { close, healthzServer, listen, metricsServer, parseBindAddress, ProxierHealth, ServiceHealthServers } from './http.js';
+import { close, healthzServer, listen, metricsServer, nodeBeingDeleted, parseBindAddress, ProxierHealth, ServiceHealthServers } from './http.js';
 import { IptablesProxier } from './iptables/proxier.js';
 import { setupLocalhostNodePorts } from './iptables/localhost.js';
 import { ProcSysctl, type Sysctl } from '../kernel/sysctl.js';
@@ -199,7 +199,15 @@ export async function runProxy(o: ProxyOptions, signal: AbortSignal): Promise<vo
   const sources: ProxySource[] = [];
   if (etcd) sources.push(new EtcdSource({ client: etcd, log }));
   const kube = kubeConn ? new KubeClient(kubeConn, { userAgent: 'weft-proxy' }) : undefined;
-  if (kube) sources.push(new KubernetesSource({ client: kube, nodeName: cfg.nodeName, log, informer: o.kube?.informer, onNode: o.kube?.onNode }));
+  // kube-proxy's node eligibility: a Node being deleted (deletionTimestamp, autoscaler taint) turns /healthz 503;
+  // so does a Node that was seen and is gone. A Node never seen (no object by this name) leaves it eligible.
+  let nodeSeen = false;
+  const onNode: KubernetesSourceOptions['onNode'] = (n) => {
+    if (n) nodeSeen = true;
+    health.setNodeDeleting(n ? nodeBeingDeleted(n as Parameters<typeof nodeBeingDeleted>[0]) : nodeSeen);
+    o.kube?.onNode?.(n);
+  };
+  if (kube) sources.push(new KubernetesSource({ client: kube, nodeName: cfg.nodeName, log, informer: o.kube?.informer, onNode }));
   if (o.manifestsDir) sources.push(new FileSource({ dir: o.manifestsDir, log }));
   const mux = new SourceMux(
     model,

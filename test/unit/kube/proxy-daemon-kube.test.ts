@@ -37,7 +37,13 @@ describe('weft-proxy daemon with --master (fake API server, fake iptables)', () 
     let releaseNodes!: () => void;
     const gate = new Promise<void>((r) => (releaseNodes = r));
     api.on('/api/v1/nodes', 'list', (req, res) => void gate.then(() => listOf([{ metadata: { name: 'node-a', resourceVersion: '3' }, status: { addresses: [{ type: 'InternalIP', address: '192.0.2.10' }] } }], '9')(req, res)));
-    api.on('/api/v1/nodes', 'watch', watchOf({ events: [], then: 'hang' }));
+    let sendNode!: (type: string, node: object) => void;
+    api.on('/api/v1/nodes', 'watch', (_req, res) => {
+      res.writeHead(200, { 'Content-Type': 'application/json' });
+      res.flushHeaders();
+      sendNode = (type, node) => res.write(`${JSON.stringify(ev(type, { kind: 'Node', apiVersion: 'v1', ...node }))}\n`);
+    });
+    let health: { status(): { nodeEligible: boolean; healthy: boolean } } | undefined;
 
     const ipt = new FakeIptables();
     const ac = new AbortController();
@@ -54,6 +60,7 @@ describe('weft-proxy daemon with --master (fake API server, fake iptables)', () 
         iptables: ipt,
         conntrack: new FakeConntrack(),
         log: silentLogger,
+        onStarted: (p) => (health = p.health),
         kube: { informer: { watchTimeoutSeconds: 30, backoff: { initialMs: 5, maxMs: 20 } }, onNode: (n) => nodes.push(n) },
       },
       ac.signal,
@@ -70,5 +77,13 @@ describe('weft-proxy daemon with --master (fake API server, fake iptables)', () 
     expect(nodes.length).toBeGreaterThan(0);
     sendChange();
     await waitFor(() => ipt.chains('nat').filter((c) => c.startsWith('WEFT-SEP-')).length === 1, { what: 'endpoint removed via watch' });
+    // kube-proxy's nodeEligible: false once this Node is being deleted (deletionTimestamp), and once it is gone.
+    expect(health!.status().nodeEligible).toBe(true);
+    sendNode('MODIFIED', { metadata: { name: 'node-a', resourceVersion: '20', deletionTimestamp: '2026-01-01T00:00:00Z', finalizers: ['x/y'] } });
+    await waitFor(() => health!.status().nodeEligible === false, { what: 'node not eligible while being deleted' });
+    expect(health!.status().healthy).toBe(false);
+    sendNode('DELETED', { metadata: { name: 'node-a', resourceVersion: '21' } });
+    await waitFor(() => nodes.length >= 3 && nodes.at(-1) === undefined, { what: 'node deleted seen' });
+    expect(health!.status().nodeEligible).toBe(false);
   });
 });
