@@ -4,9 +4,10 @@
 # weft-proxy on every host, pods attached by the weft CNI plugin serving HTTP), applies
 # a Service and verifies pings between all pods, the ClusterIP and the NodePort.
 #   bash scripts/demo.sh [--backend vxlan|host-gw|udp] [--proxy-mode iptables|nftables] [--id demo]
+#                        [--control-plane etcd|kubernetes]   (kubernetes: needs scripts/kube-apiserver.sh once)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BACKEND=vxlan; PROXY=iptables; ID=demo; HOSTS=3; PODS=2
+BACKEND=vxlan; PROXY=iptables; ID=demo; HOSTS=3; PODS=2; PLANE=etcd
 while [ $# -gt 0 ]; do
   case "$1" in
     --backend) BACKEND=$2; shift 2;;
@@ -14,7 +15,8 @@ while [ $# -gt 0 ]; do
     --id) ID=$2; shift 2;;
     --hosts) HOSTS=$2; shift 2;;
     --pods-per-host) PODS=$2; shift 2;;
-    -h|--help) sed -n 2,6p "$0"; exit 0;;
+    --control-plane) PLANE=$2; shift 2;;
+    -h|--help) sed -n 2,7p "$0"; exit 0;;
     *) echo "demo: unknown option $1" >&2; exit 2;;
   esac
 done
@@ -31,4 +33,4 @@ step "building"
 npm run -s build
 
 # Lab, pods through the CNI plugin, weft-proxy, a Service, then ping + curl checks.
-exec node dist/cli/weftctl.js demo --id "$ID" --backend "$BACKEND" --proxy-mode "$PROXY" --hosts "$HOSTS" --pods-per-host "$PODS"
+exec node dist/cli/weftctl.js demo --id "$ID" --backend "$BACKEND" --proxy-mode "$PROXY" --hosts "$HOSTS" --pods-per-host "$PODS" --control-plane "$PLANE"

@@ -52,6 +52,8 @@ export function registerLabCommands(program: Command): void {
     .option('--weftd-arg <arg>', 'extra weftd argument (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
     .option('--cni-plugin <path>', 'attach pods by running this CNI plugin (default: the built weft plugin, through each host\'s weftd)')
     .option('--proxy-mode <mode>', 'weft-proxy on every host: iptables, nftables or none', 'iptables')
+    .option('--control-plane <kind>', 'where Services and Nodes live: etcd, or kubernetes (a kube-apiserver beside etcd; needs scripts/kube-apiserver.sh)', 'etcd')
+    .option('--subnet-manager <kind>', 'where weftd takes subnets from: etcd, or kubernetes (--kube-subnet-mgr; only with --control-plane kubernetes)', 'etcd')
     .option('--manual-pods', 'attach pods with plain ip commands instead of the CNI plugin')
     .option('--no-weftd', 'do not start weftd: the lab assigns subnets and static routes itself')
     .option('--log-level <level>', 'debug, info, warn, error', 'warn')
@@ -75,6 +77,8 @@ export function registerLabCommands(program: Command): void {
           weftdArgs: o.weftdArg,
           startWeftd: o.weftd,
           proxyMode: o.proxyMode,
+          controlPlane: o.controlPlane,
+          subnetManager: o.subnetManager,
           attacher: o.manualPods ? new ManualAttacher() : o.cniPlugin ? new CniAttacher({ plugin: o.cniPlugin }) : undefined,
           log: createLogger({ level: o.logLevel }),
           onStep: (s) => say(s),
@@ -166,14 +170,17 @@ export function registerLabCommands(program: Command): void {
     .option('--proxy-mode <mode>', 'iptables or nftables', 'iptables')
     .option('--hosts <n>', 'number of hosts', intOpt(2, MAX_HOSTS), 3)
     .option('--pods-per-host <n>', 'pods on each host', intOpt(1, MAX_PODS_PER_HOST), 2)
+    .option('--control-plane <kind>', 'etcd, or kubernetes (the Service goes through a kube-apiserver; needs scripts/kube-apiserver.sh)', 'etcd')
     .action(async (o) => {
       const say = (line: string) => process.stderr.write(`==> ${line}\n`);
       const started = Date.now();
-      const res = await runDemo({ id: o.id, backend: o.backend, proxyMode: o.proxyMode, hosts: o.hosts, podsPerHost: o.podsPerHost, progress: say });
+      const res = await runDemo({ id: o.id, backend: o.backend, proxyMode: o.proxyMode, hosts: o.hosts, podsPerHost: o.podsPerHost, controlPlane: o.controlPlane, progress: say });
       process.stdout.write(`\n${formatStatus(res.status)}\n${res.report}`);
       say(`done in ${((Date.now() - started) / 1000).toFixed(1)} s; the lab "${o.id}" is still running`);
       // How this program was started, so the hints run as printed (also inside lab namespaces).
       const w = `node ${relative(process.cwd(), process.argv[1] ?? 'dist/cli/weftctl.js') || 'dist/cli/weftctl.js'}`;
+      const kc = res.status.hosts[0]?.kubeconfig;
+      const source = kc ? `--kubeconfig ${kc}` : '--etcd-endpoints http://192.0.2.254:2379';
       process.stdout.write(
         [
           '',
@@ -182,7 +189,7 @@ export function registerLabCommands(program: Command): void {
           `  ${w} lab exec --id ${o.id} h1 -- ip route        # routes weftd programmed`,
           `  ${w} lab exec --id ${o.id} h1-p1 -- curl -s ${DEMO_SERVICE.clusterIp}   # the Service from a pod`,
           `  ${w} lab exec --id ${o.id} h1 -- ${w} --etcd-endpoints http://192.0.2.254:2379 leases`,
-          `  ${w} lab exec --id ${o.id} h1 -- ${w} --etcd-endpoints http://192.0.2.254:2379 get services`,
+          `  ${w} lab exec --id ${o.id} h1 -- ${w} ${kc ? `get services ${source}` : `${source} get services`}`,
           `  less /run/weft-lab/${o.id}/h1/weftd.log /run/weft-lab/${o.id}/h1/weft-proxy.log`,
           'Stop:',
           `  ${w} lab down --id ${o.id}`,

@@ -1,10 +1,11 @@
 import { run } from '../exec/run.js';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { LabNotFoundError } from './errors.js';
 import { validateLabId } from './names.js';
 import { spawnInNetns } from './procs.js';
 import { hostDir, labDir, readState, writeState, type HostRecord, type LabState, type ProcRecord } from './state.js';
-import { weftdArgv, weftdPaths } from './weftd.js';
+import { weftdArgv, weftdPaths, type WeftdPaths } from './weftd.js';
 import { proxyArgv, proxyLogPath, type LabProxyMode } from './proxy.js';
 
 /** Pieces shared by up, down and the day-to-day operations on a lab. */
@@ -44,8 +45,8 @@ export function labEnv(env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv 
   return Object.fromEntries(Object.entries(env).filter(([k]) => !k.startsWith('ETCD_') && !k.startsWith('WEFTD_')));
 }
 
-export function recordProc(state: LabState, key: string, netns: string, argv: string[], log: string): ProcRecord {
-  const p = spawnInNetns(netns, argv, log, labEnv());
+export function recordProc(state: LabState, key: string, netns: string, argv: string[], log: string, extraEnv: Record<string, string> = {}): ProcRecord {
+  const p = spawnInNetns(netns, argv, log, { ...labEnv(), ...extraEnv });
   const rec: ProcRecord = { key, netns, pid: p.pid, startTime: p.startTime, argv, log };
   state.processes.push(rec);
   writeState(state);
@@ -55,8 +56,31 @@ export function recordProc(state: LabState, key: string, netns: string, argv: st
 export async function launchWeftd(state: LabState, host: HostRecord): Promise<ProcRecord> {
   const paths = weftdPaths(hostDir(state.id, host.name));
   mkdirSync(paths.stateDir, { recursive: true });
+  if (state.subnetManager === 'kubernetes') return launchWeftdKube(state, host, paths);
   const argv = weftdArgv(paths, { subnetLeaseTtl: state.subnetLeaseTtl, extra: state.weftdArgs });
   return recordProc(state, `weftd:${host.name}`, host.netns, argv, paths.log);
+}
+
+/**
+ * weftd as flanneld runs in a Kubernetes cluster (--subnet-manager
+ * kubernetes): --kube-subnet-mgr with the host's kubeconfig, NODE_NAME, and
+ * net-conf.json in place of etcd's network config. The one place that says
+ * how; weftd's Kubernetes subnet manager reads spec.podCIDR of its Node.
+ */
+export function launchWeftdKube(state: LabState, host: HostRecord, paths: WeftdPaths): ProcRecord {
+  if (!host.kubeconfig) throw new LabNotFoundError(`host ${host.name} of lab ${state.id} has no kubeconfig (control plane ${state.controlPlane ?? 'etcd'})`);
+  const netConf = join(hostDir(state.id, host.name), 'net-conf.json');
+  writeFileSync(netConf, labNetworkConfig(state.network, state.backend));
+  const base = weftdArgv(paths, { subnetLeaseTtl: state.subnetLeaseTtl, extra: state.weftdArgs });
+  const at = base.indexOf('--etcd-endpoints');
+  const argv = at >= 0 ? [...base.slice(0, at), ...base.slice(at + 2)] : base;
+  argv.push('--kube-subnet-mgr', '--kubeconfig-file', host.kubeconfig, '--net-config-path', netConf);
+  return recordProc(state, `weftd:${host.name}`, host.netns, argv, paths.log, { NODE_NAME: host.nodeName ?? host.name });
+}
+
+/** flannel's network config for the lab. */
+export function labNetworkConfig(network: string, backend: string): string {
+  return JSON.stringify({ Network: network, Backend: { Type: backend } });
 }
 
 export function launchProxy(state: LabState, host: HostRecord): ProcRecord {

@@ -6,6 +6,7 @@ import { ETCD_ENDPOINT } from './names.js';
 import { labExec } from './ops.js';
 import { labServePods } from './podserver.js';
 import type { LabProxyMode } from './proxy.js';
+import type { LabControlPlane } from './kube.js';
 import { readState } from './state.js';
 import type { LabStatus } from './status.js';
 import { labUp } from './up.js';
@@ -23,6 +24,8 @@ export interface DemoOptions {
   hosts?: number;
   /** Default 2. */
   podsPerHost?: number;
+  /** Default 'etcd'; 'kubernetes' creates the Service through the lab's kube-apiserver. */
+  controlPlane?: LabControlPlane;
   /** Progress lines ("==> ..."). Default: none. */
   progress?: (line: string) => void;
 }
@@ -77,13 +80,14 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
     say(`removing the older lab "${id}"`);
     await labDown(id);
   }
-  say(`bringing up a ${opts.hosts ?? 3}-host lab "${id}": etcd, weftd (${opts.backend ?? 'vxlan'}), weft-proxy (${opts.proxyMode ?? 'iptables'}), pods via the weft CNI plugin`);
+  say(`bringing up a ${opts.hosts ?? 3}-host lab "${id}": etcd${opts.controlPlane === 'kubernetes' ? ', kube-apiserver' : ''}, weftd (${opts.backend ?? 'vxlan'}), weft-proxy (${opts.proxyMode ?? 'iptables'}), pods via the weft CNI plugin`);
   const status = await labUp({
     id,
     hosts: opts.hosts ?? 3,
     podsPerHost: opts.podsPerHost ?? 2,
     backend: opts.backend ?? 'vxlan',
     proxyMode: opts.proxyMode ?? 'iptables',
+    controlPlane: opts.controlPlane ?? 'etcd',
     onStep: (step) => say(`  ${step}`),
   });
 
@@ -91,8 +95,11 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
   await labServePods(id, { port: DEMO_SERVICE.targetPort });
 
   const s = DEMO_SERVICE;
-  say(`applying Service ${s.name}: ClusterIP ${s.clusterIp}:${s.port}, NodePort ${s.nodePort}`);
-  await labExec(id, 'h1', [process.execPath, join(repoRoot, 'dist', 'cli', 'weftctl.js'), '--etcd-endpoints', ETCD_ENDPOINT, 'apply', '-f', '-'], {
+  // Through the lab's API server when it has one (weft-proxy reads it from there), else into etcd.
+  const kubeconfig = status.hosts[0]?.kubeconfig;
+  const source = kubeconfig ? ['apply', '-f', '-', '--kubeconfig', kubeconfig] : ['--etcd-endpoints', ETCD_ENDPOINT, 'apply', '-f', '-'];
+  say(`applying Service ${s.name}${kubeconfig ? ' through the Kubernetes API' : ''}: ClusterIP ${s.clusterIp}:${s.port}, NodePort ${s.nodePort}`);
+  await labExec(id, 'h1', [process.execPath, join(repoRoot, 'dist', 'cli', 'weftctl.js'), ...source], {
     input: demoManifests(status),
   });
   // Bounded wait for the rules to reach every host (the proxies sync at most once a second).

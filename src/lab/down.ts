@@ -33,9 +33,9 @@ export async function labDown(id: string, opts: { log?: Logger; graceMs?: number
     }
     state.phase = 'deleting';
     writeState(state);
-    // Clients first (spawned tools, weftd), etcd last, so daemons can exit cleanly.
-    const order = (p: ProcRecord) => (p.key === 'etcd' ? 2 : p.key.startsWith('weftd:') ? 1 : 0);
-    for (const rank of [0, 1, 2]) {
+    // Clients first (spawned tools, weftd), then kube-apiserver, etcd last, so daemons can exit cleanly.
+    const order = (p: ProcRecord) => (p.key === 'etcd' ? 3 : p.key === 'kube-apiserver' ? 2 : p.key.startsWith('weftd:') ? 1 : 0);
+    for (const rank of [0, 1, 2, 3]) {
       const procs = state.processes.filter((p) => order(p) === rank);
       result.stoppedPids.push(...(await stopProcs(procs, { graceMs: opts.graceMs })));
     }

@@ -21,7 +21,8 @@ export function proxyArgv(state: LabState, host: HostRecord, mode: Exclude<LabPr
     process.execPath,
     ...nodeFlagsFor('weft-proxy'),
     proxyScript(),
-    '--etcd-endpoints', ETCD_ENDPOINT,
+    // From the lab's API server when it has one, as kube-proxy runs; else from etcd.
+    ...(state.controlPlane === 'kubernetes' && host.kubeconfig ? ['--kubeconfig', host.kubeconfig] : ['--etcd-endpoints', ETCD_ENDPOINT]),
     '--proxy-mode', mode,
     '--hostname-override', host.name,
     '--node-ip', host.underlayIp,

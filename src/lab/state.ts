@@ -52,7 +52,22 @@ export interface HostRecord {
   subnet?: string;
   mtu?: number;
   subnetFile: string;
+  /** Control plane kubernetes: this host's kubeconfig (its own token) and Node name. */
+  kubeconfig?: string;
+  nodeName?: string;
   pods: PodRecord[];
+}
+
+/** The lab's kube-apiserver (control plane kubernetes); its process is ProcRecord 'kube-apiserver'. */
+export interface KubeRecord {
+  url: string;
+  dir: string;
+  etcdPrefix: string;
+  caFile: string;
+  /** The admin's kubeconfig (system:masters). */
+  adminKubeconfig: string;
+  /** curl -H @file with the admin's token. */
+  authHeaderFile: string;
 }
 
 export interface LabState {
@@ -71,6 +86,11 @@ export interface LabState {
   /** Pod attacher used by up (down detaches nothing: namespaces go, veths go with them). */
   attacher: string;
   etcd: { endpoint: string; dataDir: string };
+  /** Where Services and Nodes live: 'etcd' (absent in older state files) or 'kubernetes'. */
+  controlPlane?: 'etcd' | 'kubernetes';
+  /** Where weftd takes subnets from: 'etcd' (default) or 'kubernetes' (Node spec.podCIDR). */
+  subnetManager?: 'etcd' | 'kubernetes';
+  kube?: KubeRecord;
   switchNetns: string;
   switchBridge: string;
   /** Namespaces in creation order (recorded before each `ip netns add`). */

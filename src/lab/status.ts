@@ -17,12 +17,27 @@ export interface LabHostStatus {
   subnet: string | null;
   mtu: number | null;
   weftd: { pid: number; running: boolean } | null;
+  /** Control plane kubernetes: the host's kubeconfig. */
+  kubeconfig?: string;
   pods: LabPodStatus[];
+}
+
+/** Where Services and Nodes live; for kubernetes, the API server and its process. */
+export interface LabControlPlaneStatus {
+  kind: 'etcd' | 'kubernetes';
+  subnetManager: 'etcd' | 'kubernetes';
+  /** kubernetes: the API server URL (reachable from the lab's namespaces), its PID and liveness. */
+  url?: string;
+  pid?: number;
+  running?: boolean;
+  /** kubernetes: the admin's kubeconfig. */
+  adminKubeconfig?: string;
 }
 
 export interface LabStatus {
   id: string;
   etcd: string;
+  controlPlane: LabControlPlaneStatus;
   backend: string;
   network: string;
   phase: LabState['phase'];
@@ -30,11 +45,20 @@ export interface LabStatus {
   hosts: LabHostStatus[];
 }
 
+function controlPlaneOf(state: LabState): LabControlPlaneStatus {
+  const kind = state.controlPlane ?? 'etcd';
+  const subnetManager = state.subnetManager ?? 'etcd';
+  if (kind === 'etcd') return { kind, subnetManager };
+  const p = [...state.processes].reverse().find((r) => r.key === 'kube-apiserver');
+  return { kind, subnetManager, url: state.kube?.url, pid: p?.pid, running: p ? isRunning(p) : false, adminKubeconfig: state.kube?.adminKubeconfig };
+}
+
 export function statusOf(state: LabState): LabStatus {
   const etcdProc = state.processes.find((p) => p.key === 'etcd');
   return {
     id: state.id,
     etcd: state.etcd.endpoint,
+    controlPlane: controlPlaneOf(state),
     backend: state.backend,
     network: state.network,
     phase: state.phase,
@@ -58,6 +82,7 @@ export function statusOf(state: LabState): LabStatus {
         subnet,
         mtu,
         weftd: w ? { pid: w.pid, running: isRunning(w) } : null,
+        ...(h.kubeconfig ? { kubeconfig: h.kubeconfig } : {}),
         pods: h.pods.map((p) => ({ name: p.name, ip: p.ip ?? null, netns: p.netns })),
       };
     }),

@@ -8,8 +8,9 @@ import { readSubnetEnv, writeSubnetEnv } from '../store/subnet-env.js';
 import { ManualAttacher, type PodAttacher } from './attacher.js';
 import { CniAttacher } from './cni-attacher.js';
 import { LAB_PROXY_MODES, proxyLogPath, waitProxyHealthy, type LabProxyMode } from './proxy.js';
-import { launchProxy, launchWeftd, listNetns, recordProc } from './common.js';
+import { labNetworkConfig, launchProxy, launchWeftd, listNetns, recordProc } from './common.js';
 import { labDown } from './down.js';
+import { checkControlPlane, createLabNode, setNodePodCidr, startLabKubeApiserver, type LabControlPlane, type LabSubnetManager } from './kube.js';
 import { etcdArgv, etcdDataDir, labEtcdClient, waitEtcdHealthy, type LabEtcd } from './etcd.js';
 import { LabExistsError, LabUpError } from './errors.js';
 import { ETCD_ENDPOINT, ETCD_IP, HOST_IFACE, UNDERLAY_PREFIX } from './names.js';
@@ -36,6 +37,18 @@ export interface LabUpOptions extends LabPlanInput {
   attacher?: PodAttacher;
   /** weft-proxy on every host (needs weftd). Default 'iptables', as kube-proxy's default. */
   proxyMode?: LabProxyMode;
+  /**
+   * Where Services and Nodes live. 'etcd' (default): weft's registry in the
+   * lab's etcd. 'kubernetes': a kube-apiserver beside etcd, a Node and a
+   * kubeconfig per host, weft-proxy reading the API as kube-proxy does.
+   */
+  controlPlane?: LabControlPlane;
+  /**
+   * Where weftd takes subnets from: 'etcd' (default, flannel's leases) or
+   * 'kubernetes' (flanneld's --kube-subnet-mgr: the Node's spec.podCIDR,
+   * allocated by the lab). Only with controlPlane 'kubernetes'.
+   */
+  subnetManager?: LabSubnetManager;
   /** Default silentLogger. */
   log?: Logger;
   /**
@@ -91,10 +104,7 @@ async function startEtcd(state: LabState, timeoutMs: number, signal?: AbortSigna
   return etcd;
 }
 
-/** flannel's network config for the lab. */
-export function labNetworkConfig(network: string, backend: string): string {
-  return JSON.stringify({ Network: network, Backend: { Type: backend } });
-}
+export { labNetworkConfig };
 
 /** Fallback without weftd: our own subnet.env and static host-gw routes. */
 async function assignFallbackSubnets(state: LabState): Promise<void> {
@@ -160,6 +170,10 @@ export async function labUp(opts: LabUpOptions = {}): Promise<LabStatus> {
   if (startWeftd && !existsSync(weftdScript())) {
     throw new InvalidArgumentError('startWeftd', `${weftdScript()} does not exist: run npm run build (or use startWeftd: false)`);
   }
+  const controlPlane = opts.controlPlane ?? 'etcd';
+  const subnetManager = opts.subnetManager ?? 'etcd';
+  checkControlPlane(controlPlane, subnetManager);
+  if (subnetManager === 'kubernetes' && !startWeftd) throw new InvalidArgumentError('subnetManager', 'kubernetes needs weftd (not --no-weftd)');
   if (readState(plan.id)) {
     throw new LabExistsError(`lab "${plan.id}" already exists (${labDir(plan.id)}); run: weftctl lab down --id ${plan.id}`, { id: plan.id });
   }
@@ -183,6 +197,8 @@ export async function labUp(opts: LabUpOptions = {}): Promise<LabStatus> {
     proxyMode,
     attacher: attacher.name,
     etcd: { endpoint: ETCD_ENDPOINT, dataDir: etcdDataDir(dir) },
+    controlPlane,
+    subnetManager,
     switchNetns: plan.switchNetns,
     switchBridge: plan.switchBridge,
     namespaces: [],
@@ -220,6 +236,17 @@ export async function labUp(opts: LabUpOptions = {}): Promise<LabStatus> {
     log.info({ endpoint: ETCD_ENDPOINT, netns: state.switchNetns }, 'etcd healthy');
     await step('config');
     await etcd.put('/coreos.com/network/config', labNetworkConfig(state.network, state.backend));
+    if (controlPlane === 'kubernetes') {
+      await step('kube-apiserver');
+      await startLabKubeApiserver(state, timeoutMs, opts.signal);
+      log.info({ url: state.kube!.url, netns: state.switchNetns }, 'kube-apiserver ready');
+      for (const h of state.hosts) {
+        await step(`node ${h.name}`);
+        // The Kubernetes subnet manager reads spec.podCIDR: the lab allocates it as
+        // kube-controller-manager --allocate-node-cidrs would; else it follows weftd's lease.
+        await createLabNode(state, h, subnetManager === 'kubernetes' ? formatCidr(fallbackSubnet(state.network, h.index)) : undefined);
+      }
+    }
 
     if (startWeftd) {
       const procs: ProcRecord[] = [];
@@ -240,6 +267,10 @@ export async function labUp(opts: LabUpOptions = {}): Promise<LabStatus> {
         }),
       );
       writeState(state);
+      if (controlPlane === 'kubernetes' && subnetManager === 'etcd') {
+        await step('node podCIDRs');
+        for (const h of state.hosts) await setNodePodCidr(state, h, h.subnet!);
+      }
       if (proxyMode !== 'none') {
         const proxies: ProcRecord[] = [];
         for (const h of state.hosts) {
@@ -252,6 +283,7 @@ export async function labUp(opts: LabUpOptions = {}): Promise<LabStatus> {
     } else {
       await step('routes');
       await assignFallbackSubnets(state);
+      if (controlPlane === 'kubernetes') for (const h of state.hosts) await setNodePodCidr(state, h, h.subnet!);
     }
 
     for (const h of state.hosts) {

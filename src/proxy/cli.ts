@@ -9,6 +9,10 @@ import { EtcdKV, registryEtcdOptions } from './registry/kv.js';
 import { EtcdClient } from '../etcd/index.js';
 import { addEtcdFlags, etcdSecurityOf, type EtcdFlagValues } from '../cli/etcd-flags.js';
 import { ProxyRegistry } from './registry/registry.js';
+import { KubeApiRegistry } from './kube-registry.js';
+
+type Registry = Pick<ProxyRegistry, 'apply' | 'get' | 'list' | 'delete'>;
+const KUBECONFIG_HELP = 'read and write the objects through this cluster\'s Kubernetes API server instead of etcd';
 
 const KIND_ALIASES: Record<string, ProxyKind> = {
   service: 'Service', services: 'Service', svc: 'Service',
@@ -37,8 +41,16 @@ function nodePortRange(text: string): [number, number] {
   return [Number(m[1]), Number(m[2])];
 }
 
-async function withRegistry<T>(cmd: Command, fn: (r: ProxyRegistry) => Promise<T>): Promise<T> {
-  const o = cmd.optsWithGlobals() as { etcdEndpoints: string; serviceCidr?: string; serviceNodePortRange?: string } & EtcdFlagValues;
+async function withRegistry<T>(cmd: Command, fn: (r: Registry) => Promise<T>): Promise<T> {
+  const o = cmd.optsWithGlobals() as { etcdEndpoints: string; serviceCidr?: string; serviceNodePortRange?: string; kubeconfig?: string } & EtcdFlagValues;
+  if (o.kubeconfig) {
+    const api = KubeApiRegistry.fromKubeconfig(o.kubeconfig, nodePortRange(o.serviceNodePortRange ?? '30000-32767'));
+    try {
+      return await fn(api);
+    } finally {
+      api.close();
+    }
+  }
   const endpoints = o.etcdEndpoints.split(',').map((s) => s.trim()).filter(Boolean);
   const kv = new EtcdKV(new EtcdClient({ ...registryEtcdOptions(endpoints), ...etcdSecurityOf(o) }));
   try {
@@ -97,6 +109,7 @@ function endpointRows(slices: EndpointSlice[]): string[][] {
 /** Adds `weftctl apply`, `weftctl get` and `weftctl delete`. */
 export function registerProxyCommands(program: Command): void {
   addEtcdFlags(program.command('apply'))
+    .option('--kubeconfig <file>', KUBECONFIG_HELP)
     .description('create or update Services, Endpoints and EndpointSlices from YAML or JSON (allocates ClusterIPs and node ports)')
     .requiredOption('-f, --filename <file>', 'manifest file, or - for stdin')
     .option('--service-cidr <cidr>', 'ClusterIP range', '10.96.0.0/12')
@@ -119,6 +132,7 @@ export function registerProxyCommands(program: Command): void {
     });
 
   addEtcdFlags(program.command('get'))
+    .option('--kubeconfig <file>', KUBECONFIG_HELP)
     .description('list services, endpoints or endpointslices')
     .argument('<kind>', 'services | endpoints | endpointslices')
     .argument('[name]', 'one object')
@@ -143,6 +157,7 @@ export function registerProxyCommands(program: Command): void {
     });
 
   addEtcdFlags(program.command('delete'))
+    .option('--kubeconfig <file>', KUBECONFIG_HELP)
     .description('delete objects named in a manifest, or KIND NAME')
     .argument('[kind]', 'service | endpoints | endpointslice')
     .argument('[name]', 'object name')
