@@ -13,9 +13,8 @@ import { ExecNft, type NftClient } from '../netfilter/nft.js';
 import { removePeerFilter } from '../backends/vxlan/peer-filter.js';
 import { parseNetworkConfig } from '../store/netconfig.js';
 import type { Registry } from '../store/registry.js';
-import { EtcdRegistry } from '../store/etcd-registry.js';
 import { writeSubnetEnv } from '../store/subnet-env.js';
-import { etcdSource, kubeSource, readNetConf, DEFAULT_NET_CONFIG_PATH, type KubeSourceDeps, type SubnetSource } from './subnet-source.js';
+import { etcdRegistryOf, etcdSource, kubeSource, readNetConf, DEFAULT_NET_CONFIG_PATH, type KubeSourceDeps, type SubnetSource } from './subnet-source.js';
 import type { InvalidLease, Lease, NetworkConfig } from '../store/types.js';
 import { startCniServer, type CniServer } from '../cni/server.js';
 import { startHealthServer } from './health.js';
@@ -46,18 +45,6 @@ export interface DaemonControl {
   state?: () => Record<string, unknown>;
   /** Asks for a data path reconcile now; false before the data path runs. */
   resync?: (reason: string) => boolean;
-}
-
-function registryOf(opts: WeftdOptions): Registry {
-  return new EtcdRegistry({
-    endpoints: opts.etcdEndpoints,
-    prefix: opts.etcdPrefix,
-    caFile: opts.etcdCafile,
-    certFile: opts.etcdCertfile,
-    keyFile: opts.etcdKeyfile,
-    username: opts.etcdUsername,
-    password: opts.etcdPassword,
-  });
 }
 
 /**
@@ -310,7 +297,7 @@ export async function cleanupWeftd(opts: WeftdOptions, log: Logger): Promise<voi
     log.info({ backend: config.backend.type }, 'removed backend routes and devices');
     return;
   }
-  const registry = registryOf(opts);
+  const registry = etcdRegistryOf(opts);
   try {
     const raw = await registry.getConfig();
     if (raw === undefined) {

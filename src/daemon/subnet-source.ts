@@ -52,19 +52,22 @@ export interface SubnetSource {
   close(): Promise<void>;
 }
 
+/** The etcd Registry weftd's flags describe (also used by `--cleanup`). */
+export function etcdRegistryOf(opts: WeftdOptions): Registry {
+  return new EtcdRegistry({
+    endpoints: opts.etcdEndpoints,
+    prefix: opts.etcdPrefix,
+    caFile: opts.etcdCafile,
+    certFile: opts.etcdCertfile,
+    keyFile: opts.etcdKeyfile,
+    username: opts.etcdUsername,
+    password: opts.etcdPassword,
+  });
+}
+
 /** etcd mode: the Registry (injected in tests) under the LeaseManager. */
 export function etcdSource(opts: WeftdOptions, log: Logger, injected?: Registry): SubnetSource {
-  const registry =
-    injected ??
-    new EtcdRegistry({
-      endpoints: opts.etcdEndpoints,
-      prefix: opts.etcdPrefix,
-      caFile: opts.etcdCafile,
-      certFile: opts.etcdCertfile,
-      keyFile: opts.etcdKeyfile,
-      username: opts.etcdUsername,
-      password: opts.etcdPassword,
-    });
+  const registry = injected ?? etcdRegistryOf(opts);
   return {
     kind: 'etcd',
     loadConfig: (signal) => loadNetworkConfig(registry, { signal, log }),

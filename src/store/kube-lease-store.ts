@@ -19,6 +19,7 @@ import { nodePodCidr, nodeRecordOf, nodeToLease, ownAnnotationsPatch, type KubeA
 import { diffSnapshots } from './lease-manager.js';
 import type { LeaseSnapshot, LeaseStore } from './lease-store.js';
 import { LeaseView } from './lease-view.js';
+import { Wakeup } from './wakeup.js';
 import type { InvalidLease, InvalidReason, Lease, LeaseAttrs, LeaseEvent, NetworkConfig } from './types.js';
 
 const NODES = '/api/v1/nodes';
@@ -115,33 +116,6 @@ export interface KubeLeaseStoreOptions extends KubeRetryOptions {
   onLeaseChanged?: (lease: Lease) => void;
   onError?: (err: Error) => void;
   onInvalid?: (invalid: InvalidLease) => void;
-}
-
-/** Wait that ends early on `wake()`. */
-class Wakeup {
-  private pending = false;
-  private resolve: (() => void) | undefined;
-  wake(): void {
-    this.pending = true;
-    this.resolve?.();
-  }
-  async wait(ms: number, signal: AbortSignal): Promise<void> {
-    if (this.pending || signal.aborted) {
-      this.pending = false;
-      return;
-    }
-    const ac = new AbortController();
-    const onAbort = () => ac.abort();
-    signal.addEventListener('abort', onAbort, { once: true });
-    try {
-      await Promise.race([delay(ms, ac.signal).catch(() => {}), new Promise<void>((r) => (this.resolve = r))]);
-    } finally {
-      ac.abort();
-      signal.removeEventListener('abort', onAbort);
-      this.resolve = undefined;
-      this.pending = false;
-    }
-  }
 }
 
 export interface KubeLeaseCounters {

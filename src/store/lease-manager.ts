@@ -23,6 +23,7 @@ import { silentLogger, type Logger } from '../core/log.js';
 import { Backoff } from './backoff.js';
 import { LeaseInvalidError } from './errors.js';
 import { LeaseView } from './lease-view.js';
+import { Wakeup } from './wakeup.js';
 import { subnetCount } from './netconfig.js';
 import { isReservation, sameAttrs, type Registry } from './registry.js';
 import { chooseSubnet, describeChoice, splitOwnLeases } from './subnet-policy.js';
@@ -86,33 +87,6 @@ export interface LeaseCounters {
 }
 
 export type LeaseSnapshot = ReadonlyMap<string, Lease>;
-
-/** Wait that ends early when `wake()` is called (watch event for our key). */
-class Wakeup {
-  private pending = false;
-  private resolve: (() => void) | undefined;
-  wake(): void {
-    this.pending = true;
-    this.resolve?.();
-  }
-  async wait(ms: number, signal: AbortSignal, sleep: (ms: number, signal: AbortSignal) => Promise<void>): Promise<void> {
-    if (this.pending || signal.aborted) {
-      this.pending = false;
-      return;
-    }
-    const ac = new AbortController();
-    const onAbort = () => ac.abort();
-    signal.addEventListener('abort', onAbort, { once: true });
-    try {
-      await Promise.race([sleep(ms, ac.signal).catch(() => {}), new Promise<void>((r) => (this.resolve = r))]);
-    } finally {
-      ac.abort();
-      signal.removeEventListener('abort', onAbort);
-      this.resolve = undefined;
-      this.pending = false;
-    }
-  }
-}
 
 const MAX_CONFLICTS_BEFORE_BACKOFF = 10;
 
