@@ -18,6 +18,7 @@ kube_pid=$!
 trap 'kill "$kube_pid" 2>/dev/null || true; rm -f "$kube_out"' EXIT
 
 npm run build
+npm run lint
 npx vitest run --project unit
 
 kube_rc=0

@@ -1,4 +1,4 @@
-import type { LabStatus } from './lab.js';
+import type { LabStatus } from './status.js';
 
 /** Left-aligned columns, two spaces apart. */
 export function table(rows: string[][]): string {

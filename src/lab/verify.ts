@@ -3,7 +3,7 @@ import { InvalidArgumentError } from '../core/errors.js';
 import { isIPv4 } from '../core/ip.js';
 import { run } from '../exec/run.js';
 import { table } from './format.js';
-import { labStatus } from './lab.js';
+import { labStatus } from './status.js';
 
 /**
  * The checks behind scripts/verify-ping and scripts/verify-curl. They work on

@@ -27,8 +27,9 @@ import { resolveConnection } from '../kube/resolve.js';
 import type { InClusterOptions } from '../kube/incluster.js';
 import { ProxySyncer } from './syncer.js';
 
-export const PROXY_MODES = ['iptables', 'nftables', 'ipvs'] as const;
-export type ProxyMode = (typeof PROXY_MODES)[number];
+import { PROXY_MODES, type ProxyMode } from './mode-options.js';
+
+export { PROXY_MODES, type ProxyMode };
 
 export interface ProxyOptions {
   /** etcd endpoints; empty with no manifests dir is an error. */

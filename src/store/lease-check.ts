@@ -10,9 +10,8 @@
  */
 import { isIPv6 } from 'node:net';
 import { containsNet, formatIPv4, maskOf, parseIPv4, subnetKey, type IPv4Net } from '../core/ip.js';
-import { errorMessage } from '../core/errors.js';
-import { parseLeaseAttrs } from './registry.js';
-import type { InvalidLease, InvalidReason, Lease, NetworkConfig } from './types.js';
+import { InvalidArgumentError, errorMessage } from '../core/errors.js';
+import type { InvalidLease, InvalidReason, Lease, LeaseAttrs, NetworkConfig } from './types.js';
 
 /** Largest lease value weft reads. flannel's are ~150 bytes; anything near this is not a lease. */
 export const MAX_LEASE_VALUE_BYTES = 64 * 1024;
@@ -193,4 +192,24 @@ function refusal(l: Lease, reason: InvalidReason, detail: string): InvalidLease 
     revision: l.revision ?? 0,
     ...(l.createRevision !== undefined ? { createRevision: l.createRevision } : {}),
   };
+}
+
+/**
+ * Parses a lease value; InvalidArgumentError when it is not flannel's JSON.
+ * A missing or null BackendType reads as "": flanneld's udp backend writes
+ * `{"PublicIP":"192.0.2.3","PublicIPv6":null}` and nothing else.
+ */
+export function parseLeaseAttrs(text: string, key = 'lease'): LeaseAttrs {
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    throw new InvalidArgumentError(key, 'lease value is not JSON');
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new InvalidArgumentError(key, 'lease value is not an object');
+  const o = v as Record<string, unknown>;
+  if (typeof o.PublicIP !== 'string') throw new InvalidArgumentError(key, 'lease value has no PublicIP');
+  if (o.BackendType === undefined || o.BackendType === null) return { ...o, BackendType: '' } as unknown as LeaseAttrs;
+  if (typeof o.BackendType !== 'string') throw new InvalidArgumentError(key, 'lease value has a BackendType that is not a string');
+  return o as unknown as LeaseAttrs;
 }

@@ -6,10 +6,11 @@
  *
  * Keys: `<prefix>/config` and `<prefix>/subnets/10.244.51.0-24`.
  */
-import { InvalidArgumentError } from '../core/errors.js';
 import { subnetKey, type IPv4Net } from '../core/ip.js';
 import { parseLeaseKeyName } from './lease-check.js';
 import type { InvalidLease, Lease, LeaseAttrs } from './types.js';
+
+export { parseLeaseAttrs } from './lease-check.js';
 
 export const DEFAULT_ETCD_PREFIX = '/coreos.com/network';
 
@@ -130,26 +131,6 @@ export function serializeLeaseAttrs(attrs: LeaseAttrs): string {
   // flanneld >= 0.16 may add BackendV6Data; keep whatever else was given.
   for (const [k, v] of Object.entries(attrs)) if (!(k in out) && v !== undefined) out[k] = v;
   return JSON.stringify(out);
-}
-
-/**
- * Parses a lease value; InvalidArgumentError when it is not flannel's JSON.
- * A missing or null BackendType reads as "": flanneld's udp backend writes
- * `{"PublicIP":"192.0.2.3","PublicIPv6":null}` and nothing else.
- */
-export function parseLeaseAttrs(text: string, key = 'lease'): LeaseAttrs {
-  let v: unknown;
-  try {
-    v = JSON.parse(text);
-  } catch {
-    throw new InvalidArgumentError(key, 'lease value is not JSON');
-  }
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new InvalidArgumentError(key, 'lease value is not an object');
-  const o = v as Record<string, unknown>;
-  if (typeof o.PublicIP !== 'string') throw new InvalidArgumentError(key, 'lease value has no PublicIP');
-  if (o.BackendType === undefined || o.BackendType === null) return { ...o, BackendType: '' } as unknown as LeaseAttrs;
-  if (typeof o.BackendType !== 'string') throw new InvalidArgumentError(key, 'lease value has a BackendType that is not a string');
-  return o as unknown as LeaseAttrs;
 }
 
 /** True for a key without TTL (an operator's reservation). */

@@ -3,7 +3,7 @@ import { errorMessage } from '../../core/errors.js';
 import { ExecIptables, type IptablesChainClient } from '../../netfilter/iptables.js';
 import { ExecNft, deleteTableText, type NftClient } from '../../netfilter/nft.js';
 import type { ProxyModeBackend } from '../backend.js';
-import type { ProxyMode, ProxyOptions } from '../daemon.js';
+import type { ModeOptions, ProxyMode } from '../mode-options.js';
 import { IptablesProxier } from '../iptables/proxier.js';
 import type { IptablesProxyConfig } from '../iptables/service-rules.js';
 import { DummyHolder, ExecIpset, ExecIpvsadm } from '../ipvs/clients.js';
@@ -19,7 +19,7 @@ import { NftablesProxier } from './proxier.js';
  * one mode to another must not keep two sets of rules, nor go without rules
  * while the sources list). ipvs refuses to start without IP_VS and dummy links.
  */
-export async function createMode(mode: 'nftables' | 'ipvs', o: ProxyOptions, cfg: IptablesProxyConfig): Promise<ProxyModeBackend> {
+export async function createMode(mode: 'nftables' | 'ipvs', o: ModeOptions, cfg: IptablesProxyConfig): Promise<ProxyModeBackend> {
   if (mode === 'ipvs') {
     await checkIpvsKernel();
     const ipt = o.iptables ?? (await ExecIptables.create({ netns: o.netns, backend: o.iptablesBackend }));
@@ -36,7 +36,7 @@ export class RemovingLeftovers implements ProxyModeBackend {
   constructor(
     readonly inner: ProxyModeBackend,
     private readonly keep: ProxyMode,
-    private readonly o: ProxyOptions,
+    private readonly o: ModeOptions,
     private readonly cfg: IptablesProxyConfig,
   ) {}
   get mode(): string {
@@ -63,7 +63,7 @@ export class RemovingLeftovers implements ProxyModeBackend {
 
 const exists = (p: string) => access(p).then(() => true, () => false);
 
-function iptablesClients(o: ProxyOptions): IptablesChainClient[] {
+function iptablesClients(o: ModeOptions): IptablesChainClient[] {
   return o.iptables ? [o.iptables] : [new ExecIptables('legacy', o.netns), new ExecIptables('nft', o.netns)];
 }
 
@@ -72,7 +72,7 @@ function iptablesClients(o: ProxyOptions): IptablesChainClient[] {
  * `--cleanup`). Each part is best effort: a missing tool or table is not an
  * error, and one failing part does not stop the others.
  */
-export async function removeLeftovers(keep: ProxyMode | 'none', o: ProxyOptions, cfg: IptablesProxyConfig): Promise<void> {
+export async function removeLeftovers(keep: ProxyMode | 'none', o: ModeOptions, cfg: IptablesProxyConfig): Promise<void> {
   const step = async (what: string, fn: () => Promise<void>) => {
     try {
       await fn();
