@@ -1,3 +1,4 @@
+import { systemTimers, type TimerHandle, type Timers } from './clock.js';
 import type { Logger } from './log.js';
 
 export interface RunnerOptions {
@@ -12,6 +13,8 @@ export interface RunnerOptions {
   /** Cap of the doubled retry delay. Default retryMs (no growth). */
   maxRetryMs?: number;
   log: Logger;
+  /** Time and timers; tests pass FakeTimers. Default: the real clock. */
+  timers?: Timers;
 }
 
 /**
@@ -27,7 +30,7 @@ export class BoundedFrequencyRunner {
   private pending = false;
   private running = false;
   private lastRun = 0;
-  private timer: NodeJS.Timeout | undefined;
+  private timer: TimerHandle | undefined;
   private stopped = false;
   private reasons = new Set<string>();
   /** No run before this (ms since epoch): the backoff after failures. */
@@ -35,10 +38,14 @@ export class BoundedFrequencyRunner {
   /** Failed runs in a row; 0 after a success. */
   consecutiveFailures = 0;
 
+  private readonly timers: Timers;
+
   constructor(
     private readonly opts: RunnerOptions,
     private readonly fn: (reasons: string[]) => Promise<void>,
-  ) {}
+  ) {
+    this.timers = opts.timers ?? systemTimers;
+  }
 
   /** Starts the periodic schedule and runs once now. */
   start(): void {
@@ -55,7 +62,7 @@ export class BoundedFrequencyRunner {
 
   stop(): void {
     this.stopped = true;
-    if (this.timer) clearTimeout(this.timer);
+    if (this.timer !== undefined) this.timers.clear(this.timer);
     this.timer = undefined;
   }
 
@@ -70,12 +77,11 @@ export class BoundedFrequencyRunner {
     if (this.stopped || this.running) return;
     const min = this.opts.minIntervalMs ?? 1000;
     const max = this.opts.maxIntervalMs ?? 10_000;
-    const now = Date.now();
+    const now = this.timers.now();
     const sinceLast = now - this.lastRun;
     const wait = Math.max(this.pending ? min - sinceLast : max - sinceLast, this.notBefore - now, 0);
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = setTimeout(() => void this.tick(), wait);
-    this.timer.unref?.();
+    if (this.timer !== undefined) this.timers.clear(this.timer);
+    this.timer = this.timers.set(() => void this.tick(), wait);
   }
 
   private async tick(): Promise<void> {
@@ -85,7 +91,7 @@ export class BoundedFrequencyRunner {
     this.pending = false;
     this.reasons.clear();
     this.running = true;
-    this.lastRun = Date.now();
+    this.lastRun = this.timers.now();
     let failed = false;
     try {
       await this.fn(reasons);
@@ -93,7 +99,7 @@ export class BoundedFrequencyRunner {
       failed = true;
       this.consecutiveFailures++;
       const delay = this.retryDelay(this.consecutiveFailures);
-      this.notBefore = Date.now() + delay;
+      this.notBefore = this.timers.now() + delay;
       this.opts.log.warn({ runner: this.opts.name, failures: this.consecutiveFailures, retryInMs: delay, err }, 'run failed, will retry');
     } finally {
       this.running = false;
