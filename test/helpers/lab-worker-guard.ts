@@ -78,7 +78,7 @@ process.kill = ((pid: number, signal?: string | number) => {
 
 for (const sig of ['SIGTERM', 'SIGHUP', 'SIGINT'] as const) {
   process.on(sig, () => {
-    say(`received ${sig} (ppid ${process.ppid}); exiting as the default action would`);
+    say(`received ${sig} (ppid ${process.ppid}; vitest itself sends SIGTERM at teardown); exiting as the default action would`);
     process.exit(128 + ({ SIGHUP: 1, SIGINT: 2, SIGTERM: 15 } as const)[sig]);
   });
 }
