@@ -21,6 +21,9 @@ export default defineConfig({
           environment: 'node',
           testTimeout: 180_000,
           hookTimeout: 180_000,
+          // Logs signals sent and received, refuses signals aimed at vitest
+          // itself (a lost worker in full runs), see the file.
+          setupFiles: ['test/helpers/lab-worker-guard.ts'],
           // Lab suites each build their own namespaces with a unique lab id,
           // so files run in parallel; tests inside a file run in order.
           fileParallelism: true,
