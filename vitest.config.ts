@@ -31,6 +31,10 @@ export default defineConfig({
           sequence: { groupOrder: 1 },
         },
       },
+      {
+        // Real VMs (QEMU, Vagrant); each file skips with a message when it cannot run.
+        test: { name: 'vm', include: ['test/vm/**/*.test.ts'], environment: 'node', testTimeout: 3_600_000, hookTimeout: 600_000, sequence: { groupOrder: 2 } },
+      },
     ],
   },
 });
