@@ -146,8 +146,10 @@ describe('deploy manifests', () => {
     }
     // The probes ask weftd's health paths on the port the command line gives.
     const port = Number((c.command as string[]).find((a) => a.startsWith('--healthz-port='))!.split('=')[1]);
-    expect(c.livenessProbe.httpGet).toEqual({ path: '/healthz', port });
-    expect(c.readinessProbe.httpGet).toEqual({ path: '/readyz', port });
+    // Through the named container port, which must be that port.
+    expect((c.ports as Obj[]).find((p) => p.name === 'healthz')).toMatchObject({ containerPort: port, protocol: 'TCP' });
+    expect(c.livenessProbe.httpGet).toEqual({ path: '/healthz', port: 'healthz' });
+    expect(c.readinessProbe.httpGet).toEqual({ path: '/readyz', port: 'healthz' });
     expect(c.env.map((e: Obj) => e.name)).toEqual(expect.arrayContaining(['NODE_NAME', 'POD_NAME', 'POD_NAMESPACE']));
     if (!hasKube) ctx.skip(`this weftd has no --kube-subnet-mgr yet (issue 20); not checked: ${kube.join(' ')}`);
   });
