@@ -381,15 +381,18 @@ export async function startCniServer(opts: CniServerOptions = {}): Promise<CniSe
         sock.destroy();
       }
     });
-    // One deadline for the whole request: a byte now and then does not extend it.
-    const deadline = setTimeout(() => {
+    // One deadline for the whole request: a byte now and then does not extend it. It does not run while the
+    // request waits, paused by the server, for a large-request reservation: that wait is ours, not the caller's.
+    const onDeadline = () => {
       const received = size;
       finishReceive();
       stats.timedOut.receive++;
       opts.metrics?.timedOut('receive');
       log.warn({ received, timeoutMs: limits.receiveTimeoutMs }, 'dropped CNI connection: request not received in time');
       if (!sock.destroyed) sock.end(encodeCniError(11, `weft server: request not received within ${limits.receiveTimeoutMs} ms`), () => sock.destroy());
-    }, limits.receiveTimeoutMs);
+    };
+    let deadline = setTimeout(onDeadline, limits.receiveTimeoutMs);
+    let deadlineAt = Date.now() + limits.receiveTimeoutMs;
 
     // Past 64 KiB a request needs a reservation; without one it waits, paused (the rest stays in the kernel's buffer).
     const maybePause = () => {
@@ -399,11 +402,18 @@ export async function startCniServer(opts: CniServerOptions = {}): Promise<CniSe
         return;
       }
       sock.pause();
+      // The receive deadline stops while we hold the caller back, and gets the time it had left once granted.
+      clearTimeout(deadline);
+      const left = Math.max(0, deadlineAt - Date.now());
       waitEntry = {
         sock,
         grant: () => {
           waitEntry = undefined;
           reserved = true;
+          if (!done) {
+            deadline = setTimeout(onDeadline, left);
+            deadlineAt = Date.now() + left;
+          }
           sock.resume();
         },
       };
