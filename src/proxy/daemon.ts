@@ -27,11 +27,11 @@ import { resolveConnection } from '../kube/resolve.js';
 import type { InClusterOptions } from '../kube/incluster.js';
 import { ProxySyncer } from './syncer.js';
 
-import { PROXY_MODES, type ProxyMode } from './mode-options.js';
+import { PROXY_MODES, type ModeOptions, type ProxyMode } from './mode-options.js';
 
 export { PROXY_MODES, type ProxyMode };
 
-export interface ProxyOptions {
+export interface ProxyOptions extends ModeOptions {
   /** etcd endpoints; empty with no manifests dir is an error. */
   etcdEndpoints?: string[];
   /** etcd TLS and auth (--etcd-cafile, --etcd-certfile, --etcd-keyfile, --etcd-username, --etcd-password). */
@@ -50,21 +50,13 @@ export interface ProxyOptions {
   manifestsDir?: string;
   /** Default 'iptables'. */
   mode?: ProxyMode;
-  /** ipvs scheduler for --proxy-mode ipvs. Default 'rr'. */
-  ipvsScheduler?: string;
-  /** ipvs.strictARP: ipvs mode sets arp_ignore=1 and arp_announce=2. Default false. */
-  ipvsStrictARP?: boolean;
   /**
    * iptables mode answers 127.0.0.1:<nodePort> from the node (sets
    * net.ipv4.conf.all.route_localnet=1). Default true; nftables and ipvs modes never do.
    */
   localhostNodePorts?: boolean;
-  /** Kernel parameters (tests inject a fake); default /proc/sys of o.netns. */
-  sysctl?: Sysctl;
   /** This node's name (endpoints' nodeName). Default os.hostname(). */
   nodeName?: string;
-  /** This node's primary IP; `--nodeport-addresses primary` means it. */
-  nodeIP?: string;
   /** Pod network CIDR; off-cluster traffic to ClusterIPs is masqueraded. */
   clusterCIDR?: string;
   /** Masquerade every ClusterIP connection. Default false. */
@@ -99,15 +91,8 @@ export interface ProxyOptions {
   metricsBindAddress?: string;
   /** Host the health-check node ports listen on. Default 0.0.0.0. */
   healthCheckBindHost?: string;
-  /** Force the iptables backend instead of detecting it. */
-  iptablesBackend?: IptablesBackend;
-  /** Injected kernel clients (tests); default: real commands. */
-  iptables?: IptablesChainClient;
+  /** Injected conntrack client (tests); default: the conntrack command. */
   conntrack?: ConntrackClient;
-  nft?: NftClient;
-  /** Run inside this netns (tests): iptables and conntrack commands only. */
-  netns?: string;
-  log: Logger;
   /** Called once the HTTP servers listen (tests learn the ports). */
   onListening?: (ports: { healthz?: number; metrics?: number }) => void;
   /** Test hook: the running pieces. */

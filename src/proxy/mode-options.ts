@@ -10,13 +10,20 @@ export type ProxyMode = (typeof PROXY_MODES)[number];
 
 /** The part of weft-proxy's options a mode (and leftover removal) reads. */
 export interface ModeOptions {
+  /** ipvs scheduler for --proxy-mode ipvs. Default 'rr'. */
   ipvsScheduler?: string;
+  /** ipvs.strictARP: ipvs mode sets arp_ignore=1 and arp_announce=2. Default false. */
   ipvsStrictARP?: boolean;
+  /** Kernel parameters (tests inject a fake); default /proc/sys of o.netns. */
   sysctl?: Sysctl;
+  /** This node's primary IP; `--nodeport-addresses primary` means it. */
   nodeIP?: string;
+  /** Force the iptables backend instead of detecting it. */
   iptablesBackend?: IptablesBackend;
+  /** Injected kernel clients (tests); default: real commands. */
   iptables?: IptablesChainClient;
   nft?: NftClient;
+  /** Run inside this netns (tests): iptables and conntrack commands only. */
   netns?: string;
   log: Logger;
 }
