@@ -44,6 +44,13 @@ async function fixture(files: Record<string, string>): Promise<string> {
   return dir;
 }
 
+/** A fixture with these files fails the lint, naming the rule. */
+async function expectViolation(files: Record<string, string>, rule: string): Promise<void> {
+  const r = await cruise(await fixture(files));
+  expect(r.code).not.toBe(0);
+  expect(r.out).toContain(rule);
+}
+
 describe('dependency rules', () => {
   it('the tree itself has no new violation', async () => {
     const r = await cruise(ROOT, ['--ignore-known']);
@@ -52,30 +59,27 @@ describe('dependency rules', () => {
   }, 60_000);
 
   it('an import cycle fails, type-only imports included', async () => {
-    const dir = await fixture({
-      'src/a.ts': "import type { B } from './b.js';\nexport type A = B | 1;\n",
-      'src/b.ts': "import type { A } from './a.js';\nexport type B = A | 2;\n",
-    });
-    const r = await cruise(dir);
-    expect(r.code).not.toBe(0);
-    expect(r.out).toContain('no-circular');
+    await expectViolation(
+      {
+        'src/a.ts': "import type { B } from './b.js';\nexport type A = B | 1;\n",
+        'src/b.ts': "import type { A } from './a.js';\nexport type B = A | 2;\n",
+      },
+      'no-circular',
+    );
   }, 60_000);
 
   it('child_process outside src/exec fails', async () => {
-    const dir = await fixture({ 'src/proxy/x.ts': "import { spawn } from 'node:child_process';\nexport const s = spawn;\n" });
-    const r = await cruise(dir);
-    expect(r.code).not.toBe(0);
-    expect(r.out).toContain('spawn-only-in-exec');
+    await expectViolation({ 'src/proxy/x.ts': "import { spawn } from 'node:child_process';\nexport const s = spawn;\n" }, 'spawn-only-in-exec');
   }, 60_000);
 
   it('the process runner from outside kernel/netfilter fails, and is allowed inside', async () => {
-    const bad = await fixture({
-      'src/exec/run.ts': 'export const run = 1;\n',
-      'src/proxy/x.ts': "import { run } from '../exec/run.js';\nexport const r = run;\n",
-    });
-    const r = await cruise(bad);
-    expect(r.code).not.toBe(0);
-    expect(r.out).toContain('runner-only-in-side-effect-layer');
+    await expectViolation(
+      {
+        'src/exec/run.ts': 'export const run = 1;\n',
+        'src/proxy/x.ts': "import { run } from '../exec/run.js';\nexport const r = run;\n",
+      },
+      'runner-only-in-side-effect-layer',
+    );
     const good = await fixture({
       'src/exec/run.ts': 'export const run = 1;\n',
       'src/kernel/x.ts': "import { run } from '../exec/run.js';\nexport const r = run;\n",
